@@ -1,0 +1,138 @@
+//! The reusable conformance suite: the executable form of the
+//! [`MetadataStore`] contract. Every engine crate runs it from its own tests
+//! with one macro call; a third-party engine does the same.
+//!
+//! ```ignore
+//! // tests/conformance.rs of an engine crate
+//! use meta_store_api::conformance::Harness;
+//!
+//! struct MyHarness { dir: tempfile::TempDir }
+//! impl Harness for MyHarness {
+//!     fn open(&mut self) -> meta_store_api::Result<Box<dyn meta_store_api::MetadataStore>> {
+//!         Ok(Box::new(my_engine::MyStore::open(self.dir.path())?))
+//!     }
+//!     fn persistent(&self) -> bool { true }
+//! }
+//!
+//! meta_store_api::conformance_tests!(MyHarness { dir: tempfile::tempdir().unwrap() });
+//! ```
+//!
+//! The macro expands to one `#[test]` per case, named after the behaviour it
+//! pins down. [`run_all`] runs the same cases in-process and reports each
+//! (that is what `cargo xtask conformance` prints), and [`cross_engine_matrix`]
+//! checks that a snapshot of any engine restores into any other.
+//!
+//! The property test compares the engine with a `BTreeMap` model over
+//! [`model_cases`] random operation sequences (1,000 by default, or
+//! `META_CONFORMANCE_CASES`).
+
+// The suite reports failures by panicking, as `assert!` does: unwrapping
+// there is an assertion, not a shortcut.
+#![allow(clippy::unwrap_used)]
+
+pub mod cases;
+mod matrix;
+mod model;
+mod support;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use crate::{MetadataStore, Result};
+
+pub use cases::CASES;
+pub use matrix::cross_engine_matrix;
+pub use model::model_cases;
+
+/// Opens the store under test at one location.
+pub trait Harness: Send {
+    /// Opens the store: empty the first time; for a persistent engine, the
+    /// same data again once every previous handle was dropped. While a
+    /// handle is alive, opening again must fail with
+    /// [`Error::Locked`](crate::Error::Locked) (persistent engines).
+    fn open(&mut self) -> Result<Box<dyn MetadataStore>>;
+
+    /// Whether data survives dropping the store and opening it again.
+    fn persistent(&self) -> bool;
+}
+
+/// Makes a fresh harness (a new, empty location) for each case.
+pub type HarnessFactory<'a> = &'a (dyn Fn() -> Box<dyn Harness> + Sync);
+
+/// One case of the suite.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The behaviour it checks, as a test name.
+    pub name: &'static str,
+    /// Runs the case; panics on failure.
+    pub run: fn(HarnessFactory<'_>),
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+/// The outcome of one case in [`run_all`].
+#[derive(Clone, Debug)]
+pub struct CaseOutcome {
+    /// The case's name.
+    pub name: &'static str,
+    /// `None` when it passed, else the failure message.
+    pub failure: Option<String>,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
+/// Runs every case against `factory`, catching failures, in order.
+pub fn run_all(factory: HarnessFactory<'_>) -> Vec<CaseOutcome> {
+    CASES
+        .iter()
+        .map(|case| {
+            let start = Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| (case.run)(factory)));
+            CaseOutcome {
+                name: case.name,
+                failure: result.err().map(|panic| panic_message(&*panic)),
+                duration: start.elapsed(),
+            }
+        })
+        .collect()
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panicked with a non-string payload".into()
+    }
+}
+
+/// Expands to one `#[test]` per conformance case. The argument is an
+/// expression that makes a fresh [`Harness`] (a new, empty location); it is
+/// evaluated once per harness the cases need.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make_harness:expr) => {
+        $crate::__with_conformance_cases!(__emit_conformance_tests!($make_harness));
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __emit_conformance_tests {
+    (($make_harness:expr) $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let factory = || -> ::std::boxed::Box<dyn $crate::conformance::Harness> {
+                    ::std::boxed::Box::new($make_harness)
+                };
+                $crate::conformance::cases::$case(&factory);
+            }
+        )*
+    };
+}
