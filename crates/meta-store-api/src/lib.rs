@@ -24,7 +24,7 @@
 //!
 //! A taste, with the reference engine (`meta-store-mem`):
 //!
-//! ```ignore
+//! ```
 //! use meta_store_api::{Durability, MetadataStore, WriteBatch};
 //!
 //! let store = meta_store_mem::MemStore::new();
@@ -33,6 +33,7 @@
 //! batch.put(b"/meta/kv/b".to_vec(), b"2".to_vec()).delete(b"/meta/kv/a".to_vec());
 //! store.batch(&batch, Durability::Buffered)?;
 //! assert_eq!(store.scan(b"/meta/kv/")?, vec![(b"/meta/kv/b".to_vec(), b"2".to_vec())]);
+//! # Ok::<(), meta_store_api::Error>(())
 //! ```
 
 mod dir_lock;

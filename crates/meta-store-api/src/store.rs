@@ -209,11 +209,13 @@ impl KeyRange {
         above && below
     }
 
-    /// Whether no key can lie in the range (start after end, or an empty
-    /// half-open interval). Engines return an empty scan for such ranges
-    /// without asking the engine, whose range APIs may panic on them.
+    /// Whether no key can lie in the range: start after end, an empty
+    /// half-open interval, or an upper bound of `""` (keys are never empty).
+    /// Engines return an empty scan for such ranges without asking the
+    /// engine, whose range APIs may panic or fail on them.
     pub fn is_empty(&self) -> bool {
         match (&self.start, &self.end) {
+            (_, Bound::Included(e) | Bound::Excluded(e)) if e.is_empty() => true,
             (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
             (Bound::Included(s), Bound::Included(e)) => s > e,
             (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
@@ -402,6 +404,11 @@ mod tests {
         };
         assert!(open.is_empty());
         assert!(!KeyRange::all().is_empty());
+        let below_empty = KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Included(Vec::new()),
+        };
+        assert!(below_empty.is_empty());
     }
 
     #[test]

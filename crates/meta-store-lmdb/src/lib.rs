@@ -1,1 +1,334 @@
-//! placeholder
+//! The LMDB engine (through [`heed`]): a copy-on-write B+tree in a memory
+//! map, for read-heavy production nodes.
+//!
+//! - Reads are lock-free MVCC snapshots: every `get`, `range` and snapshot
+//!   stream runs in its own read transaction, which writers never block.
+//! - Every write is one LMDB write transaction, so batches and restores are
+//!   atomic, in memory and on disk.
+//! - [`Durability::Durable`] commits sync the data and then the meta page;
+//!   [`Durability::Buffered`] commits sync the data but not the meta page
+//!   (LMDB's `MDB_NOMETASYNC`), so a crash may undo the last buffered
+//!   commits but never corrupts the file. `MDB_NOSYNC` is never used: it
+//!   can corrupt the file on a system crash.
+//! - The map size is the largest the database may grow to
+//!   ([`LmdbOptions::map_size`]); when it is reached, writes fail with
+//!   [`Error::StorageFull`] and reads go on. The file only takes the space
+//!   its data needs.
+//!
+//! ```
+//! use meta_store_api::{Durability, MetadataStore};
+//! use meta_store_lmdb::{LmdbOptions, LmdbStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = LmdbStore::open(dir.path(), &LmdbOptions::default())?;
+//! store.set(b"/meta/kv/a", b"1", Durability::Durable)?;
+//! assert_eq!(store.get(b"/meta/kv/a")?, Some(b"1".to_vec()));
+//! # Ok::<(), meta_store_api::Error>(())
+//! ```
+
+use std::io::Read;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use heed::types::Bytes;
+use heed::{
+    CommitOrAbort, Database, EnvFlags, EnvOpenOptions, FlagSetMode, MdbError, RwTxn, WithoutTls,
+};
+use meta_store_api::snapshot::{SnapshotOptions, SnapshotStream, restore_records, spawn_snapshot};
+use meta_store_api::{
+    BatchOp, DirLock, Direction, Durability, Error, KeyRange, KeyValue, MetadataStore,
+    RestoreStats, Result, WriteBatch, limits,
+};
+
+const ENGINE: &str = "lmdb";
+
+type Env = heed::Env<WithoutTls>;
+type Db = Database<'static, Bytes, Bytes>;
+
+/// How an [`LmdbStore`] is opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LmdbOptions {
+    /// The largest size the database may reach, in bytes (rounded up to a
+    /// multiple of the page size). Address space only: the file grows with
+    /// the data. Default: 16 GiB.
+    pub map_size: usize,
+    /// The most read transactions open at once (concurrent readers and
+    /// snapshot streams). Default: 1024.
+    pub max_readers: u32,
+}
+
+impl Default for LmdbOptions {
+    fn default() -> Self {
+        LmdbOptions {
+            map_size: 16 << 30,
+            max_readers: 1024,
+        }
+    }
+}
+
+/// The LMDB engine. See the [crate docs](crate).
+pub struct LmdbStore {
+    env: Env,
+    db: Db,
+    /// Serializes writers and remembers which sync mode the environment is
+    /// in, so it is switched only under this lock.
+    writer: Mutex<Durability>,
+    closed: AtomicBool,
+    map_size: usize,
+    dir: PathBuf,
+    _lock: DirLock,
+}
+
+impl LmdbStore {
+    /// Opens (creating if needed) the store in directory `dir`. Fails with
+    /// [`Error::Locked`] if another handle or process has it open.
+    pub fn open(dir: &Path, options: &LmdbOptions) -> Result<LmdbStore> {
+        let lock = DirLock::acquire(dir)?;
+        let page = 4096;
+        let map_size = options.map_size.div_ceil(page).max(1) * page;
+        let mut open = EnvOpenOptions::new().read_txn_without_tls();
+        open.map_size(map_size).max_readers(options.max_readers);
+        // SAFETY: heed's contract for `open` is that the memory map is not
+        // modified by anyone else and that the process does not open it
+        // twice: the `DirLock` taken above excludes every other handle and
+        // process that goes through this crate, and heed itself refuses a
+        // second open of the same path in this process.
+        #[allow(unsafe_code)]
+        let env = unsafe { open.open(dir) }.map_err(|e| lmdb_error(e, map_size, dir))?;
+        let wtxn = env.write_txn().map_err(|e| lmdb_error(e, map_size, dir))?;
+        let db: Db = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener
+                    .create_database::<Bytes, Bytes>(wtxn, None)
+                    .map(CommitOrAbort::<_, ()>::Commit)
+            })
+            .map_err(|e| lmdb_error(e, map_size, dir))?
+            .unwrap_commit();
+        Ok(LmdbStore {
+            env,
+            db,
+            writer: Mutex::new(Durability::Durable),
+            closed: AtomicBool::new(false),
+            map_size,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: heed::Error) -> Error {
+        lmdb_error(e, self.map_size, &self.dir)
+    }
+
+    /// Runs `f` in one write transaction committed with `durability`.
+    fn write<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut RwTxn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut mode = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.set_sync_mode(&mut mode, durability)?;
+        let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
+        // On error `wtxn` is dropped, which aborts: nothing of `f` lands.
+        let value = f(&mut wtxn)?;
+        wtxn.commit().map_err(|e| self.err(e))?;
+        Ok(value)
+    }
+
+    /// Switches the environment between full sync and `MDB_NOMETASYNC`.
+    /// LMDB reads these flags when a write transaction begins, so this runs
+    /// under the writer lock, before `write_txn`.
+    fn set_sync_mode(
+        &self,
+        mode: &mut MutexGuard<'_, Durability>,
+        wanted: Durability,
+    ) -> Result<()> {
+        if **mode == wanted {
+            return Ok(());
+        }
+        let set = match wanted {
+            Durability::Durable => FlagSetMode::Disable,
+            Durability::Buffered => FlagSetMode::Enable,
+        };
+        // SAFETY: `mdb_env_set_flags` must not race with itself; every call
+        // happens under the writer lock held through `mode`.
+        #[allow(unsafe_code)]
+        unsafe { self.env.set_flags(EnvFlags::NO_META_SYNC, set) }.map_err(|e| self.err(e))?;
+        **mode = wanted;
+        Ok(())
+    }
+}
+
+/// LMDB cannot seek to an empty key; since no key is empty, an empty lower
+/// bound is the same as no bound.
+fn lmdb_bounds(range: &KeyRange) -> (Bound<&[u8]>, Bound<&[u8]>) {
+    match range.as_slices() {
+        (Bound::Included([]) | Bound::Excluded([]), end) => (Bound::Unbounded, end),
+        bounds => bounds,
+    }
+}
+
+fn lmdb_error(e: heed::Error, map_size: usize, dir: &Path) -> Error {
+    match e {
+        heed::Error::Mdb(MdbError::MapFull) => Error::StorageFull {
+            engine: ENGINE,
+            detail: format!(
+                "the LMDB map of {dir} is full at {map_size} bytes; reopen with a larger `map_size`",
+                dir = dir.display()
+            ),
+        },
+        heed::Error::Mdb(MdbError::ReadersFull) => Error::StorageFull {
+            engine: ENGINE,
+            detail: "too many concurrent readers; reopen with a larger `max_readers`".into(),
+        },
+        heed::Error::Mdb(
+            err @ (MdbError::Corrupted | MdbError::PageNotFound | MdbError::Panic),
+        ) => Error::Corruption {
+            engine: ENGINE,
+            detail: format!("{} in {}", err, dir.display()),
+        },
+        heed::Error::EnvAlreadyOpened => Error::Locked {
+            path: dir.to_path_buf(),
+        },
+        heed::Error::Io(io) => Error::io(format!("LMDB I/O in {}", dir.display()), io),
+        other => Error::engine(ENGINE, other),
+    }
+}
+
+impl MetadataStore for LmdbStore {
+    fn engine(&self) -> &'static str {
+        ENGINE
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        limits::check_key(key)?;
+        let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
+        let value = self.db.get(&rtxn, key).map_err(|e| self.err(e))?;
+        Ok(value.map(<[u8]>::to_vec))
+    }
+
+    fn set(&self, key: &[u8], value: &[u8], durability: Durability) -> Result<()> {
+        self.check_open()?;
+        limits::check_entry(key, value)?;
+        self.write(durability, |wtxn| {
+            self.db.put(wtxn, key, value).map_err(|e| self.err(e))
+        })
+    }
+
+    fn delete(&self, key: &[u8], durability: Durability) -> Result<()> {
+        self.check_open()?;
+        limits::check_key(key)?;
+        self.write(durability, |wtxn| {
+            self.db.delete(wtxn, key).map(drop).map_err(|e| self.err(e))
+        })
+    }
+
+    fn batch(&self, batch: &WriteBatch, durability: Durability) -> Result<()> {
+        self.check_open()?;
+        batch.validate()?;
+        self.write(durability, |wtxn| {
+            for op in batch.ops() {
+                match op {
+                    BatchOp::Put { key, value } => self.db.put(wtxn, key, value),
+                    BatchOp::Delete { key } => self.db.delete(wtxn, key).map(drop),
+                }
+                .map_err(|e| self.err(e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.check_open()?;
+        self.env.force_sync().map_err(|e| self.err(e))
+    }
+
+    fn range(
+        &self,
+        range: &KeyRange,
+        direction: Direction,
+        limit: Option<usize>,
+    ) -> Result<Vec<KeyValue>> {
+        self.check_open()?;
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = limit.unwrap_or(usize::MAX);
+        let bounds = lmdb_bounds(range);
+        let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        let mut push = |item: heed::Result<(&[u8], &[u8])>| -> Result<()> {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        };
+        match direction {
+            Direction::Forward => {
+                let iter = self.db.range(&rtxn, &bounds).map_err(|e| self.err(e))?;
+                iter.take(limit).try_for_each(&mut push)?;
+            }
+            Direction::Reverse => {
+                let iter = self.db.rev_range(&rtxn, &bounds).map_err(|e| self.err(e))?;
+                iter.take(limit).try_for_each(&mut push)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn snapshot_with(&self, prefix: &[u8], options: &SnapshotOptions) -> Result<SnapshotStream> {
+        self.check_open()?;
+        let (env, db) = (self.env.clone(), self.db);
+        let (map_size, dir) = (self.map_size, self.dir.clone());
+        let range = KeyRange::prefix(prefix);
+        spawn_snapshot(prefix, options, move |sink| {
+            let err = |e| lmdb_error(e, map_size, &dir);
+            // The read transaction is the point-in-time view; it never
+            // blocks writers, however long the stream takes to read.
+            let rtxn = env.read_txn().map_err(err)?;
+            sink.view_opened();
+            for item in db.range(&rtxn, &lmdb_bounds(&range)).map_err(err)? {
+                let (key, value) = item.map_err(err)?;
+                sink.push(key, value)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn restore(&self, prefix: &[u8], reader: &mut dyn Read) -> Result<RestoreStats> {
+        self.check_open()?;
+        let range = KeyRange::prefix(prefix);
+        // One write transaction: readers see the old content until the
+        // commit, and a crash before it leaves the old content on disk.
+        self.write(Durability::Durable, |wtxn| {
+            self.db
+                .delete_range(wtxn, &lmdb_bounds(&range))
+                .map_err(|e| self.err(e))?;
+            restore_records(prefix, reader, |key, value| {
+                self.db.put(wtxn, key, value).map_err(|e| self.err(e))
+            })
+        })
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Wait for an in-flight write, then make everything durable.
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.env.force_sync().map_err(|e| self.err(e))
+    }
+}

@@ -427,6 +427,14 @@ pub fn range_honours_every_kind_of_bound(f: HarnessFactory<'_>) {
     // Bounds that are not keys themselves.
     assert_eq!(range_keys(&*s, I(b"ba"), I(b"cz"), fw), k[2..4].to_vec());
     assert_eq!(range_keys(&*s, I(b""), X(b"b"), fw), k[..1].to_vec());
+    assert_eq!(range_keys(&*s, X(b""), X(b"b"), fw), k[..1].to_vec());
+    // Bounds are not keys: they may be longer than the key limit.
+    let long = [b"b".as_slice(), &[0x00; 600]].concat();
+    assert_eq!(range_keys(&*s, I(&long), U, fw), k[2..].to_vec());
+    assert_eq!(
+        range_keys(&*s, U, I(&long), Direction::Reverse),
+        vec![k[1].clone(), k[0].clone()]
+    );
 }
 
 /// A reverse range returns the same keys as the forward one, descending.
@@ -489,6 +497,9 @@ pub fn empty_and_inverted_ranges_yield_nothing(f: HarnessFactory<'_>) {
         assert!(range_keys(&*s, X(b"b"), I(b"b"), dir).is_empty());
         assert!(range_keys(&*s, X(b"b"), X(b"b\x00"), dir).is_empty());
         assert!(range_keys(&*s, X(b"d"), X(b"a"), dir).is_empty());
+        // No key is empty, so nothing lies at or below "".
+        assert!(range_keys(&*s, Bound::Unbounded, I(b""), dir).is_empty());
+        assert!(range_keys(&*s, Bound::Unbounded, X(b""), dir).is_empty());
     }
     assert!(
         s.last(&KeyRange::between(b"x".to_vec(), b"y".to_vec()))

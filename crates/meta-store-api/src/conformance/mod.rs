@@ -2,19 +2,25 @@
 //! [`MetadataStore`] contract. Every engine crate runs it from its own tests
 //! with one macro call; a third-party engine does the same.
 //!
-//! ```ignore
+//! ```no_run
 //! // tests/conformance.rs of an engine crate
 //! use meta_store_api::conformance::Harness;
+//! use meta_store_api::{MetadataStore, Result};
 //!
-//! struct MyHarness { dir: tempfile::TempDir }
-//! impl Harness for MyHarness {
-//!     fn open(&mut self) -> meta_store_api::Result<Box<dyn meta_store_api::MetadataStore>> {
-//!         Ok(Box::new(my_engine::MyStore::open(self.dir.path())?))
+//! /// One location per harness: a persistent engine would hold a temp dir.
+//! struct MemHarness;
+//!
+//! impl Harness for MemHarness {
+//!     fn open(&mut self) -> Result<Box<dyn MetadataStore>> {
+//!         Ok(Box::new(meta_store_mem::MemStore::new()))
 //!     }
-//!     fn persistent(&self) -> bool { true }
+//!     fn persistent(&self) -> bool {
+//!         false
+//!     }
 //! }
 //!
-//! meta_store_api::conformance_tests!(MyHarness { dir: tempfile::tempdir().unwrap() });
+//! meta_store_api::conformance_tests!(MemHarness);
+//! # fn main() {}
 //! ```
 //!
 //! The macro expands to one `#[test]` per case, named after the behaviour it

@@ -1,0 +1,47 @@
+//! LMDB-specific behaviour the generic suite cannot reach: a full map.
+
+use meta_store_api::{Durability, Error, MetadataStore};
+use meta_store_lmdb::{LmdbOptions, LmdbStore};
+
+#[test]
+fn a_full_map_is_a_clear_error_and_the_store_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LmdbOptions {
+        map_size: 1 << 20,
+        ..LmdbOptions::default()
+    };
+    let store = LmdbStore::open(dir.path(), &options).unwrap();
+    store.set(b"small", b"fits", Durability::Durable).unwrap();
+    let value = vec![1u8; 64 * 1024];
+    let mut full = None;
+    for i in 0..64u32 {
+        if let Err(e) = store.set(&i.to_be_bytes(), &value, Durability::Durable) {
+            full = Some(e);
+            break;
+        }
+    }
+    match full {
+        Some(Error::StorageFull { engine, detail }) => {
+            assert_eq!(engine, "lmdb");
+            assert!(detail.contains("map_size"), "{detail}");
+        }
+        other => panic!("expected StorageFull from a 1 MiB map, got {other:?}"),
+    }
+    // Reads go on, and the failed write left nothing behind.
+    assert_eq!(store.get(b"small").unwrap().as_deref(), Some(&b"fits"[..]));
+    store
+        .delete(&0u32.to_be_bytes(), Durability::Durable)
+        .unwrap();
+    store.set(b"after", b"ok", Durability::Durable).unwrap();
+}
+
+#[test]
+fn a_locked_directory_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = LmdbStore::open(dir.path(), &LmdbOptions::default()).unwrap();
+    let err = LmdbStore::open(dir.path(), &LmdbOptions::default())
+        .err()
+        .expect("a second open must fail");
+    assert!(matches!(err, Error::Locked { .. }));
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+}
