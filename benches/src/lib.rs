@@ -1,1 +1,1 @@
-//! placeholder
+//! Shared setup for the criterion benches.

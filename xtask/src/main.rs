@@ -1,1 +1,3 @@
+//! Project chores. See `cargo xtask help`.
+
 fn main() {}

@@ -539,13 +539,12 @@ pub fn scans_see_a_point_in_time_view_under_concurrent_writes(f: HarnessFactory<
         .collect();
     load(&*s, &filler);
     s.set(b"p/a", b"token", B).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (s, stop) = (s.clone(), stop.clone());
+        let (s, done) = (s.clone(), done.clone());
         std::thread::spawn(move || {
-            let mut at_a = true;
-            while !stop.load(Ordering::Acquire) {
-                let (from, to) = if at_a {
+            for i in 0..2000 {
+                let (from, to) = if i % 2 == 0 {
                     (b"p/a", b"p/z")
                 } else {
                     (b"p/z", b"p/a")
@@ -555,17 +554,18 @@ pub fn scans_see_a_point_in_time_view_under_concurrent_writes(f: HarnessFactory<
                     .delete(from.to_vec())
                     .put(to.to_vec(), b"token".to_vec());
                 s.batch(&batch, B).unwrap();
-                at_a = !at_a;
             }
+            done.store(true, Ordering::Release);
         })
     };
-    for _ in 0..200 {
+    let mut scans = 0;
+    while !done.load(Ordering::Acquire) || scans < 20 {
         let scan = s.scan(b"p/").unwrap();
         let tokens = scan.iter().filter(|(_, v)| v == b"token").count();
         assert_eq!(tokens, 1, "a scan saw the token {tokens} times");
         assert_eq!(scan.len(), 501);
+        scans += 1;
     }
-    stop.store(true, Ordering::Release);
     writer.join().expect("writer panicked");
 }
 
