@@ -1,5 +1,5 @@
 //! The cases of the conformance suite, one function per sentence of the
-//! [`MetadataStore`](crate::MetadataStore) contract. Each takes a
+//! [`MetadataStore`] contract. Each takes a
 //! [`HarnessFactory`] and panics on failure.
 
 use std::io::{self, Read};

@@ -4,24 +4,19 @@
 //!
 //! ```no_run
 //! // tests/conformance.rs of an engine crate
-//! use meta_store_api::conformance::Harness;
-//! use meta_store_api::{MetadataStore, Result};
+//! use meta_store_api::conformance::DirHarness;
+//! # mod my_engine { pub use meta_store_mem::MemStore as MyStore; }
+//! # trait OpenAt { fn open(dir: &std::path::Path) -> meta_store_api::Result<Self> where Self: Sized; }
+//! # impl OpenAt for my_engine::MyStore { fn open(_: &std::path::Path) -> meta_store_api::Result<Self> { Ok(Self::new()) } }
 //!
-//! /// One location per harness: a persistent engine would hold a temp dir.
-//! struct MemHarness;
-//!
-//! impl Harness for MemHarness {
-//!     fn open(&mut self) -> Result<Box<dyn MetadataStore>> {
-//!         Ok(Box::new(meta_store_mem::MemStore::new()))
-//!     }
-//!     fn persistent(&self) -> bool {
-//!         false
-//!     }
-//! }
-//!
-//! meta_store_api::conformance_tests!(MemHarness);
+//! meta_store_api::conformance_tests!(DirHarness::new(|dir| {
+//!     Ok(Box::new(my_engine::MyStore::open(dir)?))
+//! }));
 //! # fn main() {}
 //! ```
+//!
+//! A volatile engine uses [`VolatileHarness`] instead; any other setup
+//! implements [`Harness`].
 //!
 //! The macro expands to one `#[test]` per case, named after the behaviour it
 //! pins down. [`run_all`] runs the same cases in-process and reports each
@@ -42,6 +37,7 @@ mod model;
 mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::{MetadataStore, Result};
@@ -60,6 +56,50 @@ pub trait Harness: Send {
 
     /// Whether data survives dropping the store and opening it again.
     fn persistent(&self) -> bool;
+}
+
+/// Opens a disk engine in its own temporary directory, deleted when the
+/// harness is dropped.
+pub struct DirHarness {
+    dir: tempfile::TempDir,
+    open: Box<OpenAt>,
+}
+
+/// Opens an engine in a directory.
+type OpenAt = dyn Fn(&Path) -> Result<Box<dyn MetadataStore>> + Send;
+
+impl DirHarness {
+    /// A harness in a new temporary directory; `open` opens the engine in
+    /// the directory it is given.
+    pub fn new(open: impl Fn(&Path) -> Result<Box<dyn MetadataStore>> + Send + 'static) -> Self {
+        DirHarness {
+            dir: tempfile::tempdir().expect("creating a temporary directory"),
+            open: Box::new(open),
+        }
+    }
+}
+
+impl Harness for DirHarness {
+    fn open(&mut self) -> Result<Box<dyn MetadataStore>> {
+        (self.open)(self.dir.path())
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// Opens a volatile engine: every `open` is a new, empty store.
+pub struct VolatileHarness(pub fn() -> Box<dyn MetadataStore>);
+
+impl Harness for VolatileHarness {
+    fn open(&mut self) -> Result<Box<dyn MetadataStore>> {
+        Ok((self.0)())
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
 }
 
 /// Makes a fresh harness (a new, empty location) for each case.

@@ -1,0 +1,21 @@
+//! Project chores, in plain Rust (the rust-analyzer `xtask` pattern): run
+//! them with `cargo xtask <command>`.
+//!
+//! - `cargo xtask conformance`: the storage conformance suite and the
+//!   cross-engine snapshot matrix against every backend, as one table.
+//!
+//! The tidy checks (layer rule, module headers) live in `tests/tidy.rs` and
+//! run with the test suite.
+
+pub mod backends;
+pub mod conformance;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
