@@ -4,9 +4,16 @@
 //! /meta/cluster/<name>   cluster map            /meta/apikey/<id>    API key records
 //! /meta/shard/<name>     shard map (versioned)  /meta/config/<name>  config entries
 //! /meta/kv/<name>        user key-value namespace
+//! /meta/sys/<name>       the state machine's own records (last applied log id + membership)
 //! /raft/log/<u64 BE>     log entries (8-byte big-endian index, so they sort)
-//! /raft/vote  /raft/committed  /raft/purged  /raft/sm/applied
+//! /raft/vote  /raft/committed  /raft/purged  /raft/snapshot
 //! ```
+//!
+//! The state machine's applied state lives under `/meta/` (not `/raft/`) on
+//! purpose: a snapshot of `/meta/` then carries the data *and* the log id it
+//! reflects, and a `restore` replaces both in one atomic step — a crash can
+//! never leave new data with an old applied index (which would re-apply
+//! entries) or the reverse.
 //!
 //! Build keys with [`Key`] (or the allocation-free [`log_key`] on the Raft
 //! log's hot path) and read them back with [`Key::parse`], which says why a
@@ -38,7 +45,7 @@ pub const LOG_PREFIX: &[u8] = b"/raft/log/";
 const VOTE: &[u8] = b"/raft/vote";
 const COMMITTED: &[u8] = b"/raft/committed";
 const PURGED: &[u8] = b"/raft/purged";
-const APPLIED: &[u8] = b"/raft/sm/applied";
+const SNAPSHOT: &[u8] = b"/raft/snapshot";
 
 /// Length of a log entry key: the prefix and an 8-byte index.
 pub const LOG_KEY_LEN: usize = LOG_PREFIX.len() + 8;
@@ -63,7 +70,7 @@ pub enum KeyError {
     UnknownRoot,
     /// The segment after `/meta/` names no namespace.
     #[error(
-        "unknown metadata namespace {found:?} (expected one of cluster, shard, apikey, config, kv)"
+        "unknown metadata namespace {found:?} (expected one of cluster, shard, apikey, config, kv, sys)"
     )]
     UnknownNamespace {
         /// The segment found.
@@ -99,16 +106,19 @@ pub enum MetaNamespace {
     Config,
     /// Users' own key-value data.
     Kv,
+    /// The state machine's own records (its last applied log id).
+    Sys,
 }
 
 impl MetaNamespace {
     /// Every namespace, in key order of their prefixes.
-    pub const ALL: [MetaNamespace; 5] = [
+    pub const ALL: [MetaNamespace; 6] = [
         MetaNamespace::ApiKey,
         MetaNamespace::Cluster,
         MetaNamespace::Config,
         MetaNamespace::Kv,
         MetaNamespace::Shard,
+        MetaNamespace::Sys,
     ];
 
     /// The namespace's segment (`"cluster"`, ...).
@@ -119,6 +129,7 @@ impl MetaNamespace {
             MetaNamespace::ApiKey => "apikey",
             MetaNamespace::Config => "config",
             MetaNamespace::Kv => "kv",
+            MetaNamespace::Sys => "sys",
         }
     }
 
@@ -130,6 +141,7 @@ impl MetaNamespace {
             MetaNamespace::ApiKey => b"/meta/apikey/",
             MetaNamespace::Config => b"/meta/config/",
             MetaNamespace::Kv => b"/meta/kv/",
+            MetaNamespace::Sys => b"/meta/sys/",
         }
     }
 
@@ -161,8 +173,9 @@ pub enum RaftKey {
     Committed,
     /// The last purged log id.
     Purged,
-    /// The state machine's last applied log id and membership.
-    Applied,
+    /// The state machine's snapshot record (the last built or installed
+    /// snapshot's metadata).
+    Snapshot,
 }
 
 /// A well-formed key of the project's key-space. A `Key` that exists is
@@ -214,7 +227,7 @@ impl Key {
             Key::Raft(RaftKey::Vote) => VOTE.to_vec(),
             Key::Raft(RaftKey::Committed) => COMMITTED.to_vec(),
             Key::Raft(RaftKey::Purged) => PURGED.to_vec(),
-            Key::Raft(RaftKey::Applied) => APPLIED.to_vec(),
+            Key::Raft(RaftKey::Snapshot) => SNAPSHOT.to_vec(),
         }
     }
 
@@ -247,7 +260,7 @@ impl Key {
             VOTE => RaftKey::Vote,
             COMMITTED => RaftKey::Committed,
             PURGED => RaftKey::Purged,
-            APPLIED => RaftKey::Applied,
+            SNAPSHOT => RaftKey::Snapshot,
             _ if bytes.starts_with(RAFT_PREFIX) => {
                 return Err(invalid(bytes, KeyError::UnknownRaftKey));
             }
@@ -284,6 +297,11 @@ pub fn log_range(start: u64, end: u64) -> KeyRange {
     KeyRange::between(log_key(start).to_vec(), log_key(end).to_vec())
 }
 
+/// The key of the state machine's applied state (`/meta/sys/applied`).
+pub fn applied_key() -> Vec<u8> {
+    [MetaNamespace::Sys.prefix(), b"applied"].concat()
+}
+
 /// The keys of every log entry.
 pub fn all_log_entries() -> KeyRange {
     KeyRange::prefix(LOG_PREFIX)
@@ -314,7 +332,7 @@ mod tests {
             Key::Raft(RaftKey::Vote),
             Key::Raft(RaftKey::Committed),
             Key::Raft(RaftKey::Purged),
-            Key::Raft(RaftKey::Applied),
+            Key::Raft(RaftKey::Snapshot),
             Key::log(0),
             Key::log(u64::MAX),
         ] {

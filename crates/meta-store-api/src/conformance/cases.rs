@@ -515,7 +515,7 @@ pub fn last_log_entry_is_found_by_reverse_scan(f: HarnessFactory<'_>) {
     for i in [1u64, 2, 255, 256, 70_000] {
         s.set(&log_key(i), &i.to_le_bytes(), B).unwrap();
     }
-    s.set(b"/raft/sm/applied", b"x", B).unwrap();
+    s.set(b"/raft/snapshot", b"x", B).unwrap();
     s.set(b"/raft/committed", b"x", B).unwrap();
     let log = crate::keys::all_log_entries();
     let last = s.last(&log).unwrap().expect("a last entry");

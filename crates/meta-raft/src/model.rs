@@ -1,0 +1,273 @@
+//! The business model of the metadata store: cluster map, shard map, API
+//! keys, config and user key-values, and the commands that change them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A Raft node id (also the id of a node in the cluster map).
+pub type NodeId = u64;
+
+/// Whether a node of the cluster map takes work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Serving.
+    Active,
+    /// Being emptied before removal.
+    Draining,
+    /// Known to be unavailable.
+    Down,
+}
+
+/// A node of the cluster map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Node id.
+    pub id: NodeId,
+    /// Where it can be reached (`host:port`).
+    pub address: String,
+    /// Its state.
+    pub state: NodeState,
+    /// Free-form labels (zone, rack, ...).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A shard's placement: the nodes holding it, the first being its primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardAssignment {
+    /// Replica nodes, primary first.
+    pub replicas: Vec<NodeId>,
+}
+
+/// The versioned shard map. Every change names the version it replaces and
+/// produces the next one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMap {
+    /// Version; 0 before the first write.
+    pub version: u64,
+    /// Shard id -> placement.
+    pub shards: BTreeMap<u64, ShardAssignment>,
+}
+
+/// An API key's id (public, unlike its secret).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ApiKeyId(pub String);
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored API key: only the SHA-256 of its secret, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Human-readable name.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// Creation time, Unix milliseconds (chosen by the proposer).
+    pub created_at_ms: u64,
+    /// Expiry, Unix milliseconds; `None` never expires.
+    pub expires_at_ms: Option<u64>,
+    /// When it was revoked, if it was.
+    pub revoked_at_ms: Option<u64>,
+    /// SHA-256 of the secret.
+    pub secret_hash: [u8; 32],
+}
+
+/// A change to the metadata. Time and random ids are chosen by the
+/// proposer and carried here, never computed during apply, so every replica
+/// applies exactly the same thing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Adds or replaces a node of the cluster map.
+    UpsertNode(ClusterNode),
+    /// Removes a node; rejected while the shard map references it.
+    RemoveNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// Replaces the shard map if its version is still `expected_version`;
+    /// every referenced node must be in the cluster map.
+    SetShardMap {
+        /// The version this change replaces.
+        expected_version: u64,
+        /// The new shards.
+        shards: BTreeMap<u64, ShardAssignment>,
+    },
+    /// Creates an API key (the record carries the secret's hash only).
+    CreateApiKey(ApiKeyRecord),
+    /// Revokes an API key.
+    RevokeApiKey {
+        /// The key.
+        id: ApiKeyId,
+        /// When, Unix milliseconds.
+        at_ms: u64,
+    },
+    /// Sets a config entry.
+    SetConfig {
+        /// Entry name.
+        name: String,
+        /// Entry value.
+        value: String,
+    },
+    /// Deletes a config entry.
+    DeleteConfig {
+        /// Entry name.
+        name: String,
+    },
+    /// Sets a user key.
+    Put {
+        /// Key (within the user namespace).
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Deletes a user key.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Sets (or deletes, for `new: None`) a user key if its current value is
+    /// `expected` (`None`: absent).
+    CompareAndSwap {
+        /// Key.
+        key: Vec<u8>,
+        /// The value it must have now.
+        expected: Option<Vec<u8>>,
+        /// The value it gets.
+        new: Option<Vec<u8>>,
+    },
+}
+
+/// What applying a log entry produced: identical on every replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// A Raft-internal entry (blank or membership change).
+    #[default]
+    Internal,
+    /// The command was applied.
+    Applied,
+    /// The shard map was replaced; this is its new version.
+    ShardMapVersion(u64),
+    /// The command was valid but refused; nothing changed.
+    Rejected(Rejection),
+}
+
+/// Why a command was refused. Deterministic: every replica refuses the same
+/// command for the same reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    /// The shard map changed since the proposer read it.
+    #[error("stale shard map version {expected} (current is {current})")]
+    StaleShardMapVersion {
+        /// The version named by the command.
+        expected: u64,
+        /// The current version.
+        current: u64,
+    },
+    /// A node id not in the cluster map.
+    #[error("unknown node {id}")]
+    UnknownNode {
+        /// The node.
+        id: NodeId,
+    },
+    /// The node is still a replica in the shard map.
+    #[error("node {id} still holds shard {shard}")]
+    NodeInUse {
+        /// The node.
+        id: NodeId,
+        /// A shard it holds.
+        shard: u64,
+    },
+    /// An API key with this id exists.
+    #[error("API key {id} already exists")]
+    DuplicateApiKey {
+        /// The id.
+        id: ApiKeyId,
+    },
+    /// No API key with this id.
+    #[error("unknown API key {id}")]
+    UnknownApiKey {
+        /// The id.
+        id: ApiKeyId,
+    },
+    /// A compare-and-swap found another value.
+    #[error("compare-and-swap failed: the key holds another value")]
+    CasMismatch {
+        /// The value found.
+        current: Option<Vec<u8>>,
+    },
+    /// A name or key breaks the key-space rules.
+    #[error("invalid key: {reason}")]
+    InvalidKey {
+        /// Why.
+        reason: String,
+    },
+    /// A value over the store's limit.
+    #[error("value of {len} bytes is over the {max}-byte limit")]
+    ValueTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The command envelope is of a version this node cannot read.
+    #[error("command envelope version {version} is not supported")]
+    UnsupportedEnvelope {
+        /// The version found.
+        version: u16,
+    },
+    /// The command bytes could not be decoded.
+    #[error("malformed command: {reason}")]
+    Malformed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The versioned envelope a command travels in through the Raft log
+/// (postcard-encoded). Decoding happens at apply time, so a command this
+/// build cannot read becomes a deterministic [`Rejection`], not a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Encoding version of `command`.
+    pub version: u16,
+    /// The postcard-encoded [`Command`].
+    pub command: Vec<u8>,
+}
+
+impl Envelope {
+    /// The envelope version this build writes and reads.
+    pub const VERSION: u16 = 1;
+
+    /// Wraps a command.
+    pub fn new(command: &Command) -> Envelope {
+        Envelope {
+            version: Self::VERSION,
+            command: postcard::to_stdvec(command).expect("commands always encode"),
+        }
+    }
+
+    /// The command inside, or why it cannot be read.
+    pub fn open(&self) -> Result<Command, Rejection> {
+        if self.version != Self::VERSION {
+            return Err(Rejection::UnsupportedEnvelope {
+                version: self.version,
+            });
+        }
+        postcard::from_bytes(&self.command).map_err(|e| Rejection::Malformed {
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl From<&Command> for Envelope {
+    fn from(command: &Command) -> Envelope {
+        Envelope::new(command)
+    }
+}

@@ -1,0 +1,453 @@
+//! The metadata state machine (`RaftStateMachine`) over a
+//! [`MetadataStore`], under `/meta/`.
+//!
+//! Apply validates each command against the in-memory views, collects the
+//! resulting writes, and commits them together with the new applied state
+//! (last log id + membership, at `/meta/sys/applied`) in **one** store
+//! batch, so a crash can never separate the data from the log id it
+//! reflects. The batch is buffered: the durable Raft log replays whatever a
+//! crash loses. Only then are the new views published.
+//!
+//! A snapshot is `store.snapshot("/meta/")` — data and applied state in
+//! one consistent view — and installing one is `restore("/meta/")` plus a
+//! rebuild of the views.
+
+use std::io::{Cursor, Read};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use meta_store_api::keys::{Key, META_PREFIX, MetaNamespace, RaftKey, applied_key};
+use meta_store_api::{Durability, MAX_VALUE_LEN, MetadataStore, WriteBatch};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
+use serde::{Deserialize, Serialize};
+
+use crate::blocking::blocking;
+use crate::codec::{encode, storage_error};
+use crate::model::{Command, Rejection, Response};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::views::{MetadataReader, SHARD_MAP, Views};
+
+/// The state machine's last applied log id and membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedState {
+    /// The last applied log id.
+    pub last_applied: Option<LogId>,
+    /// The membership as of the last applied membership entry.
+    pub membership: StoredMembership,
+}
+
+struct Shared {
+    store: Arc<dyn MetadataStore>,
+    views: Arc<RwLock<Views>>,
+    applied: RwLock<AppliedState>,
+    /// Held while an apply batch commits and while a snapshot pins its view,
+    /// so a snapshot's applied state always matches its data.
+    commit: Mutex<()>,
+}
+
+/// The metadata state machine. See the [module docs](self).
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+fn sm_err(verb: ErrorVerb) -> impl Fn(meta_store_api::Error) -> StorageError {
+    move |e| storage_error(ErrorSubject::StateMachine, verb, &e)
+}
+
+impl StateMachine {
+    /// Opens the state machine over `store`, loading the views from
+    /// `/meta/`.
+    pub async fn open(store: Arc<dyn MetadataStore>) -> Result<StateMachine, StorageError> {
+        let loader = store.clone();
+        let (views, applied) = blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
+            load(&*loader)
+        })
+        .await?;
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                store,
+                views: Arc::new(RwLock::new(views)),
+                applied: RwLock::new(applied),
+                commit: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The read API over this node's views.
+    pub fn reader(&self) -> MetadataReader {
+        MetadataReader {
+            views: self.shared.views.clone(),
+        }
+    }
+
+    /// The last applied log id and membership.
+    pub fn applied(&self) -> AppliedState {
+        self.shared
+            .applied
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError> {
+    let rows = store.scan(META_PREFIX).map_err(sm_err(ErrorVerb::Read))?;
+    Views::load(rows).map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))
+}
+
+/// A deterministic snapshot id: equal content at the same log id gets the
+/// same id on every node and engine.
+fn snapshot_id(last: &Option<LogId>) -> String {
+    match last {
+        Some(id) => format!(
+            "{}-{}-{}",
+            id.leader_id.term, id.leader_id.node_id, id.index
+        ),
+        None => "empty".into(),
+    }
+}
+
+impl Shared {
+    /// Pins a snapshot of `/meta/` with the applied state it reflects, makes
+    /// that state durable, and reads the stream.
+    fn build_snapshot(&self) -> Result<Snapshot, StorageError> {
+        let (applied, mut stream) = {
+            let _commit = self.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            let applied = self
+                .applied
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            (
+                applied,
+                self.store
+                    .snapshot(META_PREFIX)
+                    .map_err(sm_err(ErrorVerb::Read))?,
+            )
+        };
+        // Apply writes are buffered; once a snapshot exists Raft may purge
+        // the log it covers, so the state it covers must be durable first.
+        self.store.sync().map_err(sm_err(ErrorVerb::Write))?;
+        let mut bytes = Vec::new();
+        stream
+            .read_to_end(&mut bytes)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e))?;
+        let meta = SnapshotMeta {
+            snapshot_id: snapshot_id(&applied.last_applied),
+            last_log_id: applied.last_applied,
+            last_membership: applied.membership,
+        };
+        self.record_snapshot(&meta)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        })
+    }
+
+    /// Remembers that a snapshot exists (its metadata), so the current
+    /// snapshot is served again after a restart.
+    fn record_snapshot(&self, meta: &SnapshotMeta) -> Result<(), StorageError> {
+        self.store
+            .set(
+                &Key::Raft(RaftKey::Snapshot).encode(),
+                &encode(meta),
+                Durability::Durable,
+            )
+            .map_err(|e| {
+                storage_error(
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                    ErrorVerb::Write,
+                    &e,
+                )
+            })
+    }
+
+    fn has_snapshot(&self) -> Result<bool, StorageError> {
+        let key = Key::Raft(RaftKey::Snapshot).encode();
+        Ok(self
+            .store
+            .get(&key)
+            .map_err(sm_err(ErrorVerb::Read))?
+            .is_some())
+    }
+}
+
+/// Builds snapshots of the state machine.
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let shared = self.shared.clone();
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+            shared.build_snapshot()
+        })
+        .await
+    }
+}
+
+/// Applies one command to `views`, adding its writes to `batch`.
+fn apply_command(views: &mut Views, command: Command, batch: &mut WriteBatch) -> Response {
+    match try_apply(views, command, batch) {
+        Ok(response) => response,
+        Err(rejection) => Response::Rejected(rejection),
+    }
+}
+
+fn key(namespace: MetaNamespace, name: impl AsRef<[u8]>) -> Result<Vec<u8>, Rejection> {
+    Key::meta(namespace, name)
+        .map(|k| k.encode())
+        .map_err(|e| Rejection::InvalidKey {
+            reason: e.to_string(),
+        })
+}
+
+fn check_value(len: usize) -> Result<(), Rejection> {
+    if len > MAX_VALUE_LEN {
+        return Err(Rejection::ValueTooLarge {
+            len,
+            max: MAX_VALUE_LEN,
+        });
+    }
+    Ok(())
+}
+
+fn try_apply(
+    views: &mut Views,
+    command: Command,
+    batch: &mut WriteBatch,
+) -> Result<Response, Rejection> {
+    match command {
+        Command::UpsertNode(node) => {
+            let bytes = encode(&node);
+            check_value(bytes.len())?;
+            batch.put(Views::node_key(node.id).encode(), bytes);
+            views.cluster.insert(node.id, node);
+        }
+        Command::RemoveNode { id } => {
+            if !views.cluster.contains_key(&id) {
+                return Err(Rejection::UnknownNode { id });
+            }
+            if let Some((shard, _)) = views
+                .shards
+                .shards
+                .iter()
+                .find(|(_, a)| a.replicas.contains(&id))
+            {
+                return Err(Rejection::NodeInUse { id, shard: *shard });
+            }
+            batch.delete(Views::node_key(id).encode());
+            views.cluster.remove(&id);
+        }
+        Command::SetShardMap {
+            expected_version,
+            shards,
+        } => {
+            let current = views.shards.version;
+            if expected_version != current {
+                return Err(Rejection::StaleShardMapVersion {
+                    expected: expected_version,
+                    current,
+                });
+            }
+            if let Some(id) = shards
+                .values()
+                .flat_map(|a| a.replicas.iter())
+                .find(|id| !views.cluster.contains_key(*id))
+            {
+                return Err(Rejection::UnknownNode { id: *id });
+            }
+            let map = crate::model::ShardMap {
+                version: current + 1,
+                shards,
+            };
+            let bytes = encode(&map);
+            check_value(bytes.len())?;
+            batch.put(key(MetaNamespace::Shard, SHARD_MAP)?, bytes);
+            let version = map.version;
+            views.shards = Arc::new(map);
+            return Ok(Response::ShardMapVersion(version));
+        }
+        Command::CreateApiKey(record) => {
+            if views.api_keys.contains_key(&record.id) {
+                return Err(Rejection::DuplicateApiKey { id: record.id });
+            }
+            batch.put(key(MetaNamespace::ApiKey, &record.id.0)?, encode(&record));
+            views.api_keys.insert(record.id.clone(), record);
+        }
+        Command::RevokeApiKey { id, at_ms } => {
+            let Some(mut record) = views.api_keys.get(&id).cloned() else {
+                return Err(Rejection::UnknownApiKey { id });
+            };
+            record.revoked_at_ms.get_or_insert(at_ms);
+            batch.put(key(MetaNamespace::ApiKey, &id.0)?, encode(&record));
+            views.api_keys.insert(id, record);
+        }
+        Command::SetConfig { name, value } => {
+            let bytes = encode(&value);
+            check_value(bytes.len())?;
+            batch.put(key(MetaNamespace::Config, &name)?, bytes);
+            views.config.insert(name, value);
+        }
+        Command::DeleteConfig { name } => {
+            batch.delete(key(MetaNamespace::Config, &name)?);
+            views.config.remove(&name);
+        }
+        Command::Put { key: k, value } => put(views, batch, k, Some(value))?,
+        Command::Delete { key: k } => put(views, batch, k, None)?,
+        Command::CompareAndSwap {
+            key: k,
+            expected,
+            new,
+        } => {
+            let current = views.kv.get(&k).cloned();
+            if current != expected {
+                return Err(Rejection::CasMismatch { current });
+            }
+            put(views, batch, k, new)?;
+        }
+    }
+    Ok(Response::Applied)
+}
+
+/// Sets (`Some`) or deletes (`None`) a user key.
+fn put(
+    views: &mut Views,
+    batch: &mut WriteBatch,
+    k: Vec<u8>,
+    value: Option<Vec<u8>>,
+) -> Result<(), Rejection> {
+    let store_key = key(MetaNamespace::Kv, &k)?;
+    match value {
+        Some(value) => {
+            check_value(value.len())?;
+            batch.put(store_key, value.clone());
+            views.kv.insert(k, value);
+        }
+        None => {
+            batch.delete(store_key);
+            views.kv.remove(&k);
+        }
+    }
+    Ok(())
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let applied = self.applied();
+        Ok((applied.last_applied, applied.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        // Work on O(1) copies; publish them only once the batch committed.
+        let mut views = self
+            .shared
+            .views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut applied = self.applied();
+        let mut batch = WriteBatch::new();
+        let mut responses = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            responses.push(match entry.payload {
+                EntryPayload::Blank => Response::Internal,
+                EntryPayload::Normal(envelope) => match envelope.open() {
+                    Ok(command) => apply_command(&mut views, command, &mut batch),
+                    Err(rejection) => Response::Rejected(rejection),
+                },
+                EntryPayload::Membership(membership) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Response::Internal
+                }
+            });
+        }
+        // The applied state rides in the same batch as the data it reflects.
+        batch.put(applied_key(), encode(&applied));
+        let shared = self.shared.clone();
+        blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
+            let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            shared
+                .store
+                .batch(&batch, Durability::Buffered)
+                .map_err(sm_err(ErrorVerb::Write))?;
+            *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
+            *shared
+                .applied
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = applied;
+            Ok(())
+        })
+        .await?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        let subject = ErrorSubject::Snapshot(Some(meta.signature()));
+        blocking(subject.clone(), ErrorVerb::Write, move || {
+            let bytes = snapshot.into_inner();
+            let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            // Atomic and durable: the data and its applied state together.
+            shared
+                .store
+                .restore(META_PREFIX, &mut &bytes[..])
+                .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
+            let (views, applied) = load(&*shared.store)?;
+            if applied.last_applied != meta.last_log_id {
+                let mismatch = std::io::Error::other(format!(
+                    "snapshot {} holds applied state {:?}, its metadata says {:?}",
+                    meta.snapshot_id, applied.last_applied, meta.last_log_id
+                ));
+                return Err(storage_error(subject.clone(), ErrorVerb::Write, &mismatch));
+            }
+            *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
+            *shared
+                .applied
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = applied;
+            shared.record_snapshot(&meta)
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        // The store is the snapshot: a fresh one of the current state (at or
+        // after the last one built or installed) serves every purpose of the
+        // "current snapshot" and survives restarts without a second copy.
+        let shared = self.shared.clone();
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+            if !shared.has_snapshot()? {
+                return Ok(None);
+            }
+            shared.build_snapshot().map(Some)
+        })
+        .await
+    }
+}

@@ -1,0 +1,36 @@
+//! Shared test setup: opening each engine as the store of a Raft node.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use meta_store_api::MetadataStore;
+use meta_store_fjall::{FjallOptions, FjallStore};
+use meta_store_lmdb::{LmdbOptions, LmdbStore};
+use meta_store_mem::MemStore;
+
+/// The engines under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Mem,
+    Lmdb,
+    Fjall,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 3] = [Engine::Mem, Engine::Lmdb, Engine::Fjall];
+
+    /// Opens the engine in `dir` (ignored by mem).
+    pub fn open(self, dir: &Path) -> Arc<dyn MetadataStore> {
+        match self {
+            Engine::Mem => Arc::new(MemStore::new()),
+            Engine::Lmdb => {
+                Arc::new(LmdbStore::open(dir, &LmdbOptions::default()).expect("open lmdb"))
+            }
+            Engine::Fjall => {
+                Arc::new(FjallStore::open(dir, &FjallOptions::default()).expect("open fjall"))
+            }
+        }
+    }
+}
