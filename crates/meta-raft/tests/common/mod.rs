@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,15 +24,17 @@ impl Engine {
     pub const ALL: [Engine; 3] = [Engine::Mem, Engine::Lmdb, Engine::Fjall];
 
     /// Opens the engine in `dir` (ignored by mem).
-    pub fn open(self, dir: &Path) -> Arc<dyn MetadataStore> {
-        match self {
+    pub fn try_open(self, dir: &Path) -> meta_store_api::Result<Arc<dyn MetadataStore>> {
+        Ok(match self {
             Engine::Mem => Arc::new(MemStore::new()),
-            Engine::Lmdb => {
-                Arc::new(LmdbStore::open(dir, &LmdbOptions::default()).expect("open lmdb"))
-            }
-            Engine::Fjall => {
-                Arc::new(FjallStore::open(dir, &FjallOptions::default()).expect("open fjall"))
-            }
-        }
+            Engine::Lmdb => Arc::new(LmdbStore::open(dir, &LmdbOptions::default())?),
+            Engine::Fjall => Arc::new(FjallStore::open(dir, &FjallOptions::default())?),
+        })
+    }
+
+    /// [`try_open`](Self::try_open), for tests.
+    pub fn open(self, dir: &Path) -> Arc<dyn MetadataStore> {
+        self.try_open(dir)
+            .unwrap_or_else(|e| panic!("opening {self:?}: {e}"))
     }
 }

@@ -1,0 +1,233 @@
+//! In-process clusters: real `openraft::Raft` instances over an in-memory
+//! network, each node on its own engine.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::Engine;
+use common::cluster::{Node, Router, applied_index, config, content_hash, wait_applied, write};
+use meta_raft::Command;
+use openraft::BasicNode;
+
+fn put(i: u32) -> Command {
+    Command::Put {
+        key: format!("key-{i:05}").into_bytes(),
+        value: format!("value-{i}").into_bytes(),
+    }
+}
+
+/// Starts nodes 1..=n on `engines` (in order) and makes node 1 the leader
+/// of all of them.
+async fn cluster(
+    router: &Router,
+    dirs: &tempfile::TempDir,
+    engines: &[Engine],
+    snapshot_every: u64,
+) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for (i, engine) in engines.iter().enumerate() {
+        let id = i as u64 + 1;
+        let dir = dirs.path().join(format!("node-{id}"));
+        nodes.push(router.start(id, *engine, dir, config(snapshot_every)).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = nodes
+        .iter()
+        .map(|n| (n.id, BasicNode::new(format!("node-{}", n.id))))
+        .collect();
+    nodes[0].raft.initialize(members).await.expect("initialize");
+    nodes[0]
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .current_leader(1, "node 1 leads")
+        .await
+        .expect("a leader");
+    nodes
+}
+
+async fn converge(nodes: &[&Node], index: u64) -> String {
+    for node in nodes {
+        wait_applied(node, index).await;
+    }
+    let hashes: BTreeSet<String> = nodes.iter().map(|n| content_hash(&*n.store)).collect();
+    assert_eq!(hashes.len(), 1, "nodes diverged: {hashes:?}");
+    hashes.into_iter().next().expect("one hash")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_on_three_engines_replicate_to_identical_state() {
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Mem, Engine::Lmdb, Engine::Fjall],
+        0,
+    )
+    .await;
+    let leader = nodes[0].raft.clone();
+    // 1,000 commands, 50 in flight at a time.
+    for chunk in (0..1000u32).collect::<Vec<_>>().chunks(50) {
+        let writes = chunk.iter().map(|&i| {
+            let leader = leader.clone();
+            tokio::spawn(async move { write(&leader, &put(i)).await })
+        });
+        for w in writes {
+            assert_eq!(w.await.unwrap(), meta_raft::Response::Applied);
+        }
+    }
+    let index = applied_index(&leader);
+    converge(&nodes.iter().collect::<Vec<_>>(), index).await;
+    for node in &nodes {
+        assert_eq!(
+            node.reader.list(b"key-", usize::MAX).len(),
+            1000,
+            "node {}",
+            node.id
+        );
+        assert_eq!(
+            node.reader.get(b"key-00999").as_deref(),
+            Some(&b"value-999"[..])
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_recovers_its_state_from_its_data_dir() {
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Lmdb, Engine::Fjall, Engine::Lmdb],
+        0,
+    )
+    .await;
+    for i in 0..100 {
+        write(&nodes[0].raft, &put(i)).await;
+    }
+    let index = applied_index(&nodes[0].raft);
+    let before = converge(&nodes.iter().collect::<Vec<_>>(), index).await;
+    let (id, engine, dir) = router.stop(nodes.remove(1)).await;
+    for i in 100..150 {
+        write(&nodes[0].raft, &put(i)).await;
+    }
+    let restarted = router.start(id, engine, dir, config(0)).await;
+    // Its own data dir already holds the first 100 writes.
+    assert!(restarted.reader.get(b"key-00099").is_some());
+    let index = applied_index(&nodes[0].raft);
+    let after = converge(&[&nodes[0], &restarted, &nodes[1]], index).await;
+    assert_ne!(before, after);
+    assert_eq!(restarted.reader.list(b"key-", usize::MAX).len(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_added_after_the_log_was_purged_catches_up_by_snapshot() {
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Fjall, Engine::Mem, Engine::Lmdb],
+        20,
+    )
+    .await;
+    for i in 0..120 {
+        write(&nodes[0].raft, &put(i)).await;
+    }
+    let leader = &nodes[0].raft;
+    leader
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= 100),
+            "the leader purged its log",
+        )
+        .await
+        .expect("purged");
+    let learner = router
+        .start(4, Engine::Lmdb, dirs.path().join("node-4"), config(20))
+        .await;
+    leader
+        .add_learner(4, BasicNode::new("node-4"), true)
+        .await
+        .expect("add learner");
+    let index = applied_index(leader);
+    wait_applied(&learner, index).await;
+    let snapshot = learner.raft.metrics().borrow().snapshot;
+    assert!(
+        snapshot.is_some(),
+        "the learner must have installed a snapshot"
+    );
+    converge(&[&nodes[0], &nodes[1], &nodes[2], &learner], index).await;
+    assert_eq!(learner.reader.list(b"key-", usize::MAX).len(), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_becomes_a_voter_and_a_voter_is_removed() {
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Mem, Engine::Fjall, Engine::Lmdb],
+        0,
+    )
+    .await;
+    let leader = nodes[0].raft.clone();
+    write(&leader, &put(1)).await;
+    let learner = router
+        .start(4, Engine::Fjall, dirs.path().join("node-4"), config(0))
+        .await;
+    leader
+        .add_learner(4, BasicNode::new("node-4"), true)
+        .await
+        .expect("add learner");
+    leader
+        .change_membership([1u64, 2, 3, 4], false)
+        .await
+        .expect("promote node 4");
+    leader
+        .change_membership([1u64, 3, 4], false)
+        .await
+        .expect("remove node 2");
+    let voters: BTreeSet<u64> = leader
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert_eq!(voters, BTreeSet::from([1, 3, 4]));
+    write(&leader, &put(2)).await;
+    let index = applied_index(&leader);
+    converge(&[&nodes[0], &nodes[2], &learner], index).await;
+    assert!(learner.reader.get(b"key-00002").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_follower_rejoins_and_converges() {
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Lmdb, Engine::Mem, Engine::Fjall],
+        0,
+    )
+    .await;
+    write(&nodes[0].raft, &put(0)).await;
+    router.isolate(3);
+    for i in 1..100 {
+        write(&nodes[0].raft, &put(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        nodes[2].reader.get(b"key-00099").is_none(),
+        "an isolated node cannot have the new writes"
+    );
+    router.heal(3);
+    let index = applied_index(&nodes[0].raft);
+    converge(&nodes.iter().collect::<Vec<_>>(), index).await;
+    assert!(nodes[2].reader.get(b"key-00099").is_some());
+}

@@ -1,0 +1,236 @@
+//! An in-process cluster: `openraft::Raft` instances wired by an in-memory
+//! network that can cut nodes off (partitions). Real sockets are the node
+//! crate's business.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meta_raft::types::{Raft, TypeConfig};
+use meta_raft::{Command, Envelope, LogStore, MetadataReader, Response, StateMachine};
+use meta_store_api::MetadataStore;
+use meta_store_api::keys::META_PREFIX;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use sha2::{Digest, Sha256};
+
+use super::Engine;
+
+/// Routes RPCs between the nodes of one test cluster.
+#[derive(Clone, Default)]
+pub struct Router {
+    nodes: Arc<Mutex<BTreeMap<u64, Raft>>>,
+    cut: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+impl Router {
+    /// Cuts `id` off: it can neither send nor receive.
+    pub fn isolate(&self, id: u64) {
+        self.cut.lock().unwrap().insert(id);
+    }
+
+    /// Reconnects `id`.
+    pub fn heal(&self, id: u64) {
+        self.cut.lock().unwrap().remove(&id);
+    }
+
+    fn target(&self, from: u64, to: u64) -> Result<Raft, NetworkError> {
+        let cut = self.cut.lock().unwrap();
+        if cut.contains(&from) || cut.contains(&to) {
+            return Err(NetworkError::new(&std::io::Error::other(format!(
+                "{from} -> {to} is partitioned"
+            ))));
+        }
+        self.nodes
+            .lock()
+            .unwrap()
+            .get(&to)
+            .cloned()
+            .ok_or_else(|| NetworkError::new(&std::io::Error::other(format!("node {to} is down"))))
+    }
+}
+
+/// One node's view of the network.
+pub struct Network {
+    router: Router,
+    from: u64,
+}
+
+/// A connection from one node to another.
+pub struct Connection {
+    router: Router,
+    from: u64,
+    to: u64,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Connection {
+        Connection {
+            router: self.router.clone(),
+            from: self.from,
+            to: target,
+        }
+    }
+}
+
+type Rpc<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<u64>> {
+        let raft = self
+            .router
+            .target(self.from, self.to)
+            .map_err(RPCError::Network)?;
+        raft.append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        let raft = self
+            .router
+            .target(self.from, self.to)
+            .map_err(RPCError::Network)?;
+        raft.install_snapshot(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<u64>, _: RPCOption) -> Rpc<VoteResponse<u64>> {
+        let raft = self
+            .router
+            .target(self.from, self.to)
+            .map_err(RPCError::Network)?;
+        raft.vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub id: u64,
+    pub engine: Engine,
+    pub dir: PathBuf,
+    pub raft: Raft,
+    pub reader: MetadataReader,
+    pub store: Arc<dyn MetadataStore>,
+}
+
+/// Raft timing for tests; `snapshot_every` > 0 snapshots (and purges) often.
+pub fn config(snapshot_every: u64) -> Arc<Config> {
+    let mut config = Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        ..Config::default()
+    };
+    if snapshot_every > 0 {
+        config.snapshot_policy = SnapshotPolicy::LogsSinceLast(snapshot_every);
+        config.max_in_snapshot_log_to_keep = 0;
+    }
+    Arc::new(config.validate().expect("a valid config"))
+}
+
+impl Router {
+    /// Starts node `id` on `engine` in `dir` (reopening what is there).
+    pub async fn start(&self, id: u64, engine: Engine, dir: PathBuf, config: Arc<Config>) -> Node {
+        let store = open_retrying(engine, &dir).await;
+        let sm = StateMachine::open(store.clone())
+            .await
+            .expect("state machine");
+        let network = Network {
+            router: self.clone(),
+            from: id,
+        };
+        let raft = Raft::new(
+            id,
+            config,
+            network,
+            LogStore::new(store.clone()),
+            sm.clone(),
+        )
+        .await
+        .expect("raft");
+        self.nodes.lock().unwrap().insert(id, raft.clone());
+        Node {
+            id,
+            engine,
+            dir,
+            raft,
+            reader: sm.reader(),
+            store,
+        }
+    }
+
+    /// Stops `node` and releases its store.
+    pub async fn stop(&self, node: Node) -> (u64, Engine, PathBuf) {
+        self.nodes.lock().unwrap().remove(&node.id);
+        node.raft.shutdown().await.expect("shutdown");
+        (node.id, node.engine, node.dir)
+    }
+}
+
+/// Opening right after a shutdown can race the last handles' release.
+async fn open_retrying(engine: Engine, dir: &std::path::Path) -> Arc<dyn MetadataStore> {
+    for _ in 0..100 {
+        match engine.try_open(dir) {
+            Err(meta_store_api::Error::Locked { .. }) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return other.unwrap_or_else(|e| panic!("opening {engine:?}: {e}")),
+        }
+    }
+    engine.open(dir)
+}
+
+/// A hash of the node's whole `/meta/` (data and applied state), equal on
+/// every engine for equal content.
+pub fn content_hash(store: &dyn MetadataStore) -> String {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut store.snapshot(META_PREFIX).expect("snapshot"),
+        &mut bytes,
+    )
+    .expect("read");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// Proposes `command` through `raft` (which must be the leader).
+pub async fn write(raft: &Raft, command: &Command) -> Response {
+    raft.client_write(Envelope::new(command))
+        .await
+        .expect("client write")
+        .data
+}
+
+/// Waits until `node` applied at least `index`.
+pub async fn wait_applied(node: &Node, index: u64) {
+    node.raft
+        .wait(Some(Duration::from_secs(30)))
+        .applied_index_at_least(Some(index), &format!("node {} applies {index}", node.id))
+        .await
+        .expect("applied in time");
+}
+
+/// The leader's last applied index.
+pub fn applied_index(raft: &Raft) -> u64 {
+    raft.metrics().borrow().last_applied.map_or(0, |l| l.index)
+}
