@@ -46,13 +46,34 @@ async fn cluster(
     nodes
 }
 
+/// Waits until every node applied `index` and then until they all hold
+/// the same content (a node may briefly apply past `index`, e.g. a
+/// membership entry), failing after 30 s with each node's applied state.
 async fn converge(nodes: &[&Node], index: u64) -> String {
     for node in nodes {
         wait_applied(node, index).await;
     }
-    let hashes: BTreeSet<String> = nodes.iter().map(|n| content_hash(&*n.store)).collect();
-    assert_eq!(hashes.len(), 1, "nodes diverged: {hashes:?}");
-    hashes.into_iter().next().expect("one hash")
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let hashes: BTreeSet<String> = nodes.iter().map(|n| content_hash(&*n.store)).collect();
+        if hashes.len() == 1 {
+            return hashes.into_iter().next().expect("one hash");
+        }
+        if tokio::time::Instant::now() > deadline {
+            let states: Vec<String> = nodes
+                .iter()
+                .map(|n| {
+                    format!(
+                        "node {}: {:?}",
+                        n.id,
+                        n.raft.metrics().borrow().last_applied
+                    )
+                })
+                .collect();
+            panic!("nodes diverged: {hashes:?}\n{}", states.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,7 @@
 //! Shared test setup: opening each engine as the store of a Raft node.
 
-#![allow(dead_code, unreachable_pub)]
+// Test support: a poisoned lock is a failed test.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod cluster;
 
