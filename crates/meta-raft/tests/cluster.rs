@@ -252,3 +252,64 @@ async fn a_partitioned_follower_rejoins_and_converges() {
     converge(&nodes.iter().collect::<Vec<_>>(), index).await;
     assert!(nodes[2].reader.get(b"key-00099").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_key_secret_appears_nowhere_in_store_log_or_snapshot() {
+    use meta_raft::model::{ApiKeyId, ApiKeyRecord};
+    use meta_raft::{ApiKeyCheck, ApiKeySecret};
+    use meta_store_api::snapshot::SnapshotReader;
+
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Mem, Engine::Lmdb, Engine::Fjall],
+        0,
+    )
+    .await;
+    let secret = ApiKeySecret::generate().unwrap();
+    let record = ApiKeyRecord {
+        id: ApiKeyId("deploy-bot".into()),
+        name: "deploy bot".into(),
+        scopes: vec!["write".into()],
+        created_at_ms: 1,
+        expires_at_ms: None,
+        revoked_at_ms: None,
+        secret_hash: secret.hash(),
+    };
+    write(&nodes[0].raft, &Command::CreateApiKey(record)).await;
+    let index = applied_index(&nodes[0].raft);
+    converge(&nodes.iter().collect::<Vec<_>>(), index).await;
+    let plain = secret.expose().as_bytes();
+    let contains = |hay: &[u8]| hay.windows(plain.len()).any(|w| w == plain);
+    for node in &nodes {
+        assert_eq!(
+            node.reader
+                .verify_api_key(&ApiKeyId("deploy-bot".into()), &secret, 2),
+            ApiKeyCheck::Valid
+        );
+        // Every key and value of the store: metadata, Raft log, vote, ...
+        let all = node.store.scan(b"").unwrap();
+        assert!(
+            all.iter().any(|(k, _)| k.starts_with(b"/raft/log/")),
+            "the log is in the store"
+        );
+        assert!(
+            !all.iter().any(|(k, v)| contains(k) || contains(v)),
+            "node {} stores the secret",
+            node.id
+        );
+        // Every record of a snapshot.
+        let mut stream = node.store.snapshot(b"/meta/").unwrap();
+        let mut reader = SnapshotReader::new(&mut stream).unwrap();
+        while let Some((k, v)) = reader.next_record().unwrap() {
+            assert!(
+                !contains(k) && !contains(v),
+                "a snapshot of node {} holds the secret",
+                node.id
+            );
+        }
+    }
+    assert!(!format!("{secret:?} {secret}").contains(secret.expose()));
+}
