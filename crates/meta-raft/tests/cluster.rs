@@ -1,6 +1,9 @@
 //! In-process clusters: real `openraft::Raft` instances over an in-memory
 //! network, each node on its own engine.
 
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,9 @@
 //! openraft's own storage test suite, against the log store and state
 //! machine over every engine.
 
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Engine;

@@ -2,6 +2,9 @@
 //! state machine persist survives closing and reopening the engine, and a
 //! damaged log entry is reported as corruption.
 
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Engine;
