@@ -6,6 +6,31 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::model::{ApiKeyId, ApiKeyRecord, Command};
+
+/// Prepares a new API key on the proposer's side: a fresh secret, and the
+/// command that stores only its hash. Hand the secret to its owner once;
+/// nothing can show it again.
+pub fn new_api_key(
+    id: ApiKeyId,
+    name: String,
+    scopes: Vec<String>,
+    now_ms: u64,
+    expires_at_ms: Option<u64>,
+) -> Result<(Command, ApiKeySecret), getrandom::Error> {
+    let secret = ApiKeySecret::generate()?;
+    let record = ApiKeyRecord {
+        id,
+        name,
+        scopes,
+        created_at_ms: now_ms,
+        expires_at_ms,
+        revoked_at_ms: None,
+        secret_hash: secret.hash(),
+    };
+    Ok((Command::CreateApiKey(record), secret))
+}
+
 /// An API key's plaintext secret. It prints as `[REDACTED]` in `Debug` and
 /// `Display`; read it with [`expose`](Self::expose) once, to hand it to the
 /// key's owner.
@@ -69,5 +94,18 @@ mod tests {
         assert!(secret.matches(&stored));
         assert!(!ApiKeySecret::from_presented("guess").matches(&stored));
         assert_ne!(ApiKeySecret::generate().unwrap(), secret);
+    }
+
+    #[test]
+    fn a_new_key_command_carries_the_hash_not_the_secret() {
+        let (command, secret) =
+            new_api_key(ApiKeyId("k".into()), "n".into(), vec![], 5, None).unwrap();
+        let Command::CreateApiKey(record) = &command else {
+            panic!("expected CreateApiKey, got {command:?}");
+        };
+        assert!(secret.matches(&record.secret_hash));
+        let encoded = postcard::to_stdvec(&command).unwrap();
+        let plain = secret.expose().as_bytes();
+        assert!(!encoded.windows(plain.len()).any(|w| w == plain));
     }
 }

@@ -29,7 +29,7 @@ mod state_machine;
 pub mod types;
 mod views;
 
-pub use apikey::ApiKeySecret;
+pub use apikey::{ApiKeySecret, new_api_key};
 pub use log_store::LogStore;
 pub use model::{Command, Envelope, Rejection, Response};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};

@@ -47,7 +47,8 @@ struct Shared {
     commit: Mutex<()>,
 }
 
-/// The metadata state machine. See the [module docs](self).
+/// The metadata state machine: applies commands to `/meta/` of a store,
+/// data and applied state in one batch, and snapshots it (`docs/raft.md`).
 #[derive(Clone)]
 pub struct StateMachine {
     shared: Arc<Shared>,
