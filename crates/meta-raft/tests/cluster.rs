@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::Engine;
 use common::cluster::{Node, Router, applied_index, config, content_hash, wait_applied, write};
 use meta_raft::Command;
-use openraft::BasicNode;
+use meta_raft::types::NodeAddr;
 
 fn put(i: u32) -> Command {
     Command::Put {
@@ -35,9 +35,9 @@ async fn cluster(
         let dir = dirs.path().join(format!("node-{id}"));
         nodes.push(router.start(id, *engine, dir, config(snapshot_every)).await);
     }
-    let members: BTreeMap<u64, BasicNode> = nodes
+    let members: BTreeMap<u64, NodeAddr> = nodes
         .iter()
-        .map(|n| (n.id, BasicNode::new(format!("node-{}", n.id))))
+        .map(|n| (n.id, NodeAddr::new(format!("node-{}", n.id), "")))
         .collect();
     nodes[0].raft.initialize(members).await.expect("initialize");
     nodes[0]
@@ -173,7 +173,7 @@ async fn a_node_added_after_the_log_was_purged_catches_up_by_snapshot() {
         .start(4, Engine::Lmdb, dirs.path().join("node-4"), config(20))
         .await;
     leader
-        .add_learner(4, BasicNode::new("node-4"), true)
+        .add_learner(4, NodeAddr::new("node-4", ""), true)
         .await
         .expect("add learner");
     let index = applied_index(leader);
@@ -204,7 +204,7 @@ async fn a_learner_becomes_a_voter_and_a_voter_is_removed() {
         .start(4, Engine::Fjall, dirs.path().join("node-4"), config(0))
         .await;
     leader
-        .add_learner(4, BasicNode::new("node-4"), true)
+        .add_learner(4, NodeAddr::new("node-4", ""), true)
         .await
         .expect("add learner");
     leader

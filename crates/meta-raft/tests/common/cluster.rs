@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use meta_raft::types::NodeAddr;
 use meta_raft::types::{Raft, TypeConfig};
 use meta_raft::{Command, Envelope, LogStore, MetadataReader, Response, StateMachine};
 use meta_store_api::MetadataStore;
@@ -17,7 +18,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Config, SnapshotPolicy};
+use openraft::{Config, SnapshotPolicy};
 use sha2::{Digest, Sha256};
 
 use super::Engine;
@@ -72,7 +73,7 @@ pub struct Connection {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: u64, _node: &NodeAddr) -> Connection {
         Connection {
             router: self.router.clone(),
             from: self.from,
@@ -82,7 +83,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 type Rpc<T, E = openraft::error::Infallible> =
-    Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+    Result<T, RPCError<u64, NodeAddr, RaftError<u64, E>>>;
 
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
