@@ -1,0 +1,750 @@
+//! The client API: JSON over HTTP (axum). `docs/api.md` documents every
+//! route with `curl` examples.
+//!
+//! - Reads are linearizable by default (Raft read index, on the leader);
+//!   `?stale=true` answers from this node's applied state.
+//! - Writes and linearizable reads sent to a follower are answered with a
+//!   `307 Temporary Redirect` to the leader's API (`curl -L` and the CLI
+//!   follow it), plus a JSON body saying so.
+//! - Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a
+//!   stable `code`; malformed input is a 4xx, never a crash.
+
+// `ApiError` carries the leader's address for redirects; it is returned by
+// value from handlers, as axum expects.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::FromRequest;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use meta_raft::model::{ApiKeyId, ClusterNode, NodeState, ShardAssignment};
+use meta_raft::types::{NodeAddr, Raft};
+use meta_raft::{
+    ApiKeyCheck, ApiKeySecret, Command, Envelope, MetadataReader, Rejection, new_api_key,
+};
+use metrics_exporter_prometheus::PrometheusRecorder;
+use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Largest request body: a maximal value plus JSON overhead.
+pub const MAX_BODY: usize = meta_store_api::MAX_VALUE_LEN + 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// This node's Raft.
+    pub raft: Raft,
+    /// This node's views.
+    pub reader: MetadataReader,
+    /// This node's id.
+    pub node_id: u64,
+    /// Per-node metrics recorder.
+    pub metrics: Arc<PrometheusRecorder>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    leader: Option<(u64, NodeAddr)>,
+    location: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            leader: None,
+            location: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// Sends the client to the leader, or says there is none.
+    fn not_leader(leader_id: Option<u64>, leader: Option<NodeAddr>, uri: &OriginalUri) -> Self {
+        match (leader_id, leader) {
+            (Some(id), Some(node)) if !node.api.is_empty() => {
+                let path = uri.0.path_and_query().map_or("/", |p| p.as_str());
+                ApiError {
+                    location: Some(format!("http://{}{}", node.api, path)),
+                    leader: Some((id, node)),
+                    ..ApiError::new(
+                        StatusCode::TEMPORARY_REDIRECT,
+                        "not_leader",
+                        "this node is not the leader; retry on the leader",
+                    )
+                }
+            }
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "no leader is known right now; retry shortly",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some((id, node)) = &self.leader {
+            body["error"]["leader"] = json!({"id": id, "api": node.api});
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(location) = self.location.and_then(|l| l.parse().ok()) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(status, code, e.body_text())
+    }
+}
+
+fn rejection(r: Rejection) -> ApiError {
+    let code = match &r {
+        Rejection::StaleShardMapVersion { .. } => "stale_version",
+        Rejection::CasMismatch { .. } => "cas_mismatch",
+        Rejection::UnknownNode { .. } => "unknown_node",
+        Rejection::NodeInUse { .. } => "node_in_use",
+        Rejection::DuplicateApiKey { .. } => "duplicate_api_key",
+        Rejection::UnknownApiKey { .. } => "not_found",
+        Rejection::InvalidKey { .. } => "invalid_key",
+        Rejection::ValueTooLarge { .. } => "payload_too_large",
+        Rejection::UnsupportedEnvelope { .. } | Rejection::Malformed { .. } => "bad_request",
+    };
+    let status = match code {
+        "not_found" => StatusCode::NOT_FOUND,
+        "invalid_key" | "bad_request" => StatusCode::BAD_REQUEST,
+        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, code, r.to_string())
+}
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+/// A JSON request body, whatever its `Content-Type` (so a plain
+/// `curl -d '{...}'` works); a parse error says where the JSON is wrong.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Proposes a command through Raft; a rejection becomes a 4xx.
+async fn propose(
+    state: &ApiState,
+    uri: &OriginalUri,
+    command: Command,
+) -> ApiResult<meta_raft::Response> {
+    match state.raft.client_write(Envelope::new(&command)).await {
+        Ok(written) => match written.data {
+            meta_raft::Response::Rejected(r) => Err(rejection(r)),
+            other => Ok(other),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ApiError::not_leader(f.leader_id, f.leader_node, uri))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ReadQuery {
+    #[serde(default)]
+    stale: bool,
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Makes a read linearizable unless the client asked for a stale one.
+async fn read_barrier(state: &ApiState, uri: &OriginalUri, stale: bool) -> ApiResult<()> {
+    if stale {
+        return Ok(());
+    }
+    match state.raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.forward_to_leader() {
+            Some(f) => Err(ApiError::not_leader(
+                f.leader_id,
+                f.leader_node.clone(),
+                uri,
+            )),
+            None => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )),
+        },
+    }
+}
+
+fn utf8(bytes: Vec<u8>, what: &str) -> ApiResult<String> {
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::internal(format!(
+            "{what} is not UTF-8 (written through the library API?)"
+        ))
+    })
+}
+
+async fn kv_get(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(key): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let value = state
+        .reader
+        .get(key.as_bytes())
+        .ok_or_else(|| ApiError::not_found(format!("no key `{key}`")))?;
+    Ok(Json(
+        json!({"key": key, "value": utf8(value, "the value")?}),
+    ))
+}
+
+async fn kv_list(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let prefix = q.prefix.unwrap_or_default();
+    let items = state
+        .reader
+        .list(prefix.as_bytes(), q.limit.unwrap_or(1000));
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|(k, v)| json!({"key": String::from_utf8_lossy(&k), "value": String::from_utf8_lossy(&v)}))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn kv_put(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(key): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let value = body?;
+    std::str::from_utf8(&value)
+        .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
+    propose(
+        &state,
+        &uri,
+        Command::Put {
+            key: key.into_bytes(),
+            value: value.to_vec(),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn kv_delete(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(key): Path<String>,
+) -> ApiResult {
+    propose(
+        &state,
+        &uri,
+        Command::Delete {
+            key: key.into_bytes(),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    key: String,
+    expected: Option<String>,
+    new: Option<String>,
+}
+
+async fn kv_cas(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    body: JsonBody<CasBody>,
+) -> ApiResult {
+    let JsonBody(body) = body;
+    let command = Command::CompareAndSwap {
+        key: body.key.into_bytes(),
+        expected: body.expected.map(String::into_bytes),
+        new: body.new.map(String::into_bytes),
+    };
+    propose(&state, &uri, command).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeBody {
+    address: String,
+    #[serde(default = "active")]
+    state: NodeState,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+fn active() -> NodeState {
+    NodeState::Active
+}
+
+fn node_json(n: &ClusterNode) -> Value {
+    json!({"id": n.id, "address": n.address, "state": n.state, "labels": n.labels})
+}
+
+async fn nodes_get(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let nodes: Vec<Value> = state.reader.cluster_map().iter().map(node_json).collect();
+    Ok(Json(json!({ "nodes": nodes })))
+}
+
+async fn node_put(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(id): Path<u64>,
+    body: JsonBody<NodeBody>,
+) -> ApiResult {
+    let JsonBody(body) = body;
+    let node = ClusterNode {
+        id,
+        address: body.address,
+        state: body.state,
+        labels: body.labels,
+    };
+    let shown = node_json(&node);
+    propose(&state, &uri, Command::UpsertNode(node)).await?;
+    Ok(Json(shown))
+}
+
+async fn node_delete(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(id): Path<u64>,
+) -> ApiResult {
+    propose(&state, &uri, Command::RemoveNode { id }).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn shards_get(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let map = state.reader.shard_map();
+    Ok(Json(
+        json!({"version": map.version, "shards": map.shards.iter().map(|(id, a)| (id.to_string(), json!({"replicas": a.replicas}))).collect::<serde_json::Map<_, _>>()}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardsBody {
+    expected_version: u64,
+    shards: BTreeMap<u64, ShardAssignment>,
+}
+
+async fn shards_put(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    body: JsonBody<ShardsBody>,
+) -> ApiResult {
+    let JsonBody(body) = body;
+    let command = Command::SetShardMap {
+        expected_version: body.expected_version,
+        shards: body.shards,
+    };
+    match propose(&state, &uri, command).await? {
+        meta_raft::Response::ShardMapVersion(version) => Ok(Json(json!({ "version": version }))),
+        other => Err(ApiError::internal(format!("unexpected response {other:?}"))),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyBody {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    expires_in_secs: Option<u64>,
+}
+
+async fn apikey_create(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    body: JsonBody<ApiKeyBody>,
+) -> ApiResult {
+    let JsonBody(body) = body;
+    if body.id.is_empty() {
+        return Err(ApiError::bad_request("`id` must not be empty"));
+    }
+    // Time and the secret are chosen here, by the proposer, never in apply.
+    let now = now_ms();
+    let expires = body
+        .expires_in_secs
+        .map(|s| now.saturating_add(s.saturating_mul(1000)));
+    let (command, secret) = new_api_key(
+        ApiKeyId(body.id.clone()),
+        body.name,
+        body.scopes,
+        now,
+        expires,
+    )
+    .map_err(|e| ApiError::internal(format!("no randomness for a secret: {e}")))?;
+    propose(&state, &uri, command).await?;
+    Ok(Json(
+        json!({"id": body.id, "secret": secret.expose(), "note": "the secret is shown once and cannot be recovered"}),
+    ))
+}
+
+async fn apikey_list(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let keys: Vec<Value> = state
+        .reader
+        .api_keys()
+        .into_iter()
+        .map(|k| json!({"id": k.id.0, "name": k.name, "scopes": k.scopes, "created_at_ms": k.created_at_ms, "expires_at_ms": k.expires_at_ms, "revoked_at_ms": k.revoked_at_ms}))
+        .collect();
+    Ok(Json(json!({ "api_keys": keys })))
+}
+
+async fn apikey_revoke(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(id): Path<String>,
+) -> ApiResult {
+    propose(
+        &state,
+        &uri,
+        Command::RevokeApiKey {
+            id: ApiKeyId(id),
+            at_ms: now_ms(),
+        },
+    )
+    .await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    id: String,
+    secret: String,
+}
+
+async fn apikey_verify(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+    body: JsonBody<VerifyBody>,
+) -> ApiResult {
+    let JsonBody(body) = body;
+    read_barrier(&state, &uri, q.stale).await?;
+    let check = state.reader.verify_api_key(
+        &ApiKeyId(body.id),
+        &ApiKeySecret::from_presented(body.secret),
+        now_ms(),
+    );
+    let status = match check {
+        ApiKeyCheck::Valid => "valid",
+        ApiKeyCheck::Invalid => "invalid",
+        ApiKeyCheck::Revoked => "revoked",
+        ApiKeyCheck::Expired => "expired",
+    };
+    Ok(Json(
+        json!({"valid": check == ApiKeyCheck::Valid, "status": status}),
+    ))
+}
+
+async fn config_list(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    Ok(Json(
+        json!({"config": state.reader.config_all().into_iter().collect::<BTreeMap<_, _>>()}),
+    ))
+}
+
+async fn config_get(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let value = state
+        .reader
+        .config(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no config entry `{name}`")))?;
+    Ok(Json(json!({"name": name, "value": value})))
+}
+
+async fn config_put(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let value = String::from_utf8(body?.to_vec())
+        .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
+    propose(&state, &uri, Command::SetConfig { name, value }).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn config_delete(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Path(name): Path<String>,
+) -> ApiResult {
+    propose(&state, &uri, Command::DeleteConfig { name }).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn status(State(state): State<ApiState>) -> ApiResult {
+    let m = state.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let nodes: BTreeMap<String, Value> = membership
+        .nodes()
+        .map(|(id, n)| {
+            (
+                id.to_string(),
+                json!({"raft": n.raft, "api": n.api, "voter": voters.contains(id)}),
+            )
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": m.id,
+        "state": format!("{:?}", m.state),
+        "leader": m.current_leader,
+        "term": m.current_term,
+        "last_log_index": m.last_log_index,
+        "applied_index": m.last_applied.map(|l| l.index),
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
+        "members": nodes,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    id: u64,
+    raft: String,
+    api: String,
+}
+
+async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBody>>) -> ApiResult {
+    let JsonBody(members) = body;
+    let members: BTreeMap<u64, NodeAddr> = members
+        .into_iter()
+        .map(|m| (m.id, NodeAddr::new(m.raft, m.api)))
+        .collect();
+    state
+        .raft
+        .initialize(members)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "already_initialized", e.to_string()))?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn add_learner(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    body: JsonBody<MemberBody>,
+) -> ApiResult {
+    let JsonBody(m) = body;
+    match state
+        .raft
+        .add_learner(m.id, NodeAddr::new(m.raft, m.api), true)
+        .await
+    {
+        Ok(r) => Ok(Json(json!({"ok": true, "log_index": r.log_id.index}))),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ApiError::not_leader(f.leader_id, f.leader_node, &uri))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "membership",
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembershipBody {
+    voters: BTreeSet<u64>,
+    #[serde(default)]
+    retain: bool,
+}
+
+async fn change_membership(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    body: JsonBody<MembershipBody>,
+) -> ApiResult {
+    let JsonBody(body) = body;
+    match state.raft.change_membership(body.voters, body.retain).await {
+        Ok(r) => Ok(Json(json!({"ok": true, "log_index": r.log_id.index}))),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ApiError::not_leader(f.leader_id, f.leader_node, &uri))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "membership",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn prometheus(State(state): State<ApiState>) -> impl IntoResponse {
+    let m = state.raft.metrics().borrow().clone();
+    metrics::with_local_recorder(&*state.metrics, || {
+        metrics::gauge!("meta_raft_term").set(m.current_term as f64);
+        metrics::gauge!("meta_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+        metrics::gauge!("meta_raft_applied_index")
+            .set(m.last_applied.map_or(0, |l| l.index) as f64);
+        metrics::gauge!("meta_raft_is_leader")
+            .set(f64::from(u8::from(m.current_leader == Some(m.id))));
+        metrics::gauge!("meta_cluster_nodes").set(state.reader.cluster_map().len() as f64);
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.handle().render(),
+    )
+}
+
+/// Turns axum's own plain-text rejections (a bad path parameter, a bad
+/// query string, a wrong method) into the API's JSON error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    };
+    let mut message = String::from_utf8_lossy(&text).into_owned();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    }
+    ApiError::new(status, code, message).into_response()
+}
+
+async fn fallback(uri: OriginalUri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.0.path()))
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(prometheus))
+        .route("/v1/kv", get(kv_list))
+        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/v1/cas", post(kv_cas))
+        .route("/v1/cluster/nodes", get(nodes_get))
+        .route("/v1/cluster/nodes/{id}", put(node_put).delete(node_delete))
+        .route("/v1/shards", get(shards_get).put(shards_put))
+        .route("/v1/apikeys", get(apikey_list).post(apikey_create))
+        .route("/v1/apikeys/verify", post(apikey_verify))
+        .route("/v1/apikeys/{id}", axum::routing::delete(apikey_revoke))
+        .route("/v1/config", get(config_list))
+        .route(
+            "/v1/config/{name}",
+            get(config_get).put(config_put).delete(config_delete),
+        )
+        .route("/v1/cluster/status", get(status))
+        .route("/v1/cluster/init", post(cluster_init))
+        .route("/v1/cluster/learners", post(add_learner))
+        .route("/v1/cluster/membership", post(change_membership))
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}

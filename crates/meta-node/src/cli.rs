@@ -1,0 +1,745 @@
+//! The command line: `serve`, client commands talking to a running node,
+//! and offline tools.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use comfy_table::Table;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Body, Client, encode_path};
+use crate::config::Config;
+use crate::engine::{Engine, StoreSpec};
+
+/// A Raft metadata store with pluggable embedded storage.
+#[derive(Parser, Debug)]
+#[command(name = "meta-node", version, about)]
+pub struct Cli {
+    /// The node to talk to (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "META_NODE_ADDR",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    pub addr: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (with no flags: a single-node cluster on LMDB in ./meta-data).
+    Serve(ServeArgs),
+    /// User keys.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Cluster membership and the cluster map.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// The versioned shard map.
+    #[command(subcommand)]
+    Shard(ShardCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Config entries.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Offline backup and restore of a stopped node's store.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Offline: convert a stopped node's store to another engine.
+    Migrate {
+        /// Source store, ENGINE:DIR (e.g. lmdb:./meta-data/lmdb).
+        #[arg(long)]
+        from: StoreSpec,
+        /// Target store, ENGINE:DIR (replaced).
+        #[arg(long)]
+        to: StoreSpec,
+    },
+    /// Offline: the content hash of a store's metadata (equal across engines).
+    Verify {
+        /// The store, ENGINE:DIR.
+        #[arg(long)]
+        store: StoreSpec,
+    },
+}
+
+/// `serve` flags; each overrides the config file and has a `META_NODE_*`
+/// environment variable.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "META_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Raft node id.
+    #[arg(long, env = "META_NODE_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Client API address.
+    #[arg(long, env = "META_NODE_LISTEN")]
+    pub listen: Option<String>,
+    /// Peer transport address.
+    #[arg(long, env = "META_NODE_RAFT_LISTEN")]
+    pub raft_listen: Option<String>,
+    /// Advertised client API address.
+    #[arg(long, env = "META_NODE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Advertised peer address.
+    #[arg(long, env = "META_NODE_ADVERTISE_RAFT")]
+    pub advertise_raft: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "META_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Engine of both stores.
+    #[arg(long, env = "META_NODE_ENGINE")]
+    pub engine: Option<Engine>,
+    /// Engine of the Raft log store.
+    #[arg(long, env = "META_NODE_LOG_ENGINE")]
+    pub log_engine: Option<Engine>,
+    /// Engine of the state machine store.
+    #[arg(long, env = "META_NODE_STATE_ENGINE")]
+    pub state_engine: Option<Engine>,
+    /// Initialise a single-node cluster on first start (true/false).
+    #[arg(long, env = "META_NODE_BOOTSTRAP")]
+    pub bootstrap: Option<bool>,
+    /// Snapshot every this many entries.
+    #[arg(long, env = "META_NODE_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The effective config: defaults, file, then these flags.
+    pub fn config(&self) -> Result<Config, crate::NodeError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
+        }
+        set!(node_id, listen, raft_listen, data_dir, engine, bootstrap);
+        if self.advertise.is_some() {
+            config.advertise = self.advertise.clone();
+        }
+        if self.advertise_raft.is_some() {
+            config.advertise_raft = self.advertise_raft.clone();
+        }
+        if self.log_engine.is_some() {
+            config.log_engine = self.log_engine;
+        }
+        if self.state_engine.is_some() {
+            config.state_engine = self.state_engine;
+        }
+        if let Some(n) = self.snapshot_every {
+            config.raft.snapshot_every = n;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `kv`.
+#[derive(Subcommand, Debug)]
+pub enum KvCommand {
+    /// Read a key.
+    Get {
+        /// The key.
+        key: String,
+        /// Answer from the contacted node's state without a read index.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Set a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The value (UTF-8).
+        value: String,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// List keys under a prefix.
+    List {
+        /// The prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Compare-and-swap: set KEY to --new (or delete it) if it holds --expected (or is absent).
+    Cas {
+        /// The key.
+        key: String,
+        /// The value it must hold now (omit: must be absent).
+        #[arg(long)]
+        expected: Option<String>,
+        /// The new value (omit: delete).
+        #[arg(long)]
+        new: Option<String>,
+    },
+}
+
+/// `cluster`.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Leader, term, applied index and members.
+    Status,
+    /// Initialise a new cluster with these members: ID=RAFT_ADDR,API_ADDR ...
+    Init {
+        /// Members, each ID=RAFT_ADDR,API_ADDR.
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Add a learner (a non-voting member that catches up).
+    AddLearner {
+        /// Its node id.
+        id: u64,
+        /// Its peer address.
+        raft: String,
+        /// Its client API address.
+        api: String,
+    },
+    /// Set the voters (learners not listed stay learners).
+    Members {
+        /// Voter ids, comma-separated.
+        #[arg(value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+    },
+    /// The cluster map.
+    Nodes,
+    /// Add or update a node of the cluster map.
+    SetNode {
+        /// Node id.
+        id: u64,
+        /// Its address.
+        address: String,
+        /// active, draining or down.
+        #[arg(long, default_value = "active")]
+        state: String,
+        /// Labels, KEY=VALUE.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// Remove a node from the cluster map.
+    RemoveNode {
+        /// Node id.
+        id: u64,
+    },
+}
+
+/// `shard`.
+#[derive(Subcommand, Debug)]
+pub enum ShardCommand {
+    /// The shard map and its version.
+    Get,
+    /// Replace the shard map, if it is still at --expected-version.
+    Set {
+        /// The version this replaces.
+        #[arg(long)]
+        expected_version: u64,
+        /// Shards, each SHARD=NODE,NODE,... (primary first).
+        #[arg(required = true)]
+        shards: Vec<String>,
+    },
+}
+
+/// `apikey`.
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCommand {
+    /// Create a key; its secret is printed once.
+    Create {
+        /// Key id.
+        id: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Scopes (repeat).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Check a secret.
+    Verify {
+        /// Key id.
+        id: String,
+        /// The secret.
+        secret: String,
+    },
+}
+
+/// `config`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Read an entry.
+    Get {
+        /// Entry name.
+        name: String,
+    },
+    /// Set an entry.
+    Set {
+        /// Entry name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// Delete an entry.
+    Delete {
+        /// Entry name.
+        name: String,
+    },
+    /// Every entry.
+    List,
+}
+
+/// `snapshot`.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Save a stopped node's whole store to a file.
+    Save {
+        /// The store, ENGINE:DIR.
+        #[arg(long)]
+        store: StoreSpec,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace a stopped node's whole store with a saved file.
+    Restore {
+        /// The store, ENGINE:DIR.
+        #[arg(long)]
+        store: StoreSpec,
+        /// Input file.
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+}
+
+fn split_pair<'a>(s: &'a str, what: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    s.split_once('=')
+        .with_context(|| format!("`{s}` is not {what}"))
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    t.set_header(headers.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders an answer as text.
+type Render = Box<dyn Fn(&Value) -> String>;
+
+/// Runs a client command against `cli.addr`; returns what to print.
+pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
+    let client = Client::new(&cli.addr)?;
+    let (value, render): (Value, Render) = match &cli.command {
+        Command::Kv(cmd) => match cmd {
+            KvCommand::Get { key, stale } => {
+                let path = format!(
+                    "/v1/kv/{}{}",
+                    encode_path(key),
+                    if *stale { "?stale=true" } else { "" }
+                );
+                (
+                    client.call(Method::GET, &path, None).await?,
+                    Box::new(|v| text(&v["value"])),
+                )
+            }
+            KvCommand::Put { key, value } => {
+                let v = client
+                    .call(
+                        Method::PUT,
+                        &format!("/v1/kv/{}", encode_path(key)),
+                        Some(Body::Text(value.clone())),
+                    )
+                    .await?;
+                (v, Box::new(|_| "ok".into()))
+            }
+            KvCommand::Delete { key } => (
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/kv/{}", encode_path(key)),
+                        None,
+                    )
+                    .await?,
+                Box::new(|_| "ok".into()),
+            ),
+            KvCommand::List { prefix, limit } => {
+                let path = format!(
+                    "/v1/kv?prefix={}&limit={limit}",
+                    encode_path(prefix).replace('/', "%2F")
+                );
+                let render = |v: &Value| {
+                    let rows = v["items"]
+                        .as_array()
+                        .map(|items| {
+                            items
+                                .iter()
+                                .map(|i| vec![text(&i["key"]), text(&i["value"])])
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    table(&["key", "value"], rows)
+                };
+                (
+                    client.call(Method::GET, &path, None).await?,
+                    Box::new(render),
+                )
+            }
+            KvCommand::Cas { key, expected, new } => {
+                let body = json!({"key": key, "expected": expected, "new": new});
+                (
+                    client
+                        .call(Method::POST, "/v1/cas", Some(Body::Json(body)))
+                        .await?,
+                    Box::new(|_| "swapped".into()),
+                )
+            }
+        },
+        Command::Cluster(cmd) => match cmd {
+            ClusterCommand::Status => {
+                let render = |v: &Value| {
+                    let mut out = format!(
+                        "node {} ({}), leader {}, term {}, applied {}, last log {}\n",
+                        text(&v["id"]),
+                        text(&v["state"]),
+                        text(&v["leader"]),
+                        text(&v["term"]),
+                        text(&v["applied_index"]),
+                        text(&v["last_log_index"])
+                    );
+                    let rows = v["members"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(id, n)| {
+                                    vec![
+                                        id.clone(),
+                                        text(&n["raft"]),
+                                        text(&n["api"]),
+                                        if n["voter"] == json!(true) {
+                                            "voter".into()
+                                        } else {
+                                            "learner".into()
+                                        },
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out += &table(&["id", "raft", "api", "role"], rows);
+                    out
+                };
+                (
+                    client.call(Method::GET, "/v1/cluster/status", None).await?,
+                    Box::new(render),
+                )
+            }
+            ClusterCommand::Init { members } => {
+                let mut list = Vec::new();
+                for m in members {
+                    let (id, addrs) = split_pair(m, "ID=RAFT_ADDR,API_ADDR")?;
+                    let (raft, api) = addrs
+                        .split_once(',')
+                        .with_context(|| format!("`{m}` is not ID=RAFT_ADDR,API_ADDR"))?;
+                    list.push(json!({"id": id.parse::<u64>().with_context(|| format!("`{id}` is not a node id"))?, "raft": raft, "api": api}));
+                }
+                (
+                    client
+                        .call(
+                            Method::POST,
+                            "/v1/cluster/init",
+                            Some(Body::Json(json!(list))),
+                        )
+                        .await?,
+                    Box::new(|_| "initialised".into()),
+                )
+            }
+            ClusterCommand::AddLearner { id, raft, api } => {
+                let body = json!({"id": id, "raft": raft, "api": api});
+                (
+                    client
+                        .call(Method::POST, "/v1/cluster/learners", Some(Body::Json(body)))
+                        .await?,
+                    Box::new(|_| "learner added".into()),
+                )
+            }
+            ClusterCommand::Members { voters } => {
+                let body = json!({"voters": voters});
+                (
+                    client
+                        .call(
+                            Method::POST,
+                            "/v1/cluster/membership",
+                            Some(Body::Json(body)),
+                        )
+                        .await?,
+                    Box::new(|_| "membership changed".into()),
+                )
+            }
+            ClusterCommand::Nodes => {
+                let render = |v: &Value| {
+                    let rows = v["nodes"]
+                        .as_array()
+                        .map(|n| {
+                            n.iter()
+                                .map(|n| {
+                                    vec![
+                                        text(&n["id"]),
+                                        text(&n["address"]),
+                                        text(&n["state"]),
+                                        n["labels"].to_string(),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    table(&["id", "address", "state", "labels"], rows)
+                };
+                (
+                    client.call(Method::GET, "/v1/cluster/nodes", None).await?,
+                    Box::new(render),
+                )
+            }
+            ClusterCommand::SetNode {
+                id,
+                address,
+                state,
+                labels,
+            } => {
+                let mut map = serde_json::Map::new();
+                for l in labels {
+                    let (k, v) = split_pair(l, "KEY=VALUE")?;
+                    map.insert(k.into(), json!(v));
+                }
+                let state = match state.as_str() {
+                    "active" => "Active",
+                    "draining" => "Draining",
+                    "down" => "Down",
+                    other => anyhow::bail!(
+                        "unknown node state `{other}` (expected active, draining or down)"
+                    ),
+                };
+                let body = json!({"address": address, "state": state, "labels": map});
+                (
+                    client
+                        .call(
+                            Method::PUT,
+                            &format!("/v1/cluster/nodes/{id}"),
+                            Some(Body::Json(body)),
+                        )
+                        .await?,
+                    Box::new(|_| "ok".into()),
+                )
+            }
+            ClusterCommand::RemoveNode { id } => (
+                client
+                    .call(Method::DELETE, &format!("/v1/cluster/nodes/{id}"), None)
+                    .await?,
+                Box::new(|_| "ok".into()),
+            ),
+        },
+        Command::Shard(cmd) => match cmd {
+            ShardCommand::Get => {
+                let render = |v: &Value| {
+                    let rows = v["shards"]
+                        .as_object()
+                        .map(|s| {
+                            s.iter()
+                                .map(|(id, a)| vec![id.clone(), a["replicas"].to_string()])
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "version {}\n{}",
+                        text(&v["version"]),
+                        table(&["shard", "replicas"], rows)
+                    )
+                };
+                (
+                    client.call(Method::GET, "/v1/shards", None).await?,
+                    Box::new(render),
+                )
+            }
+            ShardCommand::Set {
+                expected_version,
+                shards,
+            } => {
+                let mut map = serde_json::Map::new();
+                for s in shards {
+                    let (id, nodes) = split_pair(s, "SHARD=NODE,NODE,...")?;
+                    let replicas: Vec<u64> = nodes
+                        .split(',')
+                        .map(|n| {
+                            n.trim()
+                                .parse()
+                                .with_context(|| format!("`{n}` is not a node id"))
+                        })
+                        .collect::<anyhow::Result<_>>()?;
+                    map.insert(id.into(), json!({"replicas": replicas}));
+                }
+                let body = json!({"expected_version": expected_version, "shards": map});
+                (
+                    client
+                        .call(Method::PUT, "/v1/shards", Some(Body::Json(body)))
+                        .await?,
+                    Box::new(|v| format!("shard map version {}", text(&v["version"]))),
+                )
+            }
+        },
+        Command::Apikey(cmd) => match cmd {
+            ApikeyCommand::Create {
+                id,
+                name,
+                scopes,
+                expires_in_secs,
+            } => {
+                let body = json!({"id": id, "name": name, "scopes": scopes, "expires_in_secs": expires_in_secs});
+                let render = |v: &Value| {
+                    format!(
+                        "id:     {}\nsecret: {}\n(the secret is shown once: store it now)",
+                        text(&v["id"]),
+                        text(&v["secret"])
+                    )
+                };
+                (
+                    client
+                        .call(Method::POST, "/v1/apikeys", Some(Body::Json(body)))
+                        .await?,
+                    Box::new(render),
+                )
+            }
+            ApikeyCommand::Revoke { id } => (
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/apikeys/{}", encode_path(id)),
+                        None,
+                    )
+                    .await?,
+                Box::new(|_| "revoked".into()),
+            ),
+            ApikeyCommand::List => {
+                let render = |v: &Value| {
+                    let rows = v["api_keys"]
+                        .as_array()
+                        .map(|k| {
+                            k.iter()
+                                .map(|k| {
+                                    vec![
+                                        text(&k["id"]),
+                                        text(&k["name"]),
+                                        k["scopes"].to_string(),
+                                        if k["revoked_at_ms"].is_null() {
+                                            "active".into()
+                                        } else {
+                                            "revoked".into()
+                                        },
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    table(&["id", "name", "scopes", "status"], rows)
+                };
+                (
+                    client.call(Method::GET, "/v1/apikeys", None).await?,
+                    Box::new(render),
+                )
+            }
+            ApikeyCommand::Verify { id, secret } => {
+                let body = json!({"id": id, "secret": secret});
+                (
+                    client
+                        .call(Method::POST, "/v1/apikeys/verify", Some(Body::Json(body)))
+                        .await?,
+                    Box::new(|v| text(&v["status"])),
+                )
+            }
+        },
+        Command::Config(cmd) => match cmd {
+            ConfigCommand::Get { name } => (
+                client
+                    .call(
+                        Method::GET,
+                        &format!("/v1/config/{}", encode_path(name)),
+                        None,
+                    )
+                    .await?,
+                Box::new(|v| text(&v["value"])),
+            ),
+            ConfigCommand::Set { name, value } => {
+                let v = client
+                    .call(
+                        Method::PUT,
+                        &format!("/v1/config/{}", encode_path(name)),
+                        Some(Body::Text(value.clone())),
+                    )
+                    .await?;
+                (v, Box::new(|_| "ok".into()))
+            }
+            ConfigCommand::Delete { name } => (
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/config/{}", encode_path(name)),
+                        None,
+                    )
+                    .await?,
+                Box::new(|_| "ok".into()),
+            ),
+            ConfigCommand::List => {
+                let render = |v: &Value| {
+                    let rows = v["config"]
+                        .as_object()
+                        .map(|c| c.iter().map(|(k, v)| vec![k.clone(), text(v)]).collect())
+                        .unwrap_or_default();
+                    table(&["name", "value"], rows)
+                };
+                (
+                    client.call(Method::GET, "/v1/config", None).await?,
+                    Box::new(render),
+                )
+            }
+        },
+        _ => anyhow::bail!("not a client command"),
+    };
+    Ok(if cli.json {
+        serde_json::to_string_pretty(&value)?
+    } else {
+        render(&value)
+    })
+}

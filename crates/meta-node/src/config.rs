@@ -1,0 +1,352 @@
+//! Node configuration: defaults, then a TOML file, then environment
+//! variables and flags (`serve --help` lists them; each flag has a
+//! `META_NODE_*` variable). Every problem names the field.
+//!
+//! ```toml
+//! node_id = 1
+//! listen = "127.0.0.1:7700"        # client API (HTTP)
+//! raft_listen = "127.0.0.1:7701"   # peer transport (TCP)
+//! data_dir = "./meta-data"
+//! engine = "lmdb"                  # lmdb | fjall | mem
+//! # log_engine = "fjall"           # optional: a different engine for the Raft log
+//! # state_engine = "lmdb"          # optional: a different engine for the state machine
+//! bootstrap = true                 # initialise a single-node cluster on first start
+//!
+//! [lmdb]
+//! map_size_mib = 16384
+//!
+//! [fjall]
+//! cache_size_mib = 64
+//!
+//! [raft]
+//! heartbeat_ms = 100
+//! election_timeout_min_ms = 300
+//! election_timeout_max_ms = 600
+//! snapshot_every = 10000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::error::NodeError;
+
+/// The whole configuration of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's Raft id (at least 1).
+    pub node_id: u64,
+    /// Address the HTTP client API binds.
+    pub listen: String,
+    /// Address the peer transport binds.
+    pub raft_listen: String,
+    /// Address clients are told to use (default: `listen`).
+    pub advertise: Option<String>,
+    /// Address peers are told to use (default: `raft_listen`).
+    pub advertise_raft: Option<String>,
+    /// Where the stores live.
+    pub data_dir: PathBuf,
+    /// Engine of both stores, unless overridden below.
+    pub engine: Engine,
+    /// Engine of the Raft log store (default: `engine`).
+    pub log_engine: Option<Engine>,
+    /// Engine of the state machine store (default: `engine`).
+    pub state_engine: Option<Engine>,
+    /// Initialise a single-node cluster on first start. Turn it off for
+    /// nodes that will join an existing cluster.
+    pub bootstrap: bool,
+    /// LMDB options.
+    pub lmdb: LmdbSection,
+    /// fjall options.
+    pub fjall: FjallSection,
+    /// Raft timing and snapshots.
+    pub raft: RaftSection,
+}
+
+/// `[lmdb]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmdbSection {
+    /// Largest size the database may grow to, in MiB.
+    pub map_size_mib: u64,
+}
+
+/// `[fjall]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FjallSection {
+    /// Block cache size, in MiB.
+    pub cache_size_mib: u64,
+}
+
+/// `[raft]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSection {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log it covers) every this many
+    /// applied entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            listen: "127.0.0.1:7700".into(),
+            raft_listen: "127.0.0.1:7701".into(),
+            advertise: None,
+            advertise_raft: None,
+            data_dir: PathBuf::from("./meta-data"),
+            engine: Engine::Lmdb,
+            log_engine: None,
+            state_engine: None,
+            bootstrap: true,
+            lmdb: LmdbSection::default(),
+            fjall: FjallSection::default(),
+            raft: RaftSection::default(),
+        }
+    }
+}
+
+impl Default for LmdbSection {
+    fn default() -> Self {
+        LmdbSection {
+            map_size_mib: 16 * 1024,
+        }
+    }
+}
+
+impl Default for FjallSection {
+    fn default() -> Self {
+        FjallSection { cache_size_mib: 64 }
+    }
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_every: 10_000,
+        }
+    }
+}
+
+/// Engine options, as the engines take them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// LMDB map size, MiB.
+    pub lmdb_map_size_mib: u64,
+    /// fjall cache, MiB.
+    pub fjall_cache_size_mib: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Config::default().engine_options()
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, NodeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| NodeError::ConfigFile {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        Config::from_toml(&text).map_err(|problem| NodeError::ConfigFile {
+            path: path.to_path_buf(),
+            problem,
+        })
+    }
+
+    /// Parses TOML over the defaults; the error names the field and line.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// The engine of the Raft log store.
+    pub fn log_engine(&self) -> Engine {
+        self.log_engine.unwrap_or(self.engine)
+    }
+
+    /// The engine of the state machine store.
+    pub fn state_engine(&self) -> Engine {
+        self.state_engine.unwrap_or(self.engine)
+    }
+
+    /// The address clients are told to use.
+    pub fn advertised_api(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// The address peers are told to use.
+    pub fn advertised_raft(&self) -> &str {
+        self.advertise_raft.as_deref().unwrap_or(&self.raft_listen)
+    }
+
+    /// The engine options.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            lmdb_map_size_mib: self.lmdb.map_size_mib,
+            fjall_cache_size_mib: self.fjall.cache_size_mib,
+        }
+    }
+
+    /// Where the store(s) live: one shared store `<data_dir>/<engine>` when
+    /// log and state use the same engine, else `<data_dir>/log-<engine>` and
+    /// `<data_dir>/state-<engine>`.
+    pub fn store_dirs(&self) -> (PathBuf, PathBuf) {
+        let (log, state) = (self.log_engine(), self.state_engine());
+        if log == state {
+            let dir = self.data_dir.join(log.name());
+            (dir.clone(), dir)
+        } else {
+            (
+                self.data_dir.join(format!("log-{log}")),
+                self.data_dir.join(format!("state-{state}")),
+            )
+        }
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if self.node_id == 0 {
+            return Err(NodeError::config("node_id", "must be at least 1"));
+        }
+        for (field, addr) in [("listen", &self.listen), ("raft_listen", &self.raft_listen)] {
+            addr.parse::<SocketAddr>().map_err(|_| {
+                NodeError::config(field, format!("`{addr}` is not an IP socket address (expected host:port, e.g. 127.0.0.1:7700)"))
+            })?;
+        }
+        let valid = |a: &str| {
+            a.rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        };
+        for (field, addr) in [
+            ("advertise", &self.advertise),
+            ("advertise_raft", &self.advertise_raft),
+        ] {
+            if let Some(addr) = addr.as_deref().filter(|a| !valid(a)) {
+                return Err(NodeError::config(
+                    field,
+                    format!("`{addr}` is not host:port"),
+                ));
+            }
+        }
+        if self.listen == self.raft_listen {
+            return Err(NodeError::config(
+                "raft_listen",
+                "must differ from `listen`",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(NodeError::config("data_dir", "must not be empty"));
+        }
+        for (field, engine) in [
+            ("engine", self.engine),
+            ("log_engine", self.log_engine()),
+            ("state_engine", self.state_engine()),
+        ] {
+            if !engine.available() {
+                return Err(NodeError::config(
+                    field,
+                    format!(
+                        "engine `{engine}` is not available in this build: rebuild meta-node with the `{engine}` feature"
+                    ),
+                ));
+            }
+        }
+        if self.lmdb.map_size_mib == 0 {
+            return Err(NodeError::config("lmdb.map_size_mib", "must be at least 1"));
+        }
+        let raft = &self.raft;
+        if raft.heartbeat_ms == 0 {
+            return Err(NodeError::config("raft.heartbeat_ms", "must be at least 1"));
+        }
+        if raft.election_timeout_min_ms <= raft.heartbeat_ms {
+            return Err(NodeError::config(
+                "raft.election_timeout_min_ms",
+                "must be greater than raft.heartbeat_ms",
+            ));
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            return Err(NodeError::config(
+                "raft.election_timeout_max_ms",
+                "must be greater than raft.election_timeout_min_ms",
+            ));
+        }
+        if raft.snapshot_every == 0 {
+            return Err(NodeError::config(
+                "raft.snapshot_every",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_a_file_overrides_them() {
+        Config::default().validate().unwrap();
+        let c = Config::from_toml("node_id = 3\nengine = \"fjall\"\n[raft]\nsnapshot_every = 5")
+            .unwrap();
+        assert_eq!(
+            (c.node_id, c.engine, c.raft.snapshot_every),
+            (3, Engine::Fjall, 5)
+        );
+        assert_eq!(c.raft.heartbeat_ms, 100);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let err = Config::from_toml("engin = \"lmdb\"").unwrap_err();
+        assert!(err.contains("engin"), "{err}");
+        let err = Config::from_toml("engine = \"rocks\"").unwrap_err();
+        assert!(err.contains("rocks") && err.contains("engine"), "{err}");
+        let err = Config::from_toml("node_id = \"one\"").unwrap_err();
+        assert!(err.contains("node_id"), "{err}");
+        let c = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("`listen`"));
+        let c = Config {
+            node_id: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("`node_id`"));
+        let mut c = Config::default();
+        c.raft.election_timeout_max_ms = 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("raft.election_timeout_max_ms")
+        );
+    }
+
+    #[test]
+    fn split_engines_get_their_own_dirs() {
+        let mut c = Config::default();
+        assert_eq!(c.store_dirs().0, c.store_dirs().1);
+        c.log_engine = Some(Engine::Fjall);
+        let (log, state) = c.store_dirs();
+        assert!(log.ends_with("log-fjall") && state.ends_with("state-lmdb"));
+    }
+}

@@ -1,0 +1,130 @@
+//! The `meta-node` binary: `serve`, client commands, offline tools.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use meta_node::cli::{Cli, Command, SnapshotCommand};
+use meta_node::{Node, offline};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let quiet = cli.json;
+    match &cli.command {
+        Command::Serve(args) => serve(args.config()?).await,
+        Command::Snapshot(SnapshotCommand::Save { store, out }) => {
+            let bytes = offline::snapshot_save(store, out, quiet)?;
+            println!("saved {} ({bytes} bytes)", out.display());
+            Ok(())
+        }
+        Command::Snapshot(SnapshotCommand::Restore { store, input }) => {
+            let records = offline::snapshot_restore(store, input, quiet)?;
+            println!(
+                "restored {records} records into {}:{}",
+                store.engine,
+                store.dir.display()
+            );
+            Ok(())
+        }
+        Command::Migrate { from, to } => {
+            let records = offline::migrate(from, to, quiet)?;
+            println!(
+                "migrated {records} records from {}:{} to {}:{}",
+                from.engine,
+                from.dir.display(),
+                to.engine,
+                to.dir.display()
+            );
+            Ok(())
+        }
+        Command::Verify { store } => {
+            println!("{}", offline::verify(store)?);
+            Ok(())
+        }
+        _ => {
+            println!("{}", meta_node::cli::run_client(&cli).await?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
+    let node = Node::start(config).await?;
+    let c = &node.config;
+    let (log_dir, state_dir) = c.store_dirs();
+    let stores = if log_dir == state_dir {
+        format!("{} store in {}", c.log_engine(), log_dir.display())
+    } else {
+        format!(
+            "log on {} in {}, state on {} in {}",
+            c.log_engine(),
+            log_dir.display(),
+            c.state_engine(),
+            state_dir.display()
+        )
+    };
+    println!(
+        "meta-node {} listening: client API http://{}, peers {}; {stores}",
+        c.node_id, node.api_addr, node.raft_addr
+    );
+    if let Some(leader) = node.wait_for_leader(Duration::from_secs(5)).await {
+        println!("leader: node {leader}");
+    }
+    shutdown_signal().await;
+    println!("shutting down");
+    node.shutdown().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

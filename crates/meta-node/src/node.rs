@@ -1,0 +1,184 @@
+//! Starting and stopping a node: stores, Raft, peer transport, client API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meta_raft::types::{NodeAddr, Raft};
+use meta_raft::{LogStore, MetadataReader, StateMachine};
+use meta_store_api::MetadataStore;
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{ApiState, router};
+use crate::config::Config;
+use crate::error::NodeError;
+use crate::transport::{TcpNetwork, serve};
+
+/// A running node.
+pub struct Node {
+    /// Its configuration.
+    pub config: Config,
+    /// Its Raft.
+    pub raft: Raft,
+    /// Its views.
+    pub reader: MetadataReader,
+    /// The bound client API address.
+    pub api_addr: SocketAddr,
+    /// The bound peer transport address.
+    pub raft_addr: SocketAddr,
+    stores: Vec<Arc<dyn MetadataStore>>,
+    stop_api: watch::Sender<bool>,
+    api_task: JoinHandle<()>,
+    transport_task: JoinHandle<()>,
+}
+
+async fn open_store(
+    config: &Config,
+    engine: crate::engine::Engine,
+    dir: std::path::PathBuf,
+) -> Result<Arc<dyn MetadataStore>, NodeError> {
+    let options = config.engine_options();
+    tokio::task::spawn_blocking(move || engine.open(&dir, &options))
+        .await
+        .map_err(|e| NodeError::Raft(format!("opening a store panicked: {e}")))?
+}
+
+fn raft_config(config: &Config) -> Result<openraft::Config, NodeError> {
+    let raft = &config.raft;
+    openraft::Config {
+        cluster_name: "meta-node".into(),
+        heartbeat_interval: raft.heartbeat_ms,
+        election_timeout_min: raft.election_timeout_min_ms,
+        election_timeout_max: raft.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(raft.snapshot_every),
+        max_in_snapshot_log_to_keep: raft.snapshot_every.min(1000),
+        install_snapshot_timeout: 10_000,
+        ..openraft::Config::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::config("raft", e.to_string()))
+}
+
+impl Node {
+    /// Opens the stores, starts Raft and both listeners, and — with
+    /// `bootstrap` on an uninitialised node — makes it a single-node cluster.
+    pub async fn start(config: Config) -> Result<Node, NodeError> {
+        config.validate()?;
+        let raft_config = Arc::new(raft_config(&config)?);
+        let (log_dir, state_dir) = config.store_dirs();
+        let log_store = open_store(&config, config.log_engine(), log_dir.clone()).await?;
+        let state_store = if state_dir == log_dir {
+            log_store.clone()
+        } else {
+            open_store(&config, config.state_engine(), state_dir).await?
+        };
+        let raft_listener = TcpListener::bind(&config.raft_listen)
+            .await
+            .map_err(|e| NodeError::io(format!("binding raft_listen {}", config.raft_listen), e))?;
+        let api_listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| NodeError::io(format!("binding listen {}", config.listen), e))?;
+        let raft_addr = raft_listener
+            .local_addr()
+            .map_err(|e| NodeError::io("reading the raft address", e))?;
+        let api_addr = api_listener
+            .local_addr()
+            .map_err(|e| NodeError::io("reading the API address", e))?;
+
+        let sm = StateMachine::open(state_store.clone())
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let reader = sm.reader();
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            TcpNetwork::default(),
+            LogStore::new(log_store.clone()),
+            sm,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let transport_task = tokio::spawn(serve(raft_listener, raft.clone()));
+
+        let state = ApiState {
+            raft: raft.clone(),
+            reader: reader.clone(),
+            node_id: config.node_id,
+            metrics: Arc::new(
+                metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+            ),
+        };
+        let (stop_api, mut stopped) = watch::channel(false);
+        let app = router(state);
+        let api_task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(api_listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("client API stopped: {e}");
+            }
+        });
+
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if config.bootstrap && !initialized {
+            let me = NodeAddr::new(config.advertised_raft(), config.advertised_api());
+            raft.initialize(BTreeMap::from([(config.node_id, me)]))
+                .await
+                .map_err(|e| NodeError::Raft(format!("initialising a single-node cluster: {e}")))?;
+            tracing::info!("initialised a new single-node cluster");
+        }
+        let mut stores = vec![log_store];
+        if !Arc::ptr_eq(&stores[0], &state_store) {
+            stores.push(state_store);
+        }
+        Ok(Node {
+            config,
+            raft,
+            reader,
+            api_addr,
+            raft_addr,
+            stores,
+            stop_api,
+            api_task,
+            transport_task,
+        })
+    }
+
+    /// Waits until this node knows a leader (itself included).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
+        let mut metrics = self.raft.metrics();
+        let found =
+            tokio::time::timeout(timeout, metrics.wait_for(|m| m.current_leader.is_some())).await;
+        found.ok()?.ok()?.current_leader
+    }
+
+    /// Stops serving, shuts Raft down and closes the stores cleanly.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let _ = self.stop_api.send(true);
+        let _ = self.api_task.await;
+        self.transport_task.abort();
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        for store in self.stores {
+            tokio::task::spawn_blocking(move || store.close())
+                .await
+                .map_err(|e| NodeError::Raft(format!("closing a store panicked: {e}")))?
+                .map_err(|source| NodeError::Store {
+                    context: "closing the store".into(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
