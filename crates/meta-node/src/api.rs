@@ -35,8 +35,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Largest request body: a maximal value plus JSON overhead.
-pub const MAX_BODY: usize = meta_store_api::MAX_VALUE_LEN + 64 * 1024;
+/// Largest request body: a maximal command. Larger bodies get a 413.
+pub const MAX_BODY: usize = meta_raft::MAX_COMMAND_LEN;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -178,7 +178,8 @@ async fn propose(
     uri: &OriginalUri,
     command: Command,
 ) -> ApiResult<meta_raft::Response> {
-    match state.raft.client_write(Envelope::new(&command)).await {
+    let envelope = Envelope::checked(&command).map_err(rejection)?;
+    match state.raft.client_write(envelope).await {
         Ok(written) => match written.data {
             meta_raft::Response::Rejected(r) => Err(rejection(r)),
             other => Ok(other),

@@ -241,9 +241,28 @@ pub struct Envelope {
     pub command: Vec<u8>,
 }
 
+/// The largest encoded command, in bytes. A log entry is stored as one
+/// value, so a command must leave room under the store's value limit for
+/// the entry's own framing; proposers check with [`Envelope::checked`].
+pub const MAX_COMMAND_LEN: usize = meta_store_api::MAX_VALUE_LEN - 64 * 1024;
+
 impl Envelope {
     /// The envelope version this build writes and reads.
     pub const VERSION: u16 = 1;
+
+    /// Wraps a command, refusing one too large to be logged
+    /// ([`MAX_COMMAND_LEN`]). Proposers use this: an oversized entry would
+    /// be a storage error on every node that tried to append it.
+    pub fn checked(command: &Command) -> Result<Envelope, Rejection> {
+        let envelope = Envelope::new(command);
+        if envelope.command.len() > MAX_COMMAND_LEN {
+            return Err(Rejection::ValueTooLarge {
+                len: envelope.command.len(),
+                max: MAX_COMMAND_LEN,
+            });
+        }
+        Ok(envelope)
+    }
 
     /// Wraps a command.
     pub fn new(command: &Command) -> Envelope {
@@ -269,5 +288,27 @@ impl Envelope {
 impl From<&Command> for Envelope {
     fn from(command: &Command) -> Envelope {
         Envelope::new(command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_too_large_to_log_are_refused_before_proposal() {
+        let small = Command::Put {
+            key: b"k".to_vec(),
+            value: vec![0; 10],
+        };
+        assert_eq!(Envelope::checked(&small).unwrap().open().unwrap(), small);
+        let big = Command::Put {
+            key: b"k".to_vec(),
+            value: vec![0; MAX_COMMAND_LEN],
+        };
+        assert!(matches!(
+            Envelope::checked(&big),
+            Err(Rejection::ValueTooLarge { .. })
+        ));
     }
 }

@@ -16,14 +16,15 @@ use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use meta_store_api::keys::{Key, META_PREFIX, MetaNamespace, RaftKey, applied_key};
-use meta_store_api::{Durability, MAX_VALUE_LEN, MetadataStore, WriteBatch};
+use meta_store_api::snapshot::SnapshotReader;
+use meta_store_api::{Durability, MetadataStore, WriteBatch};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
 use serde::{Deserialize, Serialize};
 
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::model::{Command, Rejection, Response};
+use crate::model::{Command, MAX_COMMAND_LEN, Rejection, Response};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -207,11 +208,13 @@ fn key(namespace: MetaNamespace, name: impl AsRef<[u8]>) -> Result<Vec<u8>, Reje
         })
 }
 
+/// Values are held to the command limit, not the store's: a value that
+/// fits the store but not a log entry could never have been proposed.
 fn check_value(len: usize) -> Result<(), Rejection> {
-    if len > MAX_VALUE_LEN {
+    if len > MAX_COMMAND_LEN {
         return Err(Rejection::ValueTooLarge {
             len,
-            max: MAX_VALUE_LEN,
+            max: MAX_COMMAND_LEN,
         });
     }
     Ok(())
@@ -414,20 +417,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
         blocking(subject.clone(), ErrorVerb::Write, move || {
             let bytes = snapshot.into_inner();
+            let fail = |e: &dyn std::fmt::Display| {
+                storage_error(
+                    subject.clone(),
+                    ErrorVerb::Write,
+                    &std::io::Error::other(e.to_string()),
+                )
+            };
+            // Check everything before touching the store: a snapshot this
+            // node cannot load must leave its state as it was, not replace it
+            // with data it will fail to open.
+            let mut rows = Vec::new();
+            let mut reader = SnapshotReader::new(&bytes[..]).map_err(|e| fail(&e))?;
+            while let Some((k, v)) = reader.next_record().map_err(|e| fail(&e))? {
+                rows.push((k.to_vec(), v.to_vec()));
+            }
+            let (views, applied) = Views::load(rows).map_err(|e| fail(&e))?;
+            if applied.last_applied != meta.last_log_id {
+                return Err(fail(&format!(
+                    "snapshot {} holds applied state {:?}, its metadata says {:?}",
+                    meta.snapshot_id, applied.last_applied, meta.last_log_id
+                )));
+            }
             let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
             // Atomic and durable: the data and its applied state together.
             shared
                 .store
                 .restore(META_PREFIX, &mut &bytes[..])
                 .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
-            let (views, applied) = load(&*shared.store)?;
-            if applied.last_applied != meta.last_log_id {
-                let mismatch = std::io::Error::other(format!(
-                    "snapshot {} holds applied state {:?}, its metadata says {:?}",
-                    meta.snapshot_id, applied.last_applied, meta.last_log_id
-                ));
-                return Err(storage_error(subject.clone(), ErrorVerb::Write, &mismatch));
-            }
             *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
             *shared
                 .applied

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use common::Engine;
 use common::cluster::content_hash;
+use meta_raft::MAX_COMMAND_LEN;
 use meta_raft::model::{ApiKeyId, ApiKeyRecord, ClusterNode, NodeState, ShardAssignment};
 use meta_raft::types::Entry;
 use meta_raft::{ApiKeyCheck, ApiKeySecret, Command, Envelope, Rejection, Response, StateMachine};
-use meta_store_api::MAX_VALUE_LEN;
 use openraft::EntryPayload;
 use openraft::storage::RaftStateMachine;
 use openraft::testing::log_id;
@@ -112,7 +112,7 @@ fn scenario(secret: &ApiKeySecret) -> Vec<EntryPayload<meta_raft::types::TypeCon
         },
         Command::Put {
             key: b"big".to_vec(),
-            value: vec![0; MAX_VALUE_LEN + 1],
+            value: vec![0; MAX_COMMAND_LEN + 1],
         },
         Command::SetConfig {
             name: "max-shards".into(),

@@ -85,6 +85,10 @@ pub struct FjallStore {
     /// exclusively so nobody sees half of a restore.
     gate: RwLock<()>,
     closed: AtomicBool,
+    /// Set when a restore failed after its commit point: the data is half
+    /// swapped, so the store refuses everything until it is reopened (which
+    /// finishes the swap).
+    failed: AtomicBool,
     dir: PathBuf,
     _lock: DirLock,
 }
@@ -118,6 +122,7 @@ impl FjallStore {
             writer: Mutex::new(()),
             gate: RwLock::new(()),
             closed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             dir: dir.to_path_buf(),
             _lock: lock,
         };
@@ -137,6 +142,15 @@ impl FjallStore {
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::Corruption {
+                engine: ENGINE,
+                detail: format!(
+                    "a restore failed half-way in {}; reopen the store to finish it",
+                    self.dir.display()
+                ),
+            });
         }
         Ok(())
     }
@@ -314,6 +328,9 @@ impl MetadataStore for FjallStore {
         self.check_open()?;
         batch.validate()?;
         let _writer = self.lock_writer();
+        // Checked again under the lock: a write that waited behind `close`
+        // must not land after it.
+        self.check_open()?;
         let mut fjall_batch = self.db.batch();
         // All entries of a fjall batch share one sequence number, so "in
         // order, last wins" is applied here.
@@ -385,6 +402,10 @@ impl MetadataStore for FjallStore {
     fn restore(&self, prefix: &[u8], reader: &mut dyn Read) -> Result<RestoreStats> {
         self.check_open()?;
         let _writer = self.lock_writer();
+        self.check_open()?;
+        // A restore interrupted after its commit point is finished first, so
+        // staging never holds two restores at once.
+        self.recover_restore()?;
         let stats = match self.stage(prefix, reader) {
             Ok(stats) => stats,
             Err(e) => {
@@ -394,7 +415,12 @@ impl MetadataStore for FjallStore {
             }
         };
         self.mark_restore_committed(prefix)?;
-        self.swap_in_staged(prefix)?;
+        if let Err(e) = self.swap_in_staged(prefix) {
+            // Past the commit point: the next open rolls the swap forward.
+            // Until then nobody may see or build on the half-swapped data.
+            self.failed.store(true, Ordering::Release);
+            return Err(e);
+        }
         Ok(stats)
     }
 
@@ -462,5 +488,27 @@ mod tests {
             vec![(b"/meta/old".to_vec(), b"1".to_vec())]
         );
         assert!(store.staging.is_empty().unwrap());
+    }
+
+    #[test]
+    fn a_new_restore_first_finishes_one_left_past_its_commit_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let first = stream(&[(b"/meta/a", b"1")]);
+        store.stage(b"/meta/", &mut &first[..]).unwrap();
+        store.mark_restore_committed(b"/meta/").unwrap();
+        // The swap never ran; a new restore must not mix into that staging.
+        let second = stream(&[(b"/meta/b", b"2")]);
+        store.restore(b"/meta/", &mut &second[..]).unwrap();
+        assert_eq!(
+            store.scan(b"").unwrap(),
+            vec![(b"/meta/b".to_vec(), b"2".to_vec())]
+        );
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(
+            store.scan(b"").unwrap(),
+            vec![(b"/meta/b".to_vec(), b"2".to_vec())]
+        );
     }
 }

@@ -5,11 +5,13 @@
 //!   stream runs in its own read transaction, which writers never block.
 //! - Every write is one LMDB write transaction, so batches and restores are
 //!   atomic, in memory and on disk.
-//! - [`Durability::Durable`] commits sync the data and then the meta page;
-//!   [`Durability::Buffered`] commits sync the data but not the meta page
-//!   (LMDB's `MDB_NOMETASYNC`), so a crash may undo the last buffered
-//!   commits but never corrupts the file. `MDB_NOSYNC` is never used: it
-//!   can corrupt the file on a system crash.
+//! - The environment runs with LMDB's `MDB_NOMETASYNC`: every commit syncs
+//!   its data pages but not the meta page, so a crash may undo the last
+//!   commits but never corrupts the file. That is
+//!   [`Durability::Buffered`]. A [`Durability::Durable`] commit is followed
+//!   by an explicit `mdb_env_sync`, which makes the meta page (and every
+//!   earlier commit) durable before the call returns. `MDB_NOSYNC` is never
+//!   used: it can corrupt the file on a system crash.
 //! - The map size is the largest the database may grow to
 //!   ([`LmdbOptions::map_size`]); when it is reached, writes fail with
 //!   [`Error::StorageFull`] and reads go on. The file only takes the space
@@ -30,12 +32,10 @@ use std::io::Read;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use heed::types::Bytes;
-use heed::{
-    CommitOrAbort, Database, EnvFlags, EnvOpenOptions, FlagSetMode, MdbError, RwTxn, WithoutTls,
-};
+use heed::{CommitOrAbort, Database, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
 use meta_store_api::snapshot::{SnapshotOptions, SnapshotStream, restore_records, spawn_snapshot};
 use meta_store_api::{
     BatchOp, DirLock, Direction, Durability, Error, KeyRange, KeyValue, MetadataStore,
@@ -72,9 +72,8 @@ impl Default for LmdbOptions {
 pub struct LmdbStore {
     env: Env,
     db: Db,
-    /// Serializes writers and remembers which sync mode the environment is
-    /// in, so it is switched only under this lock.
-    writer: Mutex<Durability>,
+    /// Serializes writers, so `close` can wait for the one in flight.
+    writer: Mutex<()>,
     closed: AtomicBool,
     map_size: usize,
     dir: PathBuf,
@@ -90,6 +89,12 @@ impl LmdbStore {
         let map_size = options.map_size.div_ceil(page).max(1) * page;
         let mut open = EnvOpenOptions::new().read_txn_without_tls();
         open.map_size(map_size).max_readers(options.max_readers);
+        // SAFETY: `NO_META_SYNC` keeps the database's integrity (heed marks
+        // every sync-relaxing flag unsafe; only `NO_SYNC` can corrupt).
+        #[allow(unsafe_code)]
+        unsafe {
+            open.flags(EnvFlags::NO_META_SYNC);
+        }
         // SAFETY: heed's contract for `open` is that the memory map is not
         // modified by anyone else and that the process does not open it
         // twice: the `DirLock` taken above excludes every other handle and
@@ -109,7 +114,7 @@ impl LmdbStore {
         Ok(LmdbStore {
             env,
             db,
-            writer: Mutex::new(Durability::Durable),
+            writer: Mutex::new(()),
             closed: AtomicBool::new(false),
             map_size,
             dir: dir.to_path_buf(),
@@ -139,36 +144,19 @@ impl LmdbStore {
         durability: Durability,
         f: impl FnOnce(&mut RwTxn<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut mode = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.set_sync_mode(&mut mode, durability)?;
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked again under the lock: a write that waited behind `close`
+        // must not land after it.
+        self.check_open()?;
         let mut wtxn = self.env.write_txn().map_err(|e| self.err(e))?;
         // On error `wtxn` is dropped, which aborts: nothing of `f` lands.
         let value = f(&mut wtxn)?;
         wtxn.commit().map_err(|e| self.err(e))?;
-        Ok(value)
-    }
-
-    /// Switches the environment between full sync and `MDB_NOMETASYNC`.
-    /// LMDB reads these flags when a write transaction begins, so this runs
-    /// under the writer lock, before `write_txn`.
-    fn set_sync_mode(
-        &self,
-        mode: &mut MutexGuard<'_, Durability>,
-        wanted: Durability,
-    ) -> Result<()> {
-        if **mode == wanted {
-            return Ok(());
+        if durability == Durability::Durable {
+            // The commit synced the data pages; this syncs the meta page.
+            self.env.force_sync().map_err(|e| self.err(e))?;
         }
-        let set = match wanted {
-            Durability::Durable => FlagSetMode::Disable,
-            Durability::Buffered => FlagSetMode::Enable,
-        };
-        // SAFETY: `mdb_env_set_flags` must not race with itself; every call
-        // happens under the writer lock held through `mode`.
-        #[allow(unsafe_code)]
-        unsafe { self.env.set_flags(EnvFlags::NO_META_SYNC, set) }.map_err(|e| self.err(e))?;
-        **mode = wanted;
-        Ok(())
+        Ok(value)
     }
 }
 

@@ -101,6 +101,7 @@ impl MetadataStore for MemStore {
         self.check_open()?;
         batch.validate()?;
         let _writer = self.lock_writer();
+        self.check_open()?;
         // Validation passed and map updates cannot fail, so applying in
         // place under the write lock is atomic for every reader.
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
@@ -158,6 +159,7 @@ impl MetadataStore for MemStore {
     fn restore(&self, prefix: &[u8], reader: &mut dyn Read) -> Result<RestoreStats> {
         self.check_open()?;
         let _writer = self.lock_writer();
+        self.check_open()?;
         // Build the new map on the side; publish it in one swap.
         let mut staged = self.view();
         let old: Vec<Arc<[u8]>> = staged
@@ -176,6 +178,8 @@ impl MetadataStore for MemStore {
     }
 
     fn close(&self) -> Result<()> {
+        // Under the writer lock, so a write in flight finishes first.
+        let _writer = self.lock_writer();
         self.closed.store(true, Ordering::Release);
         Ok(())
     }

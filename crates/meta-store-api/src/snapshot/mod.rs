@@ -39,15 +39,16 @@ pub use format::{Compression, FORMAT_VERSION, MAGIC, MAX_BLOCK_LEN};
 pub use reader::{Record, SnapshotHeader, SnapshotReader};
 pub use restore::restore_records;
 pub use stream::{SnapshotSink, SnapshotStream, spawn_snapshot};
-pub use writer::{SnapshotSummary, SnapshotWriter};
+pub use writer::{MAX_BLOCK_SIZE, SnapshotSummary, SnapshotWriter};
 
 /// How a snapshot is encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotOptions {
     /// Block compression.
     pub compression: Compression,
-    /// Target uncompressed size of a block, in bytes. A block closes once it
-    /// reaches this size, so a block holds at least one record.
+    /// Target uncompressed size of a block, in bytes (1 byte to
+    /// [`MAX_BLOCK_SIZE`]). A block closes once it reaches this size, so a
+    /// block holds at least one record.
     pub block_size: usize,
 }
 
@@ -57,5 +58,35 @@ impl Default for SnapshotOptions {
             compression: Compression::Lz4,
             block_size: 64 * 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_block_a_writer_can_make_is_one_readers_accept() {
+        let options = SnapshotOptions {
+            compression: Compression::None,
+            block_size: MAX_BLOCK_SIZE,
+        };
+        let mut w = SnapshotWriter::new(Vec::new(), b"", &options).unwrap();
+        // 6-byte record header + 1-byte key: the block is one byte short.
+        w.push(b"a", &vec![1u8; MAX_BLOCK_SIZE - 8]).unwrap();
+        w.push(b"b", &vec![2u8; crate::MAX_VALUE_LEN]).unwrap();
+        let (bytes, summary) = w.finish().unwrap();
+        assert_eq!(summary.blocks, 1);
+        let mut r = SnapshotReader::new(&bytes[..]).unwrap();
+        let mut n = 0;
+        while r.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 2);
+        let too_big = SnapshotOptions {
+            block_size: MAX_BLOCK_SIZE + 1,
+            ..options
+        };
+        assert!(SnapshotWriter::new(Vec::new(), b"", &too_big).is_err());
     }
 }

@@ -6,6 +6,9 @@ use super::format::{BLOCK_HEADER_LEN, FORMAT_VERSION, MAGIC, TAG_BLOCK, TAG_END,
 use super::{Compression, SnapshotError, SnapshotOptions};
 use crate::limits::{MAX_KEY_LEN, MAX_VALUE_LEN};
 
+/// The largest [`SnapshotOptions::block_size`] a writer accepts.
+pub const MAX_BLOCK_SIZE: usize = 8 << 20;
+
 /// What a finished snapshot holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotSummary {
@@ -40,6 +43,14 @@ impl<W: Write> SnapshotWriter<W> {
         if prefix.len() > MAX_KEY_LEN {
             return Err(SnapshotError::BadHeader {
                 reason: "prefix longer than the key limit",
+            });
+        }
+        // A block closes after the record that reaches `block_size`, so it
+        // can hold `block_size - 1` bytes plus one maximal record: keep that
+        // (and LZ4's worst-case growth) under what readers accept.
+        if options.block_size == 0 || options.block_size > MAX_BLOCK_SIZE {
+            return Err(SnapshotError::BadHeader {
+                reason: "block_size must be between 1 byte and 8 MiB",
             });
         }
         let mut w = SnapshotWriter {
