@@ -49,6 +49,8 @@ pub struct ApiState {
     pub node_id: u64,
     /// Per-node metrics recorder.
     pub metrics: Arc<PrometheusRecorder>,
+    /// The state machine's store (for the content hash).
+    pub state_store: Arc<dyn meta_store_api::MetadataStore>,
 }
 
 /// An error answer.
@@ -668,6 +670,23 @@ async fn change_membership(
     }
 }
 
+/// The content hash of this node's metadata at its applied index: equal on
+/// every node (whatever its engine) once they applied the same entries.
+async fn content_hash(State(state): State<ApiState>) -> ApiResult {
+    let store = state.state_store.clone();
+    let applied = state.raft.metrics().borrow().last_applied.map(|l| l.index);
+    let hash = tokio::task::spawn_blocking(move || crate::offline::content_hash(&*store))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let after = state.raft.metrics().borrow().last_applied.map(|l| l.index);
+    // Only meaningful if nothing was applied while hashing.
+    let stable = applied == after;
+    Ok(Json(
+        json!({"applied_index": applied, "hash": hash, "stable": stable}),
+    ))
+}
+
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -741,6 +760,7 @@ pub fn router(state: ApiState) -> Router {
             get(config_get).put(config_put).delete(config_delete),
         )
         .route("/v1/cluster/status", get(status))
+        .route("/v1/cluster/hash", get(content_hash))
         .route("/v1/cluster/init", post(cluster_init))
         .route("/v1/cluster/learners", post(add_learner))
         .route("/v1/cluster/membership", post(change_membership))

@@ -196,6 +196,9 @@ pub enum KvCommand {
 pub enum ClusterCommand {
     /// Leader, term, applied index and members.
     Status,
+    /// The content hash of the node's metadata at its applied index (equal
+    /// on every node and engine for equal content).
+    Hash,
     /// Initialise a new cluster with these members: ID=RAFT_ADDR,API_ADDR ...
     Init {
         /// Members, each ID=RAFT_ADDR,API_ADDR.
@@ -465,6 +468,19 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                 };
                 (
                     client.call(Method::GET, "/v1/cluster/status", None).await?,
+                    Box::new(render),
+                )
+            }
+            ClusterCommand::Hash => {
+                let render = |v: &Value| {
+                    format!(
+                        "{} at applied index {}",
+                        text(&v["hash"]),
+                        text(&v["applied_index"])
+                    )
+                };
+                (
+                    client.call(Method::GET, "/v1/cluster/hash", None).await?,
                     Box::new(render),
                 )
             }

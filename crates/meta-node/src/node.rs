@@ -111,6 +111,7 @@ impl Node {
             metrics: Arc::new(
                 metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
             ),
+            state_store: state_store.clone(),
         };
         let (stop_api, mut stopped) = watch::channel(false);
         let app = router(state);
