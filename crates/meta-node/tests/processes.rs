@@ -193,10 +193,8 @@ impl Dirs {
 
 impl Drop for Dirs {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(dir) = self.0.take() {
-                eprintln!("node data and logs kept in {}", dir.keep().display());
-            }
+        if let Some(dir) = self.0.take().filter(|_| std::thread::panicking()) {
+            eprintln!("node data and logs kept in {}", dir.keep().display());
         }
     }
 }
