@@ -300,6 +300,7 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[cfg(all(feature = "lmdb", feature = "fjall"))]
     #[test]
     fn defaults_are_valid_and_a_file_overrides_them() {
         Config::default().validate().unwrap();

@@ -163,7 +163,7 @@ pub fn verify(store: &StoreSpec) -> Result<String, NodeError> {
     Ok(hash)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "lmdb", feature = "fjall"))]
 mod tests {
     use super::*;
     use crate::engine::Engine;
