@@ -197,6 +197,12 @@ async fn propose(
     }
 }
 
+/// [`propose`], answering `{"ok": true}` when the command was applied.
+async fn propose_ok(state: &ApiState, uri: &OriginalUri, command: Command) -> ApiResult {
+    propose(state, uri, command).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
 #[derive(Deserialize, Default)]
 struct ReadQuery {
     #[serde(default)]
@@ -277,7 +283,7 @@ async fn kv_put(
     let value = body?;
     std::str::from_utf8(&value)
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
-    propose(
+    propose_ok(
         &state,
         &uri,
         Command::Put {
@@ -285,8 +291,7 @@ async fn kv_put(
             value: value.to_vec(),
         },
     )
-    .await?;
-    Ok(Json(json!({"ok": true})))
+    .await
 }
 
 async fn kv_delete(
@@ -294,15 +299,14 @@ async fn kv_delete(
     uri: OriginalUri,
     Path(key): Path<String>,
 ) -> ApiResult {
-    propose(
+    propose_ok(
         &state,
         &uri,
         Command::Delete {
             key: key.into_bytes(),
         },
     )
-    .await?;
-    Ok(Json(json!({"ok": true})))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -324,8 +328,7 @@ async fn kv_cas(
         expected: body.expected.map(String::into_bytes),
         new: body.new.map(String::into_bytes),
     };
-    propose(&state, &uri, command).await?;
-    Ok(Json(json!({"ok": true})))
+    propose_ok(&state, &uri, command).await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -379,8 +382,7 @@ async fn node_delete(
     uri: OriginalUri,
     Path(id): Path<u64>,
 ) -> ApiResult {
-    propose(&state, &uri, Command::RemoveNode { id }).await?;
-    Ok(Json(json!({"ok": true})))
+    propose_ok(&state, &uri, Command::RemoveNode { id }).await
 }
 
 async fn shards_get(
@@ -483,7 +485,7 @@ async fn apikey_revoke(
     uri: OriginalUri,
     Path(id): Path<String>,
 ) -> ApiResult {
-    propose(
+    propose_ok(
         &state,
         &uri,
         Command::RevokeApiKey {
@@ -491,8 +493,7 @@ async fn apikey_revoke(
             at_ms: now_ms(),
         },
     )
-    .await?;
-    Ok(Json(json!({"ok": true})))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -559,8 +560,7 @@ async fn config_put(
 ) -> ApiResult {
     let value = String::from_utf8(body?.to_vec())
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
-    propose(&state, &uri, Command::SetConfig { name, value }).await?;
-    Ok(Json(json!({"ok": true})))
+    propose_ok(&state, &uri, Command::SetConfig { name, value }).await
 }
 
 async fn config_delete(
@@ -568,8 +568,7 @@ async fn config_delete(
     uri: OriginalUri,
     Path(name): Path<String>,
 ) -> ApiResult {
-    propose(&state, &uri, Command::DeleteConfig { name }).await?;
-    Ok(Json(json!({"ok": true})))
+    propose_ok(&state, &uri, Command::DeleteConfig { name }).await
 }
 
 async fn status(State(state): State<ApiState>) -> ApiResult {

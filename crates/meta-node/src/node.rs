@@ -89,9 +89,12 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::io("reading the API address", e))?;
 
-        let sm = StateMachine::open(state_store.clone())
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let sm = StateMachine::open_with_spill_dir(
+            state_store.clone(),
+            config.data_dir.join("snapshots"),
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
         let reader = sm.reader();
         let raft = Raft::new(
             config.node_id,

@@ -12,7 +12,8 @@
 //! one consistent view — and installing one is `restore("/meta/")` plus a
 //! rebuild of the views.
 
-use std::io::{Cursor, Read};
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use meta_store_api::keys::{Key, META_PREFIX, MetaNamespace, RaftKey, applied_key};
@@ -41,6 +42,9 @@ pub struct AppliedState {
 
 struct Shared {
     store: Arc<dyn MetadataStore>,
+    /// Where snapshot files are spilled (built, sent and received snapshots
+    /// live in unnamed temporary files there, never whole in memory).
+    spill_dir: PathBuf,
     views: Arc<RwLock<Views>>,
     applied: RwLock<AppliedState>,
     /// Held while an apply batch commits and while a snapshot pins its view,
@@ -61,8 +65,20 @@ fn sm_err(verb: ErrorVerb) -> impl Fn(meta_store_api::Error) -> StorageError {
 
 impl StateMachine {
     /// Opens the state machine over `store`, loading the views from
-    /// `/meta/`.
+    /// `/meta/`; snapshot files go to the system's temporary directory.
     pub async fn open(store: Arc<dyn MetadataStore>) -> Result<StateMachine, StorageError> {
+        Self::open_with_spill_dir(store, std::env::temp_dir()).await
+    }
+
+    /// [`open`](Self::open), spilling snapshot files to `spill_dir`
+    /// (created if needed; a node puts it in its data directory).
+    pub async fn open_with_spill_dir(
+        store: Arc<dyn MetadataStore>,
+        spill_dir: impl Into<PathBuf>,
+    ) -> Result<StateMachine, StorageError> {
+        let spill_dir = spill_dir.into();
+        std::fs::create_dir_all(&spill_dir)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?;
         let loader = store.clone();
         let (views, applied) = blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
             load(&*loader)
@@ -71,6 +87,7 @@ impl StateMachine {
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store,
+                spill_dir,
                 views: Arc::new(RwLock::new(views)),
                 applied: RwLock::new(applied),
                 commit: Mutex::new(()),
@@ -98,6 +115,12 @@ impl StateMachine {
 fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError> {
     let rows = store.scan(META_PREFIX).map_err(sm_err(ErrorVerb::Read))?;
     Views::load(rows).map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))
+}
+
+/// An unnamed temporary file in `dir`: the operating system deletes it
+/// when the last handle closes, even after a crash.
+fn spill_file(dir: &Path) -> std::io::Result<std::fs::File> {
+    tempfile::tempfile_in(dir)
 }
 
 /// A deterministic snapshot id: equal content at the same log id gets the
@@ -133,10 +156,15 @@ impl Shared {
         // Apply writes are buffered; once a snapshot exists Raft may purge
         // the log it covers, so the state it covers must be durable first.
         self.store.sync().map_err(sm_err(ErrorVerb::Write))?;
-        let mut bytes = Vec::new();
-        stream
-            .read_to_end(&mut bytes)
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, &e))?;
+        let snap_err =
+            |e: std::io::Error| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e);
+        let mut file = spill_file(&self.spill_dir).map_err(snap_err)?;
+        {
+            let mut writer = BufWriter::new(&mut file);
+            std::io::copy(&mut stream, &mut writer).map_err(snap_err)?;
+            writer.flush().map_err(snap_err)?;
+        }
+        file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
         let meta = SnapshotMeta {
             snapshot_id: snapshot_id(&applied.last_applied),
             last_log_id: applied.last_applied,
@@ -145,7 +173,7 @@ impl Shared {
         self.record_snapshot(&meta)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(bytes)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 
@@ -403,20 +431,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = spill_file(&self.shared.spill_dir)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let shared = self.shared.clone();
         let meta = meta.clone();
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
+        let mut file = snapshot.into_std().await;
         blocking(subject.clone(), ErrorVerb::Write, move || {
-            let bytes = snapshot.into_inner();
             let fail = |e: &dyn std::fmt::Display| {
                 storage_error(
                     subject.clone(),
@@ -428,10 +458,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // node cannot load must leave its state as it was, not replace it
             // with data it will fail to open.
             let mut rows = Vec::new();
-            let mut reader = SnapshotReader::new(&bytes[..]).map_err(|e| fail(&e))?;
+            file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
+            let mut reader =
+                SnapshotReader::new(BufReader::new(&mut file)).map_err(|e| fail(&e))?;
             while let Some((k, v)) = reader.next_record().map_err(|e| fail(&e))? {
                 rows.push((k.to_vec(), v.to_vec()));
             }
+            drop(reader);
             let (views, applied) = Views::load(rows).map_err(|e| fail(&e))?;
             if applied.last_applied != meta.last_log_id {
                 return Err(fail(&format!(
@@ -441,9 +474,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
             // Atomic and durable: the data and its applied state together.
+            file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
             shared
                 .store
-                .restore(META_PREFIX, &mut &bytes[..])
+                .restore(META_PREFIX, &mut BufReader::new(&mut file))
                 .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
             *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
             *shared
