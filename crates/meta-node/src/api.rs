@@ -28,7 +28,8 @@ use axum::{Json, Router};
 use meta_raft::model::{ApiKeyId, ClusterNode, NodeState, ShardAssignment};
 use meta_raft::types::{NodeAddr, Raft};
 use meta_raft::{
-    ApiKeyCheck, ApiKeySecret, Command, Envelope, MetadataReader, Rejection, new_api_key,
+    ApiKeyCheck, ApiKeySecret, Command, MetadataReader, ProposeError, Proposer, Rejection,
+    new_api_key,
 };
 use metrics_exporter_prometheus::PrometheusRecorder;
 use openraft::error::{ClientWriteError, RaftError};
@@ -43,6 +44,8 @@ pub const MAX_BODY: usize = meta_raft::MAX_COMMAND_LEN;
 pub struct ApiState {
     /// This node's Raft.
     pub raft: Raft,
+    /// Group commit in front of `raft`: writes go through it.
+    pub proposer: Proposer,
     /// This node's views.
     pub reader: MetadataReader,
     /// This node's id.
@@ -174,22 +177,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     }
 }
 
-/// Proposes a command through Raft; a rejection becomes a 4xx.
+/// Proposes a command through Raft (group commit: concurrent requests share
+/// one log entry and one fsync); a rejection becomes a 4xx.
 async fn propose(
     state: &ApiState,
     uri: &OriginalUri,
     command: Command,
 ) -> ApiResult<meta_raft::Response> {
-    let envelope = Envelope::checked(&command).map_err(rejection)?;
-    match state.raft.client_write(envelope).await {
-        Ok(written) => match written.data {
-            meta_raft::Response::Rejected(r) => Err(rejection(r)),
-            other => Ok(other),
-        },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ApiError::not_leader(f.leader_id, f.leader_node, uri))
+    match state.proposer.propose(command).await {
+        Ok(meta_raft::Response::Rejected(r)) | Err(ProposeError::Rejected(r)) => Err(rejection(r)),
+        Ok(other) => Ok(other),
+        Err(ProposeError::ForwardToLeader { leader_id, leader }) => {
+            Err(ApiError::not_leader(leader_id, leader, uri))
         }
-        Err(e) => Err(ApiError::new(
+        Err(e @ ProposeError::Unavailable(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             e.to_string(),

@@ -109,6 +109,7 @@ impl Node {
 
         let state = ApiState {
             raft: raft.clone(),
+            proposer: meta_raft::Proposer::new(raft.clone(), 256),
             reader: reader.clone(),
             node_id: config.node_id,
             metrics: Arc::new(

@@ -9,6 +9,8 @@
 //!   applies [`Command`]s, writes data and applied state in one batch,
 //!   snapshots through the portable snapshot format.
 //! - [`MetadataReader`]: reads from the in-memory views, no engine call.
+//! - [`Proposer`]: group commit — concurrent proposals share one log entry
+//!   and one fsync.
 //! - [`model`]: cluster map, shard map, API keys, config, user keys.
 //!
 //! **Architecture invariant:** this crate depends on `meta-store-api` and
@@ -25,6 +27,7 @@ mod blocking;
 pub mod codec;
 mod log_store;
 pub mod model;
+mod proposer;
 mod state_machine;
 pub mod types;
 mod views;
@@ -32,5 +35,6 @@ mod views;
 pub use apikey::{ApiKeySecret, new_api_key};
 pub use log_store::LogStore;
 pub use model::{Command, Envelope, MAX_COMMAND_LEN, Rejection, Response};
+pub use proposer::{ProposeError, Proposer};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};
 pub use views::{ApiKeyCheck, ApiKeyInfo, MetadataReader};

@@ -142,6 +142,11 @@ pub enum Command {
         /// The value it gets.
         new: Option<Vec<u8>>,
     },
+    /// Several proposals sharing one log entry (group commit, see
+    /// [`Proposer`](crate::Proposer)). Each is applied in order exactly as
+    /// if it had its own entry; a rejected one does not affect the others.
+    /// Batches do not nest.
+    Batch(Vec<Command>),
 }
 
 /// What applying a log entry produced: identical on every replica.
@@ -156,6 +161,8 @@ pub enum Response {
     ShardMapVersion(u64),
     /// The command was valid but refused; nothing changed.
     Rejected(Rejection),
+    /// One response per command of a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
 }
 
 /// Why a command was refused. Deterministic: every replica refuses the same

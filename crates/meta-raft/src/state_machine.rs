@@ -254,6 +254,18 @@ fn try_apply(
     batch: &mut WriteBatch,
 ) -> Result<Response, Rejection> {
     match command {
+        Command::Batch(commands) => {
+            if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
+                return Err(Rejection::Malformed {
+                    reason: "batches do not nest".into(),
+                });
+            }
+            let responses = commands
+                .into_iter()
+                .map(|c| apply_command(views, c, batch))
+                .collect();
+            return Ok(Response::Batch(responses));
+        }
         Command::UpsertNode(node) => {
             let bytes = encode(&node);
             check_value(bytes.len())?;

@@ -316,3 +316,74 @@ async fn an_api_key_secret_appears_nowhere_in_store_log_or_snapshot() {
     }
     assert!(!format!("{secret:?} {secret}").contains(secret.expose()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_proposals_share_log_entries_and_keep_their_own_results() {
+    use meta_raft::{Proposer, Rejection, Response};
+
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(
+        &router,
+        &dirs,
+        &[Engine::Lmdb, Engine::Fjall, Engine::Mem],
+        0,
+    )
+    .await;
+    let leader = nodes[0].raft.clone();
+    let before = leader.metrics().borrow().last_log_index.unwrap_or(0);
+    let proposer = Proposer::new(leader.clone(), 256);
+    // 200 writers at once; every fourth one is a compare-and-swap that must
+    // fail, and each caller must get its own answer.
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let proposer = proposer.clone();
+            tokio::spawn(async move {
+                let command = if i % 4 == 3 {
+                    Command::CompareAndSwap {
+                        key: b"never-set".to_vec(),
+                        expected: Some(b"x".to_vec()),
+                        new: Some(i.to_be_bytes().to_vec()),
+                    }
+                } else {
+                    put(i)
+                };
+                (i, proposer.propose(command).await.unwrap())
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, response) = task.await.unwrap();
+        if i % 4 == 3 {
+            assert_eq!(
+                response,
+                Response::Rejected(Rejection::CasMismatch { current: None }),
+                "proposal {i}"
+            );
+        } else {
+            assert_eq!(response, Response::Applied, "proposal {i}");
+        }
+    }
+    let entries = leader.metrics().borrow().last_log_index.unwrap_or(0) - before;
+    assert!(
+        entries < 200,
+        "200 concurrent proposals took {entries} log entries: no grouping"
+    );
+    let index = applied_index(&leader);
+    converge(&nodes.iter().collect::<Vec<_>>(), index).await;
+    assert_eq!(nodes[2].reader.list(b"key-", usize::MAX).len(), 150);
+    // A lone proposal still travels alone, and an oversized one is refused
+    // before it can reach the log.
+    assert_eq!(
+        proposer.propose(put(1000)).await.unwrap(),
+        Response::Applied
+    );
+    let huge = Command::Put {
+        key: b"huge".to_vec(),
+        value: vec![0; meta_raft::MAX_COMMAND_LEN],
+    };
+    assert!(matches!(
+        proposer.propose(huge).await,
+        Err(meta_raft::ProposeError::Rejected(_))
+    ));
+}

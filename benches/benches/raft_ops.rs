@@ -1,0 +1,255 @@
+//! The Raft layer on every engine: durable log appends of 1 / 64 / 1,024
+//! entries, state-machine apply throughput, and end-to-end writes through a
+//! single in-process node with 1 / 16 / 64 concurrent proposers (where
+//! openraft's batching shares one durable log write among concurrent
+//! proposals).
+
+// openraft's RPC error types are large; they are its API.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use meta_benches::{ENGINES, open_trait};
+use meta_raft::types::{Entry, NodeAddr, Raft, TypeConfig};
+use meta_raft::{Command, Envelope, LogStore, StateMachine};
+use openraft::EntryPayload;
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::storage::{RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::log_id;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn put(i: u64) -> Envelope {
+    Envelope::new(&Command::Put {
+        key: format!("bench/{i:012}").into_bytes(),
+        value: vec![b'v'; 100],
+    })
+}
+
+fn entries(from: u64, n: u64) -> Vec<Entry> {
+    (from..from + n)
+        .map(|i| Entry {
+            log_id: log_id(1, 1, i),
+            payload: EntryPayload::Normal(put(i)),
+        })
+        .collect()
+}
+
+/// The physical limit every durable figure is measured against: one 4 KiB
+/// write plus `fdatasync`, serially, on the same filesystem as the stores.
+fn fsync_4k(c: &mut Criterion) {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut file = std::fs::File::create(dir.path().join("probe")).expect("probe file");
+    let block = [0x5Au8; 4096];
+    let mut group = c.benchmark_group("fsync_4k_serial");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("write+fdatasync", |b| {
+        b.iter(|| {
+            file.seek(SeekFrom::Start(0)).expect("seek");
+            file.write_all(&block).expect("write");
+            file.sync_data().expect("fdatasync");
+        })
+    });
+    group.finish();
+}
+
+fn log_append(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("raft_log_append");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
+    for batch in [1u64, 64, 1024] {
+        group.throughput(Throughput::Elements(batch));
+        for name in ENGINES {
+            let s = open_trait(name);
+            let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
+            let mut log = LogStore::new(store);
+            let mut next = 1u64;
+            group.bench_function(BenchmarkId::new(name, batch), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let batch_entries = entries(next, batch);
+                        next += batch;
+                        let start = Instant::now();
+                        rt.block_on(log.blocking_append(batch_entries))
+                            .expect("append");
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn apply(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("sm_apply_put");
+    let batch = 256u64;
+    group.throughput(Throughput::Elements(batch));
+    for name in ENGINES {
+        let s = open_trait(name);
+        let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
+        let mut sm = rt
+            .block_on(StateMachine::open(store))
+            .expect("state machine");
+        let mut next = 1u64;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batch_entries = entries(next, batch);
+                    next += batch;
+                    let start = Instant::now();
+                    rt.block_on(sm.apply(batch_entries)).expect("apply");
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A single node never sends RPCs; this network only satisfies the types.
+struct NoNetwork;
+
+impl RaftNetworkFactory<TypeConfig> for NoNetwork {
+    type Network = NoNetwork;
+    async fn new_client(&mut self, _: u64, _: &NodeAddr) -> NoNetwork {
+        NoNetwork
+    }
+}
+
+type Rpc<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<u64, NodeAddr, RaftError<u64, E>>>;
+
+fn unreachable<T, E: std::error::Error>() -> Rpc<T, E> {
+    Err(RPCError::Unreachable(Unreachable::new(
+        &std::io::Error::other("single node"),
+    )))
+}
+
+impl RaftNetwork<TypeConfig> for NoNetwork {
+    async fn append_entries(
+        &mut self,
+        _: AppendEntriesRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<u64>> {
+        unreachable()
+    }
+    async fn install_snapshot(
+        &mut self,
+        _: InstallSnapshotRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        unreachable()
+    }
+    async fn vote(&mut self, _: VoteRequest<u64>, _: RPCOption) -> Rpc<VoteResponse<u64>> {
+        unreachable()
+    }
+}
+
+async fn single_node(store: Arc<dyn meta_store_api::MetadataStore>) -> Raft {
+    let config = Arc::new(openraft::Config::default().validate().expect("config"));
+    let sm = StateMachine::open(store.clone())
+        .await
+        .expect("state machine");
+    let raft = Raft::new(1, config, NoNetwork, LogStore::new(store), sm)
+        .await
+        .expect("raft");
+    raft.initialize(BTreeMap::from([(1, NodeAddr::default())]))
+        .await
+        .expect("init");
+    raft.wait(Some(Duration::from_secs(5)))
+        .current_leader(1, "leader")
+        .await
+        .expect("leader");
+    raft
+}
+
+fn end_to_end_writes(c: &mut Criterion) {
+    node_writes(c, false);
+    node_writes(c, true);
+}
+
+/// Durable writes through a single node by 1 / 16 / 64 concurrent writers,
+/// each proposal its own entry (`grouped == false`) or through the
+/// group-commit [`Proposer`](meta_raft::Proposer).
+fn node_writes(c: &mut Criterion, grouped: bool) {
+    let rt = runtime();
+    let group_name = if grouped {
+        "node_durable_writes_grouped"
+    } else {
+        "node_durable_writes"
+    };
+    let mut group = c.benchmark_group(group_name);
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for name in ENGINES {
+        let s = open_trait(name);
+        let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
+        let raft = rt.block_on(single_node(store));
+        let proposer = rt.block_on(async { meta_raft::Proposer::new(raft.clone(), 256) });
+        for writers in [1u64, 16, 64] {
+            group.throughput(Throughput::Elements(writers));
+            let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            group.bench_function(BenchmarkId::new(name, writers), |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let tasks: Vec<_> = (0..writers)
+                            .map(|_| {
+                                let (raft, proposer, next) =
+                                    (raft.clone(), proposer.clone(), next.clone());
+                                tokio::spawn(async move {
+                                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    if grouped {
+                                        let command = Command::Put {
+                                            key: format!("bench/{i:012}").into_bytes(),
+                                            value: vec![b'v'; 100],
+                                        };
+                                        proposer.propose(command).await.expect("write");
+                                    } else {
+                                        raft.client_write(put(i)).await.expect("write");
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.expect("writer");
+                        }
+                    })
+                })
+            });
+        }
+        rt.block_on(raft.shutdown()).expect("shutdown");
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = fsync_4k, log_append, apply, end_to_end_writes
+}
+criterion_main!(benches);

@@ -1,0 +1,149 @@
+//! Group commit: concurrent proposals share one log entry, hence one
+//! durable log write (one fsync) and one apply batch.
+//!
+//! openraft appends and fsyncs every `client_write` on its own, so N
+//! concurrent writers cost N fsyncs. The [`Proposer`] queues proposals;
+//! while one entry is being written, the next ones wait in the queue, and
+//! the next round takes all of them (up to a count and a size) as one
+//! [`Command::Batch`]. Each caller gets its own [`Response`], exactly what
+//! it would have got from an entry of its own. A lone proposal travels
+//! alone, so a single writer pays nothing extra.
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{Command, Envelope, MAX_COMMAND_LEN, Rejection, Response};
+use crate::types::{NodeAddr, Raft};
+
+/// Why a proposal did not produce a [`Response`].
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// The command can never be logged (too large).
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// This node is not the leader; retry there.
+    #[error("not the leader (leader: {leader_id:?})")]
+    ForwardToLeader {
+        /// The leader, if known.
+        leader_id: Option<u64>,
+        /// Its addresses, if known.
+        leader: Option<NodeAddr>,
+    },
+    /// Raft could not take the write (shutting down, no quorum, ...).
+    #[error("raft unavailable: {0}")]
+    Unavailable(String),
+}
+
+type Reply = oneshot::Sender<Result<Response, ProposeError>>;
+
+/// The group-commit front of a Raft node. Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<(Command, usize, Reply)>,
+}
+
+impl Proposer {
+    /// Starts the batching task for `raft`; at most `max_batch` proposals
+    /// share an entry. Needs a tokio runtime.
+    pub fn new(raft: Raft, max_batch: usize) -> Proposer {
+        let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
+        tokio::spawn(run(raft, rx, max_batch.max(1)));
+        Proposer { tx }
+    }
+
+    /// Proposes `command` and waits for its result.
+    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        // Checked alone first: a command too large on its own is refused
+        // here, never poisoning a batch.
+        let size = Envelope::checked(&command)
+            .map_err(ProposeError::Rejected)?
+            .command
+            .len();
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((command, size, reply))
+            .await
+            .map_err(|_| ProposeError::Unavailable("the proposer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ProposeError::Unavailable("the proposer stopped".into()))?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, usize, Reply)>, max_batch: usize) {
+    // Room for the batch's own encoding (variant tag, lengths).
+    let budget = MAX_COMMAND_LEN - 1024;
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        let mut size = first.1;
+        let mut round = vec![first];
+        while round.len() < max_batch {
+            match rx.try_recv() {
+                Ok(item) if size + item.1 + 16 <= budget => {
+                    size += item.1 + 16;
+                    round.push(item);
+                }
+                Ok(item) => {
+                    carried = Some(item);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        write_round(&raft, round).await;
+    }
+}
+
+async fn write_round(raft: &Raft, mut round: Vec<(Command, usize, Reply)>) {
+    let single = round.len() == 1;
+    let command = if single {
+        round[0].0.clone()
+    } else {
+        Command::Batch(round.iter().map(|(c, _, _)| c.clone()).collect())
+    };
+    let outcome = raft.client_write(Envelope::new(&command)).await;
+    let responses: Result<Vec<Response>, ProposeError> = match outcome {
+        Ok(written) => match written.data {
+            Response::Batch(responses) if !single => Ok(responses),
+            response if single => Ok(vec![response]),
+            other => Err(ProposeError::Unavailable(format!(
+                "unexpected response {other:?}"
+            ))),
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ProposeError::ForwardToLeader {
+                leader_id: f.leader_id,
+                leader: f.leader_node,
+            })
+        }
+        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+    };
+    match responses {
+        Ok(responses) if responses.len() == round.len() => {
+            for ((_, _, reply), response) in round.drain(..).zip(responses) {
+                // A caller that gave up waiting is no error.
+                let _ = reply.send(Ok(response));
+            }
+        }
+        Ok(responses) => {
+            let e = ProposeError::Unavailable(format!(
+                "{} responses for {} proposals",
+                responses.len(),
+                round.len()
+            ));
+            round
+                .drain(..)
+                .for_each(|(_, _, reply)| drop(reply.send(Err(e.clone()))));
+        }
+        Err(e) => round
+            .drain(..)
+            .for_each(|(_, _, reply)| drop(reply.send(Err(e.clone())))),
+    }
+}
