@@ -36,6 +36,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Most items one list request returns.
+pub const MAX_LIST: usize = 10_000;
+
 /// Largest request body: a maximal command. Larger bodies get a 413.
 pub const MAX_BODY: usize = meta_raft::MAX_COMMAND_LEN;
 

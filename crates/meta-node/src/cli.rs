@@ -61,9 +61,12 @@ pub enum Command {
         /// Source store, ENGINE:DIR (e.g. lmdb:./meta-data/lmdb).
         #[arg(long)]
         from: StoreSpec,
-        /// Target store, ENGINE:DIR (replaced).
+        /// Target store, ENGINE:DIR.
         #[arg(long)]
         to: StoreSpec,
+        /// Replace a target that already holds data.
+        #[arg(long)]
+        force: bool,
     },
     /// Offline: the content hash of a store's metadata (equal across engines).
     Verify {
@@ -335,6 +338,9 @@ pub enum SnapshotCommand {
         /// Input file.
         #[arg(long = "in")]
         input: PathBuf,
+        /// Replace a store that already holds data.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -364,9 +370,35 @@ fn text(v: &Value) -> String {
 /// Renders an answer as text.
 type Render = Box<dyn Fn(&Value) -> String>;
 
+/// Refuses keys and names whose path segments are `.` or `..`: URL
+/// normalisation would silently turn `a/../b` into `b`.
+fn check_path_segments(name: &str) -> anyhow::Result<()> {
+    if name
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        anyhow::bail!(
+            "`{name}` has a `.` or `..` segment, which HTTP paths cannot carry; use the library API for such keys"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a client command against `cli.addr`; returns what to print.
 pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
     let client = Client::new(&cli.addr)?;
+    match &cli.command {
+        Command::Kv(
+            KvCommand::Get { key, .. } | KvCommand::Put { key, .. } | KvCommand::Delete { key },
+        ) => check_path_segments(key)?,
+        Command::Config(
+            ConfigCommand::Get { name }
+            | ConfigCommand::Set { name, .. }
+            | ConfigCommand::Delete { name },
+        ) => check_path_segments(name)?,
+        Command::Apikey(ApikeyCommand::Revoke { id }) => check_path_segments(id)?,
+        _ => {}
+    }
     let (value, render): (Value, Render) = match &cli.command {
         Command::Kv(cmd) => match cmd {
             KvCommand::Get { key, stale } => {
@@ -758,4 +790,16 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
     } else {
         render(&value)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_refused() {
+        assert!(check_path_segments("a/../b").is_err());
+        assert!(check_path_segments("./x").is_err());
+        assert!(check_path_segments("a/b.c/..d").is_ok());
+    }
 }

@@ -230,8 +230,10 @@ impl Config {
             })?;
         }
         let valid = |a: &str| {
-            a.rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            !a.contains("://")
+                && a.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                })
         };
         for (field, addr) in [
             ("advertise", &self.advertise),
@@ -240,7 +242,25 @@ impl Config {
             if let Some(addr) = addr.as_deref().filter(|a| !valid(a)) {
                 return Err(NodeError::config(
                     field,
-                    format!("`{addr}` is not host:port"),
+                    format!("`{addr}` is not host:port (no scheme, port not 0)"),
+                ));
+            }
+        }
+        // Peers and clients are told the advertised addresses; a wildcard or
+        // port 0 there would send them to themselves.
+        for (field, listen, advertised) in [
+            ("advertise", &self.listen, &self.advertise),
+            ("advertise_raft", &self.raft_listen, &self.advertise_raft),
+        ] {
+            let bound: Option<SocketAddr> = listen.parse().ok();
+            if advertised.is_none()
+                && bound.is_some_and(|a| a.ip().is_unspecified() || a.port() == 0)
+            {
+                return Err(NodeError::config(
+                    field,
+                    format!(
+                        "required when listening on `{listen}` (a wildcard address or port 0 cannot be given to peers and clients)"
+                    ),
                 ));
             }
         }
@@ -332,6 +352,28 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("`node_id`"));
+        let c = Config {
+            listen: "0.0.0.0:7700".into(),
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("`advertise`: required")
+        );
+        let c = Config {
+            listen: "0.0.0.0:7700".into(),
+            advertise: Some("http://10.0.0.1:7700".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("no scheme"));
+        let c = Config {
+            listen: "0.0.0.0:7700".into(),
+            advertise: Some("10.0.0.1:7700".into()),
+            ..Config::default()
+        };
+        c.validate().unwrap();
         let mut c = Config::default();
         c.raft.election_timeout_max_ms = 1;
         assert!(

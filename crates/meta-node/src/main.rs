@@ -46,8 +46,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("saved {} ({bytes} bytes)", out.display());
             Ok(())
         }
-        Command::Snapshot(SnapshotCommand::Restore { store, input }) => {
-            let records = offline::snapshot_restore(store, input, quiet)?;
+        Command::Snapshot(SnapshotCommand::Restore {
+            store,
+            input,
+            force,
+        }) => {
+            let records = offline::snapshot_restore(store, input, *force, quiet)?;
             println!(
                 "restored {records} records into {}:{}",
                 store.engine,
@@ -55,8 +59,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Migrate { from, to } => {
-            let records = offline::migrate(from, to, quiet)?;
+        Command::Migrate { from, to, force } => {
+            let records = offline::migrate(from, to, *force, quiet)?;
             println!(
                 "migrated {records} records from {}:{} to {}:{}",
                 from.engine,

@@ -170,7 +170,16 @@ impl Node {
     /// Stops serving, shuts Raft down and closes the stores cleanly.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.stop_api.send(true);
-        let _ = self.api_task.await;
+        // In-flight requests get a while to finish; a write stuck without a
+        // quorum must not keep the stores open forever.
+        let mut api_task = self.api_task;
+        if tokio::time::timeout(Duration::from_secs(10), &mut api_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("client API did not drain in 10 s; aborting in-flight requests");
+            api_task.abort();
+        }
         self.transport_task.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");

@@ -16,7 +16,52 @@ use crate::engine::StoreSpec;
 use crate::error::NodeError;
 
 fn open(spec: &StoreSpec) -> Result<std::sync::Arc<dyn MetadataStore>, NodeError> {
+    if spec.engine == crate::engine::Engine::Mem {
+        return Err(NodeError::config(
+            "--store/--from/--to",
+            "the mem engine keeps nothing on disk: offline tools need lmdb or fjall",
+        ));
+    }
     spec.engine.open(&spec.dir, &EngineOptions::default())
+}
+
+/// Opens a store that must already exist (a typo must not create an empty
+/// source and copy nothing over real data).
+fn open_existing(
+    spec: &StoreSpec,
+    flag: &str,
+) -> Result<std::sync::Arc<dyn MetadataStore>, NodeError> {
+    let exists = std::fs::read_dir(&spec.dir).is_ok_and(|mut entries| entries.next().is_some());
+    if !exists {
+        return Err(NodeError::config(
+            flag,
+            format!("no {} store in {}", spec.engine, spec.dir.display()),
+        ));
+    }
+    open(spec)
+}
+
+/// Opens a target, refusing one that holds data unless `force`.
+fn open_target(
+    spec: &StoreSpec,
+    flag: &str,
+    force: bool,
+) -> Result<std::sync::Arc<dyn MetadataStore>, NodeError> {
+    let target = open(spec)?;
+    let occupied = target
+        .first(&meta_store_api::KeyRange::all())
+        .map_err(store_err("reading the target"))?
+        .is_some();
+    if occupied && !force {
+        return Err(NodeError::config(
+            flag,
+            format!(
+                "{} already holds data; pass --force to replace it",
+                spec.dir.display()
+            ),
+        ));
+    }
+    Ok(target)
 }
 
 fn store_err(context: impl Into<String>) -> impl FnOnce(meta_store_api::Error) -> NodeError {
@@ -57,7 +102,7 @@ fn bar(hidden: bool, what: &str) -> ProgressBar {
 /// Writes a snapshot of the whole store (Raft log and metadata) to `out`.
 /// Returns the bytes written.
 pub fn snapshot_save(store: &StoreSpec, out: &Path, quiet: bool) -> Result<u64, NodeError> {
-    let source = open(store)?;
+    let source = open_existing(store, "--store")?;
     let stream = source
         .snapshot(b"")
         .map_err(store_err("starting the snapshot"))?;
@@ -87,11 +132,35 @@ pub fn snapshot_save(store: &StoreSpec, out: &Path, quiet: bool) -> Result<u64, 
 }
 
 /// Replaces the whole content of `store` with the snapshot in `input`
-/// (atomically: a bad file leaves the store as it was).
-pub fn snapshot_restore(store: &StoreSpec, input: &Path, quiet: bool) -> Result<u64, NodeError> {
-    let target = open(store)?;
-    let file =
+/// (atomically: a bad file leaves the store as it was). The file must be a
+/// whole-store snapshot (`snapshot save`), and a store holding data is only
+/// replaced with `force`.
+pub fn snapshot_restore(
+    store: &StoreSpec,
+    input: &Path,
+    force: bool,
+    quiet: bool,
+) -> Result<u64, NodeError> {
+    let mut file =
         File::open(input).map_err(|e| NodeError::io(format!("opening {}", input.display()), e))?;
+    // A snapshot of a prefix (a Raft snapshot of /meta/) restored over the
+    // whole store would erase the Raft log and vote: refuse it.
+    let header = meta_store_api::snapshot::SnapshotReader::new(&mut file)
+        .map_err(|e| store_err(format!("reading {}", input.display()))(e.into()))?
+        .header()
+        .clone();
+    if !header.prefix.is_empty() {
+        return Err(NodeError::config(
+            "--in",
+            format!(
+                "{} is a snapshot of the prefix {:?}, not of a whole store (made by `snapshot save`)",
+                input.display(),
+                String::from_utf8_lossy(&header.prefix)
+            ),
+        ));
+    }
+    std::io::Seek::rewind(&mut file).map_err(|e| NodeError::io("rewinding the snapshot", e))?;
+    let target = open_target(store, "--store", force)?;
     let bar = bar(quiet, "restoring");
     let mut reader = Progress {
         inner: BufReader::new(file),
@@ -105,17 +174,23 @@ pub fn snapshot_restore(store: &StoreSpec, input: &Path, quiet: bool) -> Result<
     Ok(stats.records)
 }
 
-/// Copies every record of `from` into `to` (which is replaced), through the
-/// portable snapshot format: converts a store between engines.
-pub fn migrate(from: &StoreSpec, to: &StoreSpec, quiet: bool) -> Result<u64, NodeError> {
+/// Copies every record of `from` into `to`, through the portable snapshot
+/// format: converts a store between engines. A target holding data is only
+/// replaced with `force`.
+pub fn migrate(
+    from: &StoreSpec,
+    to: &StoreSpec,
+    force: bool,
+    quiet: bool,
+) -> Result<u64, NodeError> {
     if from.dir == to.dir {
         return Err(NodeError::config(
             "--to",
             "must be another directory than --from",
         ));
     }
-    let source = open(from)?;
-    let target = open(to)?;
+    let source = open_existing(from, "--from")?;
+    let target = open_target(to, "--to", force)?;
     let stream = source
         .snapshot(b"")
         .map_err(store_err("starting the snapshot"))?;
@@ -157,7 +232,7 @@ pub fn content_hash(store: &dyn MetadataStore) -> Result<String, NodeError> {
 
 /// [`content_hash`] of a stopped node's store.
 pub fn verify(store: &StoreSpec) -> Result<String, NodeError> {
-    let opened = open(store)?;
+    let opened = open_existing(store, "--store")?;
     let hash = content_hash(&*opened)?;
     opened.close().map_err(store_err("closing the store"))?;
     Ok(hash)
@@ -169,13 +244,17 @@ mod tests {
     use crate::engine::Engine;
     use meta_store_api::Durability;
 
+    fn spec(engine: Engine, dir: &Path) -> StoreSpec {
+        StoreSpec {
+            engine,
+            dir: dir.to_path_buf(),
+        }
+    }
+
     #[test]
     fn migrate_keeps_content_and_hash_and_backup_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let from = StoreSpec {
-            engine: Engine::Lmdb,
-            dir: dir.path().join("a"),
-        };
+        let from = spec(Engine::Lmdb, &dir.path().join("a"));
         {
             let store = open(&from).unwrap();
             for i in 0..500 {
@@ -189,28 +268,53 @@ mod tests {
             }
             store.set(b"/raft/vote", b"x", Durability::Durable).unwrap();
         }
-        let to = StoreSpec {
-            engine: Engine::Fjall,
-            dir: dir.path().join("b"),
-        };
-        assert_eq!(migrate(&from, &to, true).unwrap(), 501);
+        let to = spec(Engine::Fjall, &dir.path().join("b"));
+        assert_eq!(migrate(&from, &to, false, true).unwrap(), 501);
         assert_eq!(verify(&from).unwrap(), verify(&to).unwrap());
+        // A second migration onto the now non-empty target needs --force.
+        let err = migrate(&from, &to, false, true).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(migrate(&from, &to, true, true).unwrap(), 501);
         let file = dir.path().join("backup.snap");
         snapshot_save(&to, &file, true).unwrap();
-        let restored = StoreSpec {
-            engine: Engine::Mem,
-            dir: dir.path().join("c"),
-        };
-        assert_eq!(snapshot_restore(&restored, &file, true).unwrap(), 501);
+        let restored = spec(Engine::Lmdb, &dir.path().join("c"));
+        assert_eq!(
+            snapshot_restore(&restored, &file, false, true).unwrap(),
+            501
+        );
+        assert_eq!(verify(&restored).unwrap(), verify(&from).unwrap());
+        // A typo'd source is an error, not an empty store copied over data.
+        let missing = spec(Engine::Lmdb, &dir.path().join("nope"));
+        let err = migrate(&missing, &to, true, true).unwrap_err().to_string();
+        assert!(err.contains("no lmdb store"), "{err}");
+        // mem keeps nothing: refused.
+        let mem = spec(Engine::Mem, &dir.path().join("m"));
+        assert!(snapshot_restore(&mem, &file, true, true).is_err());
+        // A prefix snapshot restored whole would erase the Raft log: refused.
+        let prefix_file = dir.path().join("meta.snap");
+        {
+            let store = open(&from).unwrap();
+            let mut bytes = Vec::new();
+            store
+                .snapshot(b"/meta/")
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            std::fs::write(&prefix_file, bytes).unwrap();
+        }
+        let err = snapshot_restore(&restored, &prefix_file, true, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not of a whole store"), "{err}");
         // A damaged backup is refused and says why.
         let mut bytes = std::fs::read(&file).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
         std::fs::write(&file, &bytes).unwrap();
-        let err = snapshot_restore(&from, &file, true)
+        let err = snapshot_restore(&from, &file, true, true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("checksum"), "{err}");
-        assert!(migrate(&from, &from, true).is_err());
+        assert!(migrate(&from, &from, true, true).is_err());
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! Framing: every message is `[length: u32 BE][postcard payload]`, at most
 //! [`MAX_FRAME`] bytes; a connection starts with the 4-byte magic
-//! [`MAGIC`] from the client. One request, one response, in order, on a
-//! connection that is kept open and reused; a failed or timed-out call drops
-//! the connection and the next call reconnects. Snapshots travel as
+//! [`MAGIC`] from the client. Payloads are `(request id, request)` and
+//! `(request id, response)`: one request, one response, in order, on a
+//! connection that is kept open and reused; an answer with the wrong id, a
+//! failed, timed-out or cancelled call drops the connection and the next
+//! call reconnects. An AppendEntries over [`MAX_APPEND_BYTES`] is sent in
+//! smaller pieces. Snapshots travel as
 //! openraft's chunked `InstallSnapshot` RPCs, so no message exceeds one
 //! chunk. Garbage on the wire closes that connection, never the node.
 
@@ -14,7 +17,8 @@ use std::time::Duration;
 
 use meta_raft::types::{NodeAddr, Raft, TypeConfig};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -26,7 +30,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The bytes a client sends first on a new connection.
-pub const MAGIC: [u8; 4] = *b"MRP1";
+pub const MAGIC: [u8; 4] = *b"MRP2";
+/// An AppendEntries larger than this (encoded) is split: the sender asks
+/// openraft to retry with fewer entries (`PayloadTooLarge`), so one message
+/// never carries a whole backlog and always fits its timeout.
+pub const MAX_APPEND_BYTES: usize = 4 << 20;
 /// The largest frame accepted (snapshot chunks are 3 MiB by default).
 pub const MAX_FRAME: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,7 +127,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
-        let request: PeerRequest = postcard::from_bytes(&frame).map_err(|e| {
+        let (id, request): (u64, PeerRequest) = postcard::from_bytes(&frame).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("undecodable request: {e}"),
@@ -134,7 +142,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<
                 PeerResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
             }
         };
-        let bytes = postcard::to_stdvec(&response).map_err(std::io::Error::other)?;
+        let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
         write_frame(&mut stream, &bytes).await?;
     }
 }
@@ -143,38 +151,57 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<
 struct PeerClient {
     addr: String,
     conn: tokio::sync::Mutex<Option<TcpStream>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl PeerClient {
+    /// One request, one response. The stream is taken out of the cache for
+    /// the duration of the call and put back only after a complete, matching
+    /// answer: a call that fails, times out or is cancelled by its caller
+    /// (openraft drops RPC futures on its own timeouts) drops the stream
+    /// with it, so no later call can read an answer meant for another.
     async fn call(
         &self,
-        request: &PeerRequest,
+        request: &[u8],
+        id: u64,
         timeout: Duration,
-    ) -> Result<PeerResponse, NetworkError> {
-        let net = |e: std::io::Error| NetworkError::new(&e);
-        let mut conn = self.conn.lock().await;
+    ) -> std::io::Result<PeerResponse> {
+        let mut cached = self.conn.lock().await;
+        let stream = cached.take();
         let result = tokio::time::timeout(timeout, async {
-            if conn.is_none() {
-                let mut stream =
-                    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                        })??;
-                stream.set_nodelay(true)?;
-                stream.write_all(&MAGIC).await?;
-                *conn = Some(stream);
-            }
-            let stream = conn.as_mut().expect("connected just above");
-            let bytes = postcard::to_stdvec(request).map_err(std::io::Error::other)?;
-            write_frame(stream, &bytes).await?;
-            let frame = read_frame(stream).await?;
-            postcard::from_bytes::<PeerResponse>(&frame).map_err(|e| {
-                std::io::Error::new(
+            let mut stream = match stream {
+                Some(stream) => stream,
+                None => {
+                    let mut stream =
+                        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+                            .await
+                            .map_err(|_| {
+                                std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "connect timed out",
+                                )
+                            })??;
+                    stream.set_nodelay(true)?;
+                    stream.write_all(&MAGIC).await?;
+                    stream
+                }
+            };
+            write_frame(&mut stream, request).await?;
+            let frame = read_frame(&mut stream).await?;
+            let (answered, response): (u64, PeerResponse) =
+                postcard::from_bytes(&frame).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("undecodable response: {e}"),
+                    )
+                })?;
+            if answered != id {
+                return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("undecodable response: {e}"),
-                )
-            })
+                    format!("answer to request {answered} received for request {id}"),
+                ));
+            }
+            Ok((stream, response))
         })
         .await
         .unwrap_or_else(|_| {
@@ -183,11 +210,9 @@ impl PeerClient {
                 format!("no answer from {} in {timeout:?}", self.addr),
             ))
         });
-        if result.is_err() {
-            // The stream may hold half a message: start afresh next time.
-            *conn = None;
-        }
-        result.map_err(net)
+        let (stream, response) = result?;
+        *cached = Some(stream);
+        Ok(response)
     }
 }
 
@@ -208,6 +233,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
                 Arc::new(PeerClient {
                     addr: node.raft.clone(),
                     conn: tokio::sync::Mutex::new(None),
+                    next_id: std::sync::atomic::AtomicU64::new(1),
                 })
             })
             .clone();
@@ -230,14 +256,38 @@ impl PeerConnection {
         request: PeerRequest,
         option: &RPCOption,
     ) -> Result<PeerResponse, RPCError<u64, NodeAddr, RaftError<u64, InstallSnapshotError>>> {
+        if let PeerRequest::AppendEntries(rpc) = &request {
+            // Estimated before encoding, so a large backlog is never encoded whole.
+            let estimate: usize = rpc
+                .entries
+                .iter()
+                .map(|e| match &e.payload {
+                    openraft::EntryPayload::Normal(envelope) => envelope.command.len() + 32,
+                    _ => 256,
+                })
+                .sum();
+            if estimate > MAX_APPEND_BYTES && rpc.entries.len() > 1 {
+                // openraft retries at once with at most this many entries.
+                let hint = (rpc.entries.len() as u64 / 2).max(1);
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint),
+                ));
+            }
+        }
+        let id = self
+            .client
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bytes = postcard::to_stdvec(&(id, &request))
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
-            .call(&request, option.hard_ttl())
+            .call(&bytes, id, option.hard_ttl())
             .await
             .map_err(|e| {
                 if matches!(request, PeerRequest::Vote(_)) {
                     RPCError::Unreachable(Unreachable::new(&e))
                 } else {
-                    RPCError::Network(e)
+                    RPCError::Network(NetworkError::new(&e))
                 }
             })
     }

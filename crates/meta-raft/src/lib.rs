@@ -35,6 +35,6 @@ mod views;
 pub use apikey::{ApiKeySecret, new_api_key};
 pub use log_store::LogStore;
 pub use model::{Command, Envelope, MAX_COMMAND_LEN, Rejection, Response};
-pub use proposer::{ProposeError, Proposer};
+pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};
 pub use views::{ApiKeyCheck, ApiKeyInfo, MetadataReader};

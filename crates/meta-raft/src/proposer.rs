@@ -12,7 +12,7 @@
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Command, Envelope, MAX_COMMAND_LEN, Rejection, Response};
+use crate::model::{Command, Envelope, Rejection, Response};
 use crate::types::{NodeAddr, Raft};
 
 /// Why a proposal did not produce a [`Response`].
@@ -29,8 +29,9 @@ pub enum ProposeError {
         /// Its addresses, if known.
         leader: Option<NodeAddr>,
     },
-    /// Raft could not take the write (shutting down, no quorum, ...).
-    #[error("raft unavailable: {0}")]
+    /// Raft failed after taking the write (shutting down, leadership lost,
+    /// ...): the command may or may not be committed.
+    #[error("outcome unknown: {0}")]
     Unavailable(String),
 }
 
@@ -52,7 +53,15 @@ impl Proposer {
     }
 
     /// Proposes `command` and waits for its result.
+    ///
+    /// If this returns [`ProposeError::Unavailable`], the outcome is
+    /// unknown: the command may still be committed (by a new leader).
     pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        if matches!(command, Command::Batch(_)) {
+            return Err(ProposeError::Rejected(Rejection::Malformed {
+                reason: "batches are formed by the proposer, not proposed".into(),
+            }));
+        }
         // Checked alone first: a command too large on its own is refused
         // here, never poisoning a batch.
         let size = Envelope::checked(&command)
@@ -70,9 +79,12 @@ impl Proposer {
     }
 }
 
+/// Encoded bytes a batch grows to at most (a single larger command still
+/// travels alone): small entries replicate within their RPC timeouts.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
 async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, usize, Reply)>, max_batch: usize) {
-    // Room for the batch's own encoding (variant tag, lengths).
-    let budget = MAX_COMMAND_LEN - 1024;
+    let budget = MAX_BATCH_BYTES;
     let mut carried = None;
     loop {
         let first = match carried.take() {
