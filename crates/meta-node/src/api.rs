@@ -193,9 +193,10 @@ async fn propose(
         Err(ProposeError::ForwardToLeader { leader_id, leader }) => {
             Err(ApiError::not_leader(leader_id, leader, uri))
         }
+        // The write reached Raft but its fate is unknown: it may still commit.
         Err(e @ ProposeError::Unavailable(_)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            "outcome_unknown",
             e.to_string(),
         )),
     }
@@ -268,9 +269,13 @@ async fn kv_list(
 ) -> ApiResult {
     read_barrier(&state, &uri, q.stale).await?;
     let prefix = q.prefix.unwrap_or_default();
-    let items = state
-        .reader
-        .list(prefix.as_bytes(), q.limit.unwrap_or(1000));
+    let limit = q.limit.unwrap_or(1000);
+    if limit > MAX_LIST {
+        return Err(ApiError::bad_request(format!(
+            "`limit` is at most {MAX_LIST}"
+        )));
+    }
+    let items = state.reader.list(prefix.as_bytes(), limit);
     let items: Vec<Value> = items
         .into_iter()
         .map(|(k, v)| json!({"key": String::from_utf8_lossy(&k), "value": String::from_utf8_lossy(&v)}))

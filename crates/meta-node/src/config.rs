@@ -264,7 +264,8 @@ impl Config {
                 ));
             }
         }
-        if self.listen == self.raft_listen {
+        // Port 0 (any free port) on both is fine; anything else must differ.
+        if self.listen == self.raft_listen && !self.listen.ends_with(":0") {
             return Err(NodeError::config(
                 "raft_listen",
                 "must differ from `listen`",

@@ -131,6 +131,12 @@ impl Node {
             }
         });
 
+        if config.log_engine() == crate::engine::Engine::Mem {
+            tracing::warn!(
+                "the Raft log is on the mem engine: this node forgets its vote and log on restart; \
+                 use it only for ephemeral single-node setups and tests"
+            );
+        }
         let initialized = raft
             .is_initialized()
             .await
