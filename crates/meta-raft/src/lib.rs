@@ -13,6 +13,30 @@
 //!   and one fsync.
 //! - [`model`]: cluster map, shard map, API keys, config, user keys.
 //!
+//! Applying a command directly (a node does this through Raft; see
+//! `docs/raft.md`):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use meta_raft::types::Entry;
+//! use meta_raft::{Command, Envelope, Response, StateMachine};
+//! use openraft::storage::RaftStateMachine;
+//! use openraft::EntryPayload;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = Arc::new(meta_store_mem::MemStore::new());
+//! let mut sm = StateMachine::open(store).await?;
+//! let put = Command::Put { key: b"region".to_vec(), value: b"eu-west".to_vec() };
+//! let entry = Entry {
+//!     log_id: openraft::testing::log_id(1, 1, 1),
+//!     payload: EntryPayload::Normal(Envelope::new(&put)),
+//! };
+//! assert_eq!(sm.apply([entry]).await?, [Response::Applied]);
+//! assert_eq!(sm.reader().get(b"region").as_deref(), Some(&b"eu-west"[..]));
+//! # Ok::<(), meta_raft::types::StorageError>(())
+//! # }).unwrap();
+//! ```
+//!
 //! **Architecture invariant:** this crate depends on `meta-store-api` and
 //! `openraft`, never on an engine; engines appear only in its tests.
 //! openraft types are re-exported through [`types`], so an openraft upgrade
