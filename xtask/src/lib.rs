@@ -3,11 +3,14 @@
 //!
 //! - `cargo xtask conformance`: the storage conformance suite and the
 //!   cross-engine snapshot matrix against every backend, as one table.
+//! - `cargo xtask bench [--full]`: the serial fsync rate and the criterion
+//!   benches, written into `docs/benchmarks.md` and `docs/charts/*.svg`.
 //!
 //! The tidy checks (layer rule, module headers) live in `tests/tidy.rs` and
 //! run with the test suite.
 
 pub mod backends;
+pub mod bench;
 pub mod conformance;
 
 use std::path::{Path, PathBuf};

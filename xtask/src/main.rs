@@ -5,7 +5,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  conformance   run the storage conformance suite against every backend";
+  conformance   run the storage conformance suite against every backend
+  bench [--full]  measure fsync, run the benches (quick unless --full), update docs/benchmarks.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +20,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Some("bench") => match xtask::bench::run(args.iter().any(|a| a == "--full")) {
+            Ok(doc) => {
+                println!("wrote {}", doc.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -1,0 +1,373 @@
+//! `cargo xtask bench [--full]`: measures this machine's serial fsync rate,
+//! runs the criterion benches (`--quick` unless `--full`), and regenerates
+//! the measured section of `docs/benchmarks.md` and one SVG chart per group
+//! in `docs/charts/`. Durable figures are also given as multiples of the
+//! fsync rate measured in the same run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use serde_json::Value;
+
+use crate::project_root;
+
+/// Marks the generated part of `docs/benchmarks.md`.
+pub const BEGIN: &str = "<!-- xtask bench: generated section begins -->";
+/// Ends it.
+pub const END: &str = "<!-- xtask bench: generated section ends -->";
+
+/// Groups whose figures are durable writes (compared with the fsync rate).
+const DURABLE_GROUPS: [&str; 5] = [
+    "durable_set",
+    "durable_batch_100",
+    "raft_log_append",
+    "node_durable_writes",
+    "node_durable_writes_grouped",
+];
+
+/// Serial fsync latency: min, median and max over the run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fsync {
+    /// Fastest write + fdatasync.
+    pub min: Duration,
+    /// Median.
+    pub median: Duration,
+    /// Slowest.
+    pub max: Duration,
+}
+
+impl Fsync {
+    /// Writes per second at the median latency.
+    pub fn rate(&self) -> f64 {
+        1.0 / self.median.as_secs_f64()
+    }
+}
+
+/// Measures 4 KiB write + fdatasync, serially, for `duration`, in `dir`.
+pub fn measure_fsync(dir: &Path, duration: Duration) -> std::io::Result<Fsync> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let block = [0x5Au8; 4096];
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < duration || samples.len() < 10 {
+        let t = Instant::now();
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&block)?;
+        file.sync_data()?;
+        samples.push(t.elapsed());
+    }
+    std::fs::remove_file(&path)?;
+    samples.sort();
+    Ok(Fsync {
+        min: samples[0],
+        median: samples[samples.len() / 2],
+        max: samples[samples.len() - 1],
+    })
+}
+
+/// One criterion result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Result {
+    /// Group.
+    pub group: String,
+    /// Function within the group (`lmdb/trait`, `fjall/64`).
+    pub function: String,
+    /// Median time per iteration, ns, and its 95% interval.
+    pub median_ns: f64,
+    /// Lower bound of the median's confidence interval.
+    pub low_ns: f64,
+    /// Upper bound.
+    pub high_ns: f64,
+    /// Elements per iteration, if the bench declared a throughput.
+    pub elements: Option<f64>,
+}
+
+impl Result {
+    /// Elements (or iterations) per second at the median.
+    pub fn per_second(&self) -> f64 {
+        self.elements.unwrap_or(1.0) * 1e9 / self.median_ns
+    }
+}
+
+/// Reads every `new/benchmark.json` + `new/estimates.json` under `dir`.
+pub fn read_results(dir: &Path) -> Vec<Result> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "benchmark.json")
+                && path.parent().is_some_and(|p| p.ends_with("new"))
+            {
+                out.extend(read_one(&path));
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.group, &a.function).cmp(&(&b.group, &b.function)));
+    out
+}
+
+fn read_one(benchmark: &Path) -> Option<Result> {
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(benchmark).ok()?).ok()?;
+    let estimates: Value = serde_json::from_str(
+        &std::fs::read_to_string(benchmark.with_file_name("estimates.json")).ok()?,
+    )
+    .ok()?;
+    let median = &estimates["median"];
+    Some(Result {
+        group: meta["group_id"].as_str()?.to_string(),
+        // `BenchmarkId::new(engine, parameter)` stores the parameter apart.
+        function: match (meta["function_id"].as_str(), meta["value_str"].as_str()) {
+            (Some(f), Some(v)) => format!("{f}/{v}"),
+            (Some(f), None) => f.to_string(),
+            (None, Some(v)) => v.to_string(),
+            (None, None) => return None,
+        },
+        median_ns: median["point_estimate"].as_f64()?,
+        low_ns: median["confidence_interval"]["lower_bound"].as_f64()?,
+        high_ns: median["confidence_interval"]["upper_bound"].as_f64()?,
+        elements: meta["throughput"]["Elements"].as_f64(),
+    })
+}
+
+fn human_time(ns: f64) -> String {
+    match ns {
+        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} µs", n / 1e3),
+        n => format!("{n:.0} ns"),
+    }
+}
+
+fn human_rate(r: f64) -> String {
+    match r {
+        r if r >= 1e6 => format!("{:.2} M/s", r / 1e6),
+        r if r >= 1e3 => format!("{:.1} k/s", r / 1e3),
+        r => format!("{r:.0} /s"),
+    }
+}
+
+/// The generated markdown section.
+pub fn render(results: &[Result], fsync: &Fsync, header: &str) -> String {
+    let mut out = format!("{BEGIN}\n\n{header}\n\n");
+    let _ = writeln!(
+        out,
+        "Serial fsync (4 KiB write + fdatasync) in this run: median {} (min {}, max {}), **{}**.\n",
+        human_time(fsync.median.as_nanos() as f64),
+        human_time(fsync.min.as_nanos() as f64),
+        human_time(fsync.max.as_nanos() as f64),
+        human_rate(fsync.rate())
+    );
+    let mut groups: BTreeMap<&str, Vec<&Result>> = BTreeMap::new();
+    for r in results {
+        groups.entry(r.group.as_str()).or_default().push(r);
+    }
+    for (group, rows) in groups {
+        let durable = DURABLE_GROUPS.contains(&group);
+        let _ = writeln!(out, "### `{group}`\n\n![{group}](charts/{group}.svg)\n");
+        out += if durable {
+            "| bench | median | 95% interval | rate | × fsync rate |\n|---|---|---|---|---|\n"
+        } else {
+            "| bench | median | 95% interval | rate |\n|---|---|---|---|\n"
+        };
+        for r in rows {
+            let _ = write!(
+                out,
+                "| {} | {} | {} – {} | {} |",
+                r.function,
+                human_time(r.median_ns),
+                human_time(r.low_ns),
+                human_time(r.high_ns),
+                human_rate(r.per_second())
+            );
+            if durable {
+                let _ = write!(out, " {:.2}× |", r.per_second() / fsync.rate());
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out + END + "\n"
+}
+
+/// Replaces the generated section of `doc` (or appends one).
+pub fn splice(doc: &str, section: &str) -> String {
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{}{}",
+            &doc[..b],
+            section,
+            &doc[e + END.len()..].trim_start_matches('\n')
+        ),
+        _ => format!("{}\n\n{}", doc.trim_end(), section),
+    }
+}
+
+/// One bar chart (median time per bench) per group.
+pub fn charts(
+    results: &[Result],
+    dir: &Path,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    std::fs::create_dir_all(dir)?;
+    let mut groups: BTreeMap<&str, Vec<&Result>> = BTreeMap::new();
+    for r in results {
+        groups.entry(r.group.as_str()).or_default().push(r);
+    }
+    for (group, rows) in groups {
+        let path = dir.join(format!("{group}.svg"));
+        let height = 60 + 28 * rows.len() as u32;
+        let root = SVGBackend::new(&path, (720, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let max = rows.iter().map(|r| r.median_ns).fold(0.0, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{group} (median time per iteration, ns)"),
+                ("sans-serif", 16),
+            )
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(170)
+            .build_cartesian_2d(0.0..max, 0..rows.len())?;
+        let labels: Vec<String> = rows.iter().map(|r| r.function.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(rows.len())
+            .y_label_formatter(&|i| labels.get(*i).cloned().unwrap_or_default())
+            .draw()?;
+        chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
+            Rectangle::new([(0.0, i), (r.median_ns, i + 1)], BLUE.mix(0.6).filled())
+        }))?;
+        root.present()?;
+    }
+    Ok(())
+}
+
+/// Runs everything; returns the path of the regenerated document.
+pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error>> {
+    let root = project_root();
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("measuring the serial fsync rate");
+    let fsync = measure_fsync(
+        &root.join("target/bench-probe"),
+        Duration::from_secs(if full { 10 } else { 3 }),
+    )?;
+    bar.set_message(format!(
+        "running criterion benches ({}); log in target/bench.log",
+        if full { "full" } else { "quick" }
+    ));
+    let log = std::fs::File::create(root.join("target/bench.log"))?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root).args(["bench", "-p", "meta-benches"]);
+    if !full {
+        cmd.args(["--", "--quick"]);
+    }
+    let status = cmd.stdout(log.try_clone()?).stderr(log).status()?;
+    if !status.success() {
+        return Err(format!("cargo bench failed ({status}); see target/bench.log").into());
+    }
+    bar.set_message("writing docs/benchmarks.md and charts");
+    let results = read_results(&root.join("target/criterion"));
+    let commit = Command::new("git")
+        .current_dir(&root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let machine = format!(
+        "{} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let header = format!(
+        "## Latest `cargo xtask bench{}` run\n\nDate {date}, commit `{commit}`, {machine}. Generated: do not edit by hand.",
+        if full { " --full" } else { "" }
+    );
+    let section = render(&results, &fsync, &header);
+    let doc_path = root.join("docs/benchmarks.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    std::fs::write(&doc_path, splice(&doc, &section))?;
+    charts(&results, &root.join("docs/charts"))?;
+    bar.finish_and_clear();
+    Ok(doc_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(dir: &Path, group: &str, function: &str, median: f64, elements: Option<u64>) {
+        let d = dir.join(group).join(function.replace('/', "_")).join("new");
+        std::fs::create_dir_all(&d).unwrap();
+        let throughput = elements.map_or(Value::Null, |n| serde_json::json!({"Elements": n}));
+        let meta = serde_json::json!({"group_id": group, "function_id": function, "throughput": throughput});
+        std::fs::write(d.join("benchmark.json"), meta.to_string()).unwrap();
+        let est = serde_json::json!({"median": {"point_estimate": median, "confidence_interval": {"lower_bound": median * 0.9, "upper_bound": median * 1.1}}});
+        std::fs::write(d.join("estimates.json"), est.to_string()).unwrap();
+    }
+
+    #[test]
+    fn results_render_with_fsync_multiples_and_splice_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        fake(dir.path(), "get", "lmdb/trait", 350.0, None);
+        fake(
+            dir.path(),
+            "node_durable_writes",
+            "lmdb/64",
+            2_000_000.0,
+            Some(64),
+        );
+        let results = read_results(dir.path());
+        assert_eq!(results.len(), 2);
+        let fsync = Fsync {
+            min: Duration::from_micros(80),
+            median: Duration::from_micros(100),
+            max: Duration::from_micros(300),
+        };
+        let section = render(&results, &fsync, "## Latest run");
+        // 64 writes in 2 ms = 32 k/s; fsync 10 k/s: 3.20x.
+        assert!(
+            section.contains("| lmdb/64 | 2.00 ms | 1.80 ms – 2.20 ms | 32.0 k/s | 3.20× |"),
+            "{section}"
+        );
+        assert!(section.contains("| lmdb/trait | 350 ns |"), "{section}");
+        let doc = splice("# Benchmarks\n\nhand-written", &section);
+        assert!(doc.starts_with("# Benchmarks") && doc.contains(BEGIN));
+        let again = splice(&doc, &render(&results[..1], &fsync, "## Latest run"));
+        assert_eq!(again.matches(BEGIN).count(), 1);
+        assert!(!again.contains("lmdb/64"));
+        charts(&results, &dir.path().join("charts")).unwrap();
+        assert!(
+            std::fs::read_to_string(dir.path().join("charts/get.svg"))
+                .unwrap()
+                .contains("<svg")
+        );
+    }
+
+    #[test]
+    fn the_fsync_probe_measures_something() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = measure_fsync(dir.path(), Duration::from_millis(50)).unwrap();
+        assert!(f.min <= f.median && f.median <= f.max && f.rate() > 0.0);
+    }
+}
