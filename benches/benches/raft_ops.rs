@@ -130,6 +130,31 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// Stale reads from the in-memory views (no engine call, no Raft round),
+/// on one thread: the read path of `?stale=true`.
+fn stale_reads(c: &mut Criterion) {
+    let rt = runtime();
+    let store: Arc<dyn meta_store_api::MetadataStore> = Arc::new(meta_store_mem::MemStore::new());
+    let mut sm = rt
+        .block_on(StateMachine::open(store))
+        .expect("state machine");
+    rt.block_on(sm.apply(entries(1, 10_000))).expect("apply");
+    let reader = sm.reader();
+    let keys: Vec<Vec<u8>> = (1..=10_000u64)
+        .map(|i| format!("bench/{i:012}").into_bytes())
+        .collect();
+    let mut group = c.benchmark_group("stale_read");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("views/get", |b| {
+        b.iter(|| {
+            i = (i + 7919) % keys.len();
+            std::hint::black_box(reader.get(&keys[i]))
+        })
+    });
+    group.finish();
+}
+
 /// A single node never sends RPCs; this network only satisfies the types.
 struct NoNetwork;
 
@@ -250,6 +275,6 @@ fn node_writes(c: &mut Criterion, grouped: bool) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = fsync_4k, log_append, apply, end_to_end_writes
+    targets = fsync_4k, log_append, apply, stale_reads, end_to_end_writes
 }
 criterion_main!(benches);
