@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use meta_store_api::conformance::{CaseOutcome, HarnessFactory, cross_engine_matrix, run_all};
+use meta_store_api::conformance::{
+    CaseOutcome, HarnessFactory, cross_engine_matrix, panic_message, run_all,
+};
 
 use crate::backends::BACKENDS;
 
@@ -48,7 +50,7 @@ pub fn run() -> Vec<Row> {
         passed: if matrix.is_ok() { pairs } else { 0 },
         failures: match matrix {
             Ok(_) => Vec::new(),
-            Err(panic) => vec![("cross_engine_matrix".into(), message(&*panic))],
+            Err(panic) => vec![("cross_engine_matrix".into(), panic_message(&*panic))],
         },
         seconds: start.elapsed().as_secs_f64(),
     });
@@ -66,14 +68,6 @@ fn row(backend: String, outcomes: &[CaseOutcome], seconds: f64) -> Row {
             .collect(),
         seconds,
     }
-}
-
-fn message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panicked".into())
 }
 
 /// Renders the report; the last line is `conformance: N passed, M failed`.

@@ -147,7 +147,8 @@ pub fn run_all(factory: HarnessFactory<'_>) -> Vec<CaseOutcome> {
         .collect()
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The message of a caught panic (`&str` or `String` payloads).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {
