@@ -6,11 +6,18 @@
 //!   last entry one reverse scan.
 //! - Appends are one durable batch: the flush callback fires only once the
 //!   batch is on disk.
-//! - Vote, committed and last-purged ids are durable single records.
+//! - Vote and last-purged ids are durable records.
+//! - The committed id is kept in memory by `save_committed` and written
+//!   with the next durable log write (append, purge or vote): openraft
+//!   awaits `save_committed` before every apply, and a separate fsync there
+//!   would cost one more disk flush per round for an optional hint. What is
+//!   on disk is always an id that was committed (entries are durable before
+//!   they commit), possibly an older one; on restart openraft re-applies
+//!   from the state machine's applied id either way.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use meta_store_api::keys::{Key, LOG_PREFIX, RaftKey, all_log_entries, log_key};
 use meta_store_api::{
@@ -23,16 +30,70 @@ use crate::blocking::blocking;
 use crate::codec::{decode, decode_entry, encode, encode_entry, storage_error};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-/// The Raft log over a store. Cheap to clone: clones share the store.
+/// The Raft log over a store. Cheap to clone: clones share the store and
+/// the committed id not yet written.
 #[derive(Clone)]
 pub struct LogStore {
     store: Arc<dyn MetadataStore>,
+    committed: Arc<Mutex<Committed>>,
+}
+
+/// The committed id as openraft last saved it, and whether it still has to
+/// be written.
+#[derive(Default)]
+struct Committed {
+    latest: Option<LogId>,
+    dirty: bool,
 }
 
 impl LogStore {
     /// A log store over `store` (which may be shared with the state machine).
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
-        LogStore { store }
+        LogStore {
+            store,
+            committed: Arc::default(),
+        }
+    }
+
+    /// Adds the committed id to `batch` if it has not been written yet;
+    /// returns what to mark written once the batch is durable.
+    fn piggyback_committed(&self, batch: &mut WriteBatch) -> Option<Option<LogId>> {
+        let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        committed.dirty.then(|| {
+            batch.put(
+                Key::Raft(RaftKey::Committed).encode(),
+                encode(&committed.latest),
+            );
+            committed.latest
+        })
+    }
+
+    /// Writes `batch`, with the committed id if it is pending, durably.
+    async fn durable_write(
+        &self,
+        mut batch: WriteBatch,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError> {
+        let committed = self.piggyback_committed(&mut batch);
+        let store = self.store.clone();
+        blocking(subject.clone(), ErrorVerb::Write, move || {
+            store
+                .batch(&batch, Durability::Durable)
+                .map_err(write_err(subject))
+        })
+        .await?;
+        self.committed_written(committed);
+        Ok(())
+    }
+
+    /// Marks `written` as on disk, unless a newer id was saved meanwhile.
+    fn committed_written(&self, written: Option<Option<LogId>>) {
+        if let Some(written) = written {
+            let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            if committed.latest == written {
+                committed.dirty = false;
+            }
+        }
     }
 }
 
@@ -67,21 +128,6 @@ fn read_record<T: serde::de::DeserializeOwned>(
     decode(&bytes)
         .map(Some)
         .map_err(|e| storage_error(subject, ErrorVerb::Read, &e))
-}
-
-fn write_record<T: serde::Serialize>(
-    store: &dyn MetadataStore,
-    key: RaftKey,
-    value: &T,
-    subject: ErrorSubject<u64>,
-) -> Result<(), StorageError> {
-    store
-        .set(
-            &Key::Raft(key).encode(),
-            &encode(value),
-            Durability::Durable,
-        )
-        .map_err(write_err(subject))
 }
 
 /// The store key range of log indexes `range`.
@@ -152,11 +198,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let (store, vote) = (self.store.clone(), *vote);
-        blocking(ErrorSubject::Vote, ErrorVerb::Write, move || {
-            write_record(&*store, RaftKey::Vote, &vote, ErrorSubject::Vote)
-        })
-        .await
+        let mut batch = WriteBatch::with_capacity(2);
+        batch.put(Key::Raft(RaftKey::Vote).encode(), encode(vote));
+        self.durable_write(batch, ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -168,14 +212,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let store = self.store.clone();
-        blocking(ErrorSubject::Store, ErrorVerb::Write, move || {
-            write_record(&*store, RaftKey::Committed, &committed, ErrorSubject::Store)
-        })
-        .await
+        // Written with the next durable log write (see the module docs).
+        let mut saved = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.latest != committed {
+            *saved = Committed {
+                latest: committed,
+                dirty: true,
+            };
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        {
+            let saved = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+            if saved.dirty {
+                return Ok(saved.latest);
+            }
+        }
         let store = self.store.clone();
         blocking(ErrorSubject::Store, ErrorVerb::Read, move || {
             Ok(
@@ -199,14 +253,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put(log_key(entry.log_id.index).to_vec(), encode_entry(&entry));
         }
-        let store = self.store.clone();
-        let result = blocking(ErrorSubject::Logs, ErrorVerb::Write, move || {
-            // Durable: the entries are on disk before the callback fires.
-            store
-                .batch(&batch, Durability::Durable)
-                .map_err(write_err(ErrorSubject::Logs))
-        })
-        .await;
+        // Durable: the entries are on disk before the callback fires.
+        let result = self.durable_write(batch, ErrorSubject::Logs).await;
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
@@ -233,20 +281,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let store = self.store.clone();
-        blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
+        let batch = blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
             let doomed = store
                 .range(&key_range(&(..=log_id.index)), Direction::Forward, None)
                 .map_err(read_err(ErrorSubject::Logs))?;
             // The purged id and the deletions land together.
-            let mut batch = WriteBatch::with_capacity(doomed.len() + 1);
+            let mut batch = WriteBatch::with_capacity(doomed.len() + 2);
             batch.put(Key::Raft(RaftKey::Purged).encode(), encode(&log_id));
             for (key, _) in doomed {
                 batch.delete(key);
             }
-            store
-                .batch(&batch, Durability::Durable)
-                .map_err(write_err(ErrorSubject::Logs))
+            Ok(batch)
         })
-        .await
+        .await?;
+        self.durable_write(batch, ErrorSubject::Logs).await
     }
 }

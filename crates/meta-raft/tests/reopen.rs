@@ -42,6 +42,10 @@ async fn reopen_keeps_everything(engine: Engine) {
         log.blocking_append(entries(1, 10)).await.unwrap();
         log.purge(log_id(2, 1, 3)).await.unwrap();
         log.save_committed(Some(log_id(2, 1, 8))).await.unwrap();
+        // The committed id travels with the next durable log write.
+        log.blocking_append(entries(11, 11)).await.unwrap();
+        log.save_committed(Some(log_id(2, 1, 9))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 1, 9)));
         sm.apply(entries(1, 8)).await.unwrap();
         // Apply writes are buffered; a clean close makes them durable.
         store.close().unwrap();
@@ -53,10 +57,12 @@ async fn reopen_keeps_everything(engine: Engine) {
         log.read_vote().await.unwrap(),
         Some(Vote::new_committed(2, 1))
     );
+    // 9 was never written: the store has the older committed id, which
+    // is still a committed one.
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 1, 8)));
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_purged_log_id, Some(log_id(2, 1, 3)));
-    assert_eq!(state.last_log_id, Some(log_id(2, 1, 10)));
+    assert_eq!(state.last_log_id, Some(log_id(2, 1, 11)));
     let read = log.try_get_log_entries(4..=10).await.unwrap();
     assert_eq!(
         read.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
