@@ -1,8 +1,8 @@
 //! The Raft layer on every engine: durable log appends of 1 / 64 / 1,024
 //! entries, state-machine apply throughput, and end-to-end writes through a
-//! single in-process node with 1 / 16 / 64 concurrent proposers (where
-//! openraft's batching shares one durable log write among concurrent
-//! proposals).
+//! single in-process node with 1 / 16 / 64 closed-loop writers, each
+//! proposal on its own or through the group-commit proposer (p50/p99
+//! latencies recorded for `cargo xtask bench`).
 
 // openraft's RPC error types are large; they are its API.
 #![allow(clippy::result_large_err)]
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use meta_benches::load::bench_clients;
 use meta_benches::{ENGINES, open_trait};
 use meta_raft::types::{Entry, NodeAddr, Raft, TypeConfig};
 use meta_raft::{Command, Envelope, LogStore, StateMachine};
@@ -222,9 +223,9 @@ fn end_to_end_writes(c: &mut Criterion) {
     node_writes(c, true);
 }
 
-/// Durable writes through a single node by 1 / 16 / 64 concurrent writers,
-/// each proposal its own entry (`grouped == false`) or through the
-/// group-commit [`Proposer`](meta_raft::Proposer).
+/// Durable writes through a single node by 1 / 16 / 64 closed-loop
+/// writers, each proposal its own entry (`grouped == false`) or through
+/// the group-commit [`Proposer`](meta_raft::Proposer).
 fn node_writes(c: &mut Criterion, grouped: bool) {
     let rt = runtime();
     let group_name = if grouped {
@@ -242,34 +243,20 @@ fn node_writes(c: &mut Criterion, grouped: bool) {
         let raft = rt.block_on(single_node(store));
         let proposer = rt.block_on(async { meta_raft::Proposer::new(raft.clone(), 256) });
         for writers in [1u64, 16, 64] {
-            group.throughput(Throughput::Elements(writers));
-            let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            group.bench_function(BenchmarkId::new(name, writers), |b| {
-                b.iter(|| {
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..writers)
-                            .map(|_| {
-                                let (raft, proposer, next) =
-                                    (raft.clone(), proposer.clone(), next.clone());
-                                tokio::spawn(async move {
-                                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                    if grouped {
-                                        let command = Command::Put {
-                                            key: format!("bench/{i:012}").into_bytes(),
-                                            value: vec![b'v'; 100],
-                                        };
-                                        proposer.propose(command).await.expect("write");
-                                    } else {
-                                        raft.client_write(put(i)).await.expect("write");
-                                    }
-                                })
-                            })
-                            .collect();
-                        for t in tasks {
-                            t.await.expect("writer");
-                        }
-                    })
-                })
+            let (raft, proposer) = (raft.clone(), proposer.clone());
+            bench_clients(&mut group, group_name, &rt, name, writers, move |i| {
+                let (raft, proposer) = (raft.clone(), proposer.clone());
+                async move {
+                    if grouped {
+                        let command = Command::Put {
+                            key: format!("bench/{i:012}").into_bytes(),
+                            value: vec![b'v'; 100],
+                        };
+                        proposer.propose(command).await.expect("write");
+                    } else {
+                        raft.client_write(put(i)).await.expect("write");
+                    }
+                }
             });
         }
         rt.block_on(raft.shutdown()).expect("shutdown");

@@ -2,6 +2,9 @@
 //! and the same engines driven with their own APIs ("raw") as baselines,
 //! so each benchmark group shows the trait path next to the engine it wraps.
 
+pub mod load;
+pub mod procs;
+
 use std::path::Path;
 
 use fjall::{KeyspaceCreateOptions, PersistMode, Readable};
@@ -11,6 +14,15 @@ use meta_store_api::MetadataStore;
 use meta_store_fjall::{FjallOptions, FjallStore};
 use meta_store_lmdb::{LmdbOptions, LmdbStore};
 use meta_store_mem::MemStore;
+
+/// Cargo's target directory (`$CARGO_TARGET_DIR`, else the workspace's
+/// `target/`).
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        Into::into,
+    )
+}
 
 /// An engine behind the trait, with the directory it lives in.
 pub struct TraitStore {

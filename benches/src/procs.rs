@@ -1,0 +1,194 @@
+//! Real `meta-node` processes on loopback, for the cluster benches: build
+//! the binary, start nodes, form a cluster over the HTTP API, find the
+//! leader, read a process's peak RSS. Every process is killed on drop.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The `meta-node` binary: `$META_NODE_BIN` if set (`cargo xtask bench`
+/// sets it), else built now with `cargo build --release -p meta-node`.
+pub fn node_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("META_NODE_BIN") {
+        return bin.into();
+    }
+    let target = crate::target_dir();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "meta-node",
+            "--bin",
+            "meta-node",
+        ])
+        .arg("--manifest-path")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building meta-node failed");
+    target.join("release/meta-node")
+}
+
+/// A free loopback port (another process may take it before we bind it;
+/// good enough on a bench machine).
+pub fn free_addr() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// One node process.
+pub struct NodeProc {
+    /// Node id.
+    pub id: u64,
+    /// Client API address.
+    pub api: String,
+    /// Peer address.
+    pub raft: String,
+    child: Child,
+}
+
+impl NodeProc {
+    /// Starts `meta-node serve` on `dir` and waits until it answers.
+    pub fn start(bin: &Path, id: u64, engine: &str, dir: &Path, bootstrap: bool) -> NodeProc {
+        let (api, raft) = (free_addr(), free_addr());
+        let child = Command::new(bin)
+            .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
+            .args(["--listen", &api, "--raft-listen", &raft])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning meta-node");
+        let node = NodeProc {
+            id,
+            api,
+            raft,
+            child,
+        };
+        wait_until(Duration::from_secs(30), "a node to answer /health", || {
+            get(&node.api, "/health").is_some()
+        });
+        node
+    }
+
+    /// Peak resident set size of the process so far (`VmHWM`), bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        proc_status_kib(self.child.id(), "VmHWM:").map(|k| k * 1024)
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A field of `/proc/<pid>/status` given in kB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Polls `ok` every 20 ms until it holds; panics after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// A blocking GET of `path` on `api`; the JSON answer of a 2xx.
+pub fn get(api: &str, path: &str) -> Option<Value> {
+    http("GET", api, path, None)
+}
+
+/// A blocking POST of JSON; the JSON answer of a 2xx.
+pub fn post(api: &str, path: &str, body: &Value) -> Option<Value> {
+    http("POST", api, path, Some(body))
+}
+
+fn http(method: &str, api: &str, path: &str, body: Option<&Value>) -> Option<Value> {
+    // A small blocking client: benches call this from plain threads, and
+    // from inside a runtime, so no async client here.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(api).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {api}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let ok = head
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2'));
+    ok.then(|| serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A cluster of node processes on one engine.
+pub struct Cluster {
+    /// The nodes, by id order.
+    pub nodes: Vec<NodeProc>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes, initialises them as one cluster of `n` voters and
+    /// waits for a leader.
+    pub fn start(bin: &Path, engine: &str, n: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let nodes: Vec<NodeProc> = (1..=n)
+            .map(|id| NodeProc::start(bin, id, engine, &dir.path().join(format!("n{id}")), false))
+            .collect();
+        let members: Vec<Value> = nodes
+            .iter()
+            .map(|p| json!({"id": p.id, "raft": p.raft, "api": p.api}))
+            .collect();
+        post(&nodes[0].api, "/v1/cluster/init", &json!(members)).expect("initialising the cluster");
+        let cluster = Cluster { nodes, _dir: dir };
+        wait_until(Duration::from_secs(30), "a leader", || {
+            cluster.leader().is_some()
+        });
+        cluster
+    }
+
+    /// The leader node, if every node agrees on one.
+    pub fn leader(&self) -> Option<&NodeProc> {
+        let mut leaders = self
+            .nodes
+            .iter()
+            .map(|n| get(&n.api, "/v1/cluster/status").and_then(|s| s["leader"].as_u64()));
+        let first = leaders.next()??;
+        if leaders.all(|l| l == Some(first)) {
+            self.nodes.iter().find(|n| n.id == first)
+        } else {
+            None
+        }
+    }
+}
