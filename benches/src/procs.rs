@@ -58,9 +58,22 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `meta-node serve` on `dir` and waits until it answers.
     pub fn start(bin: &Path, id: u64, engine: &str, dir: &Path, bootstrap: bool) -> NodeProc {
+        Self::start_with(bin, id, engine, dir, bootstrap, &[])
+    }
+
+    /// [`start`](Self::start) with extra `serve` flags.
+    pub fn start_with(
+        bin: &Path,
+        id: u64,
+        engine: &str,
+        dir: &Path,
+        bootstrap: bool,
+        extra: &[&str],
+    ) -> NodeProc {
         let (api, raft) = (free_addr(), free_addr());
         let child = Command::new(bin)
             .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
+            .args(extra)
             .args(["--listen", &api, "--raft-listen", &raft])
             .arg("--data-dir")
             .arg(dir)

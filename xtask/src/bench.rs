@@ -22,12 +22,14 @@ pub const BEGIN: &str = "<!-- xtask bench: generated section begins -->";
 pub const END: &str = "<!-- xtask bench: generated section ends -->";
 
 /// Groups whose figures are durable writes (compared with the fsync rate).
-const DURABLE_GROUPS: [&str; 5] = [
+const DURABLE_GROUPS: [&str; 7] = [
     "durable_set",
     "durable_batch_100",
     "raft_log_append",
     "node_durable_writes",
     "node_durable_writes_grouped",
+    "http_single_writes",
+    "http_cluster3_writes",
 ];
 
 /// Serial fsync latency: min, median and max over the run.
@@ -87,6 +89,8 @@ pub struct Result {
     pub high_ns: f64,
     /// Elements per iteration, if the bench declared a throughput.
     pub elements: Option<f64>,
+    /// Per-operation latency (p50, p99), for closed-loop client benches.
+    pub latency: Option<(Duration, Duration)>,
 }
 
 impl Result {
@@ -139,7 +143,38 @@ fn read_one(benchmark: &Path) -> Option<Result> {
         low_ns: median["confidence_interval"]["lower_bound"].as_f64()?,
         high_ns: median["confidence_interval"]["upper_bound"].as_f64()?,
         elements: meta["throughput"]["Elements"].as_f64(),
+        latency: None,
     })
+}
+
+/// Attaches the p50/p99 summaries the closed-loop benches wrote to `dir`
+/// (`meta_benches::load`) to their results.
+pub fn attach_latencies(results: &mut [Result], dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(v) = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        else {
+            continue;
+        };
+        let (Some(group), Some(function), Some(p50), Some(p99)) = (
+            v["group"].as_str(),
+            v["function"].as_str(),
+            v["p50_ns"].as_u64(),
+            v["p99_ns"].as_u64(),
+        ) else {
+            continue;
+        };
+        if let Some(r) = results
+            .iter_mut()
+            .find(|r| r.group == group && r.function == function)
+        {
+            r.latency = Some((Duration::from_nanos(p50), Duration::from_nanos(p99)));
+        }
+    }
 }
 
 fn human_time(ns: f64) -> String {
@@ -158,8 +193,8 @@ fn human_rate(r: f64) -> String {
     }
 }
 
-/// The generated markdown section.
-pub fn render(results: &[Result], fsync: &Fsync, header: &str) -> String {
+/// The generated markdown section; `extra` goes at its end.
+pub fn render(results: &[Result], fsync: &Fsync, header: &str, extra: &str) -> String {
     let mut out = format!("{BEGIN}\n\n{header}\n\n");
     let _ = writeln!(
         out,
@@ -175,12 +210,17 @@ pub fn render(results: &[Result], fsync: &Fsync, header: &str) -> String {
     }
     for (group, rows) in groups {
         let durable = DURABLE_GROUPS.contains(&group);
+        let latency = rows.iter().any(|r| r.latency.is_some());
         let _ = writeln!(out, "### `{group}`\n\n![{group}](charts/{group}.svg)\n");
-        out += if durable {
-            "| bench | median | 95% interval | rate | × fsync rate |\n|---|---|---|---|---|\n"
-        } else {
-            "| bench | median | 95% interval | rate |\n|---|---|---|---|\n"
-        };
+        out += "| bench | median | 95% interval | rate |";
+        if durable {
+            out += " × fsync rate |";
+        }
+        if latency {
+            out += " p50 | p99 |";
+        }
+        let columns = 4 + usize::from(durable) + 2 * usize::from(latency);
+        out += &format!("\n|{}\n", "---|".repeat(columns));
         for r in rows {
             let _ = write!(
                 out,
@@ -194,11 +234,86 @@ pub fn render(results: &[Result], fsync: &Fsync, header: &str) -> String {
             if durable {
                 let _ = write!(out, " {:.2}× |", r.per_second() / fsync.rate());
             }
+            if latency {
+                match r.latency {
+                    Some((p50, p99)) => {
+                        let _ = write!(
+                            out,
+                            " {} | {} |",
+                            human_time(p50.as_nanos() as f64),
+                            human_time(p99.as_nanos() as f64)
+                        );
+                    }
+                    None => out += " – | – |",
+                }
+            }
             out.push('\n');
         }
         out.push('\n');
     }
-    out + END + "\n"
+    out + extra + END + "\n"
+}
+
+fn mb_per_s(bytes: f64, step: &Value) -> String {
+    step["secs"]
+        .as_f64()
+        .filter(|s| *s > 0.0)
+        .map_or("–".into(), |s| format!("{:.0} MB/s", bytes / s / 1e6))
+}
+
+fn mib(v: &Value) -> String {
+    v.as_f64().map_or("–".into(), |b| {
+        format!("{:.0} MiB", b / (1u64 << 20) as f64)
+    })
+}
+
+/// The scale section from `target/bench-scale.json` (`benches/scale.rs`).
+pub fn render_scale(scale: &Value) -> String {
+    let Some(engines) = scale.as_array().filter(|a| !a.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "### Scale: snapshots of about 1 GiB, restart with 1M keys\n\n\
+         Each step runs once per engine in its own process (`benches/benches/scale.rs`). \
+         Throughput is data bytes (keys + values) per second; *heap growth* is the peak of \
+         anonymous RSS during the step over its level before; *RSS growth* also counts \
+         file pages mapped in (LMDB reads through its memory map).\n\n\
+         | engine | step | data | time | throughput | heap growth | RSS growth |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for e in engines {
+        let engine = e["engine"].as_str().unwrap_or("?");
+        let bytes = e["data_bytes"].as_f64().unwrap_or(0.0);
+        let data = format!("{} keys, {}", e["keys"], mib(&e["data_bytes"]));
+        let steps = [
+            (
+                "views load (state machine open)",
+                &e["snapshot"]["views_load"],
+            ),
+            ("snapshot build", &e["snapshot"]["build"]),
+            ("snapshot restore (store)", &e["install"]["restore"]),
+            ("snapshot install (state machine)", &e["install"]["install"]),
+        ];
+        for (name, step) in steps {
+            let _ = writeln!(
+                out,
+                "| {engine} | {name} | {data} | {:.2} s | {} | {} | {} |",
+                step["secs"].as_f64().unwrap_or(f64::NAN),
+                mb_per_s(bytes, step),
+                mib(&step["anon_growth"]),
+                mib(&step["rss_growth"]),
+            );
+        }
+        let r = &e["restart"];
+        let _ = writeln!(
+            out,
+            "| {engine} | restart: `meta-node serve` until a linearizable read answers | {} keys | {:.2} s | – | peak RSS {} | – |",
+            r["keys"],
+            r["serving_secs"].as_f64().unwrap_or(f64::NAN),
+            mib(&r["peak_rss"]),
+        );
+    }
+    out + "\n"
 }
 
 /// Replaces the generated section of `doc` (or appends one).
@@ -255,6 +370,27 @@ pub fn charts(
     Ok(())
 }
 
+/// Builds the release `meta-node` the process benches start.
+fn build_node(root: &Path) -> std::result::Result<PathBuf, Box<dyn std::error::Error>> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "meta-node",
+            "--bin",
+            "meta-node",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("cargo build --release -p meta-node failed ({status})").into());
+    }
+    Ok(root.join("target/release/meta-node"))
+}
+
 /// Runs everything; returns the path of the regenerated document.
 pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error>> {
     let root = project_root();
@@ -275,12 +411,25 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
     if !full {
         cmd.args(["--", "--quick"]);
     }
-    let status = cmd.stdout(log.try_clone()?).stderr(log).status()?;
+    let latency_dir = root.join("target/bench-latency");
+    let scale_path = root.join("target/bench-scale.json");
+    let _ = std::fs::remove_dir_all(&latency_dir);
+    let _ = std::fs::remove_file(&scale_path);
+    let status = cmd
+        .env("META_NODE_BIN", build_node(&root)?)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()?;
     if !status.success() {
         return Err(format!("cargo bench failed ({status}); see target/bench.log").into());
     }
     bar.set_message("writing docs/benchmarks.md and charts");
-    let results = read_results(&root.join("target/criterion"));
+    let mut results = read_results(&root.join("target/criterion"));
+    attach_latencies(&mut results, &latency_dir);
+    let scale = std::fs::read_to_string(&scale_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
     let commit = Command::new("git")
         .current_dir(&root)
         .args(["rev-parse", "--short", "HEAD"])
@@ -303,7 +452,7 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
         "## Latest `cargo xtask bench{}` run\n\nDate {date}, commit `{commit}`, {machine}. Generated: do not edit by hand.",
         if full { " --full" } else { "" }
     );
-    let section = render(&results, &fsync, &header);
+    let section = render(&results, &fsync, &header, &render_scale(&scale));
     let doc_path = root.join("docs/benchmarks.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
     std::fs::write(&doc_path, splice(&doc, &section))?;
@@ -344,7 +493,7 @@ mod tests {
             median: Duration::from_micros(100),
             max: Duration::from_micros(300),
         };
-        let section = render(&results, &fsync, "## Latest run");
+        let section = render(&results, &fsync, "## Latest run", "");
         // 64 writes in 2 ms = 32 k/s; fsync 10 k/s: 3.20x.
         assert!(
             section.contains("| lmdb/64 | 2.00 ms | 1.80 ms – 2.20 ms | 32.0 k/s | 3.20× |"),
@@ -353,7 +502,7 @@ mod tests {
         assert!(section.contains("| lmdb/trait | 350 ns |"), "{section}");
         let doc = splice("# Benchmarks\n\nhand-written", &section);
         assert!(doc.starts_with("# Benchmarks") && doc.contains(BEGIN));
-        let again = splice(&doc, &render(&results[..1], &fsync, "## Latest run"));
+        let again = splice(&doc, &render(&results[..1], &fsync, "## Latest run", ""));
         assert_eq!(again.matches(BEGIN).count(), 1);
         assert!(!again.contains("lmdb/64"));
         charts(&results, &dir.path().join("charts")).unwrap();
@@ -362,6 +511,68 @@ mod tests {
                 .unwrap()
                 .contains("<svg")
         );
+    }
+
+    #[test]
+    fn latencies_become_columns_and_scale_results_a_table() {
+        let dir = tempfile::tempdir().unwrap();
+        fake(
+            dir.path(),
+            "http_single_writes",
+            "fjall/64",
+            2_000_000.0,
+            Some(64),
+        );
+        fake(
+            dir.path(),
+            "http_single_writes",
+            "lmdb/64",
+            4_000_000.0,
+            Some(64),
+        );
+        let mut results = read_results(dir.path());
+        let latency = dir.path().join("latency");
+        std::fs::create_dir_all(&latency).unwrap();
+        let summary = serde_json::json!({"group": "http_single_writes", "function": "fjall/64",
+            "samples": 10, "p50_ns": 1_500_000, "p99_ns": 4_000_000});
+        std::fs::write(latency.join("a.json"), summary.to_string()).unwrap();
+        std::fs::write(latency.join("garbage.json"), "not json").unwrap();
+        attach_latencies(&mut results, &latency);
+        let fsync = Fsync {
+            min: Duration::from_micros(100),
+            median: Duration::from_micros(100),
+            max: Duration::from_micros(100),
+        };
+        let scale = serde_json::json!([{
+            "engine": "lmdb", "keys": 1000, "data_bytes": 2_000_000,
+            "snapshot": {"views_load": {"secs": 1.0, "anon_growth": 1048576, "rss_growth": 2097152},
+                         "build": {"secs": 0.01, "anon_growth": 0, "rss_growth": null}},
+            "install": {"restore": {"secs": 0.02}, "install": {"secs": 0.04}},
+            "restart": {"keys": 1000, "serving_secs": 0.5, "peak_rss": 52428800}
+        }]);
+        let section = render(&results, &fsync, "## run", &render_scale(&scale));
+        assert!(
+            section.contains(
+                "| fjall/64 | 2.00 ms | 1.80 ms – 2.20 ms | 32.0 k/s | 3.20× | 1.50 ms | 4.00 ms |"
+            ),
+            "{section}"
+        );
+        assert!(
+            section
+                .contains("| lmdb/64 | 4.00 ms | 3.60 ms – 4.40 ms | 16.0 k/s | 1.60× | – | – |"),
+            "{section}"
+        );
+        assert!(
+            section.contains(
+                "| lmdb | snapshot build | 1000 keys, 2 MiB | 0.01 s | 200 MB/s | 0 MiB | – |"
+            ),
+            "{section}"
+        );
+        assert!(
+            section.contains("| 1000 keys | 0.50 s | – | peak RSS 50 MiB |"),
+            "{section}"
+        );
+        assert_eq!(render_scale(&Value::Null), "");
     }
 
     #[test]
