@@ -101,6 +101,28 @@ fn topology(c: &mut Criterion, name: &str, nodes: u64) {
         }
         group.finish();
     }
+    record_peak_rss(name, &clusters);
+}
+
+/// Appends each cluster's largest node peak RSS (after all its groups) to
+/// `target/bench-node-rss.json`, for `cargo xtask bench`.
+fn record_peak_rss(topology: &str, clusters: &[(&str, Cluster, String)]) {
+    let path = meta_benches::target_dir().join("bench-node-rss.json");
+    let mut all: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    all.retain(|v| v["topology"] != topology);
+    for (engine, cluster, _) in clusters {
+        let peak = cluster.nodes.iter().filter_map(|n| n.peak_rss()).max();
+        all.push(serde_json::json!({"topology": topology, "engine": engine, "peak_rss": peak}));
+    }
+    let written = serde_json::to_vec_pretty(&all)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&path, bytes));
+    if let Err(e) = written {
+        eprintln!("could not record peak RSS in {}: {e}", path.display());
+    }
 }
 
 fn single_node(c: &mut Criterion) {

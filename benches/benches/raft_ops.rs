@@ -1,5 +1,5 @@
 //! The Raft layer on every engine: durable log appends of 1 / 64 / 1,024
-//! entries, state-machine apply throughput, and end-to-end writes through a
+//! entries, state-machine apply throughput per command kind, and end-to-end writes through a
 //! single in-process node with 1 / 16 / 64 closed-loop writers, each
 //! proposal on its own or through the group-commit proposer (p50/p99
 //! latencies recorded for `cargo xtask bench`).
@@ -70,19 +70,21 @@ fn fsync_4k(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times only `work` on a fresh batch of `batch` entries per iteration
-/// (building the entries is not measured); indexes keep increasing.
+/// Times only `work` on a fresh batch from `make` per iteration. `make`
+/// returns `(setup, measured)`: building them is not measured, nor is
+/// `work` on the (non-empty) setup entries.
 fn timed_batches(
     b: &mut criterion::Bencher<'_>,
-    next: &mut u64,
-    batch: u64,
+    mut make: impl FnMut() -> (Vec<Entry>, Vec<Entry>),
     mut work: impl FnMut(Vec<Entry>),
 ) {
     b.iter_custom(|iters| {
         let mut total = Duration::ZERO;
         for _ in 0..iters {
-            let batch_entries = entries(*next, batch);
-            *next += batch;
+            let (setup, batch_entries) = make();
+            if !setup.is_empty() {
+                work(setup);
+            }
             let start = Instant::now();
             work(batch_entries);
             total += start.elapsed();
@@ -105,7 +107,11 @@ fn log_append(c: &mut Criterion) {
             let mut log = LogStore::new(store);
             let mut next = 1u64;
             group.bench_function(BenchmarkId::new(name, batch), |b| {
-                timed_batches(b, &mut next, batch, |batch_entries| {
+                let make = || {
+                    next += batch;
+                    (Vec::new(), entries(next - batch, batch))
+                };
+                timed_batches(b, make, |batch_entries| {
                     rt.block_on(log.blocking_append(batch_entries))
                         .expect("append");
                 })
@@ -115,25 +121,144 @@ fn log_append(c: &mut Criterion) {
     group.finish();
 }
 
+/// Command kinds of the apply bench; `command(kind, i)` builds the `i`-th.
+const KINDS: [&str; 12] = [
+    "put",
+    "delete",
+    "cas",
+    "upsert_node",
+    "remove_node",
+    "set_shard_map",
+    "create_api_key",
+    "revoke_api_key",
+    "set_config",
+    "delete_config",
+    "batch_of_16_puts",
+    "rejected_cas",
+];
+
+/// What must exist before a removal can remove something: its creation,
+/// applied (unmeasured) before the measured batch.
+fn prerequisite(kind: &str) -> Option<&'static str> {
+    match kind {
+        "delete" => Some("put"),
+        "remove_node" => Some("upsert_node"),
+        "revoke_api_key" => Some("create_api_key"),
+        "delete_config" => Some("set_config"),
+        _ => None,
+    }
+}
+
+fn command(kind: &str, i: u64) -> Command {
+    use meta_raft::model::{ApiKeyId, ApiKeyRecord, ClusterNode, NodeState, ShardAssignment};
+    // Removals and their prerequisites use one record per `i`.
+    let key = format!("bench/{i:012}").into_bytes();
+    match kind {
+        "put" => Command::Put {
+            key,
+            value: vec![b'v'; 100],
+        },
+        "delete" => Command::Delete { key },
+        "cas" => Command::CompareAndSwap {
+            key: format!("cas/{i:012}").into_bytes(),
+            expected: None,
+            new: Some(vec![b'v'; 100]),
+        },
+        "rejected_cas" => Command::CompareAndSwap {
+            key: b"cas/never".to_vec(),
+            expected: Some(b"not there".to_vec()),
+            new: Some(vec![b'v'; 100]),
+        },
+        "upsert_node" => Command::UpsertNode(ClusterNode {
+            id: i,
+            address: format!("10.0.{}.{}:7700", i % 250, i % 200),
+            state: NodeState::Active,
+            labels: [("zone".to_string(), format!("z{}", i % 3))].into(),
+        }),
+        "remove_node" => Command::RemoveNode { id: i },
+        // Versions follow the index: every change in the bench succeeds.
+        "set_shard_map" => Command::SetShardMap {
+            expected_version: i,
+            shards: (0..16)
+                .map(|s| {
+                    let replicas = vec![(s + i) % 5, (s + i + 1) % 5, (s + i + 2) % 5];
+                    (s, ShardAssignment { replicas })
+                })
+                .collect(),
+        },
+        "create_api_key" => Command::CreateApiKey(ApiKeyRecord {
+            id: ApiKeyId(format!("key-{i:012}")),
+            name: "bench".into(),
+            scopes: vec!["read".into(), "write".into()],
+            created_at_ms: 1,
+            expires_at_ms: None,
+            revoked_at_ms: None,
+            secret_hash: [7; 32],
+        }),
+        "revoke_api_key" => Command::RevokeApiKey {
+            id: ApiKeyId(format!("key-{i:012}")),
+            at_ms: 2,
+        },
+        "set_config" => Command::SetConfig {
+            name: format!("setting.{i}"),
+            value: format!("value {i}"),
+        },
+        "delete_config" => Command::DeleteConfig {
+            name: format!("setting.{i}"),
+        },
+        "batch_of_16_puts" => Command::Batch((0..16).map(|j| command("put", i * 16 + j)).collect()),
+        other => panic!("unknown command kind {other}"),
+    }
+}
+
+fn normal(index: u64, command: &Command) -> Entry {
+    Entry {
+        log_id: log_id(1, 1, index),
+        payload: EntryPayload::Normal(Envelope::new(command)),
+    }
+}
+
+/// State-machine apply throughput (commands/s) per command kind and engine,
+/// 256 entries per `apply` call (one store batch, as under load).
 fn apply(c: &mut Criterion) {
     let rt = runtime();
-    let mut group = c.benchmark_group("sm_apply_put");
     let batch = 256u64;
-    group.throughput(Throughput::Elements(batch));
-    for name in ENGINES {
-        let s = open_trait(name);
-        let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
-        let mut sm = rt
-            .block_on(StateMachine::open(store))
-            .expect("state machine");
-        let mut next = 1u64;
-        group.bench_function(name, |b| {
-            timed_batches(b, &mut next, batch, |batch_entries| {
-                rt.block_on(sm.apply(batch_entries)).expect("apply");
-            })
-        });
+    for kind in KINDS {
+        let group_name = format!("sm_apply_{kind}");
+        let mut group = c.benchmark_group(&group_name);
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(2));
+        let per_entry = if kind == "batch_of_16_puts" { 16 } else { 1 };
+        group.throughput(Throughput::Elements(batch * per_entry));
+        for name in ENGINES {
+            let s = open_trait(name);
+            let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
+            let mut sm = rt
+                .block_on(StateMachine::open(store))
+                .expect("state machine");
+            let (mut index, mut i) = (1u64, 0u64);
+            group.bench_function(name, |b| {
+                let make = || {
+                    let setup: Vec<Entry> = prerequisite(kind)
+                        .into_iter()
+                        .flat_map(|before| (0..batch).map(move |n| (before, n)))
+                        .map(|(before, n)| normal(index + n, &command(before, i + n)))
+                        .collect();
+                    index += setup.len() as u64;
+                    let entries = (0..batch)
+                        .map(|n| normal(index + n, &command(kind, i + n)))
+                        .collect();
+                    (index, i) = (index + batch, i + batch);
+                    (setup, entries)
+                };
+                timed_batches(b, make, |entries| {
+                    rt.block_on(sm.apply(entries)).expect("apply");
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 /// Stale reads from the in-memory views (no engine call, no Raft round),

@@ -187,8 +187,9 @@ fn child_build(engine_name: &str, dir: &Path, out: &Path) -> Value {
 
 /// Child: installs the snapshot at `file` into a fresh store at `dir`,
 /// once through the store alone (`restore`: the streaming part) and once
-/// through the state machine (validation, restore, and the in-memory
-/// views rebuilt), each in its own fresh store.
+/// through the state machine (received into its spill file — the transfer
+/// without the network — then validation, restore, and the in-memory views
+/// rebuilt), each in its own fresh store.
 fn child_install(engine_name: &str, dir: &Path, file: &Path) -> Value {
     let rt = runtime();
     let meta: SnapshotMeta = serde_json::from_slice(
@@ -206,17 +207,26 @@ fn child_install(engine_name: &str, dir: &Path, file: &Path) -> Value {
     let mut sm = rt
         .block_on(StateMachine::open_with_spill_dir(store, dir.join("spill")))
         .expect("state machine");
-    let ((), install) = measured(|| {
+    // What the network transport does, minus the network: stream the
+    // snapshot into the file the state machine receives it in.
+    let (incoming, transfer) = measured(|| {
         rt.block_on(async {
             let mut incoming = sm.begin_receiving_snapshot().await.expect("receive");
-            let mut source = tokio::fs::File::open(file).await.expect("snapshot");
-            tokio::io::copy(&mut source, &mut *incoming)
+            let mut source = tokio::io::BufReader::with_capacity(
+                1 << 20,
+                tokio::fs::File::open(file).await.expect("snapshot"),
+            );
+            tokio::io::copy_buf(&mut source, &mut *incoming)
                 .await
                 .expect("receiving");
-            sm.install_snapshot(&meta, incoming).await.expect("install");
+            incoming
         })
     });
-    json!({"restore": restore, "install": install})
+    let ((), install) = measured(|| {
+        rt.block_on(sm.install_snapshot(&meta, incoming))
+            .expect("install")
+    });
+    json!({"restore": restore, "transfer": transfer, "install": install})
 }
 
 fn child(args: &[String]) -> Value {

@@ -267,6 +267,29 @@ fn mib(v: &Value) -> String {
     })
 }
 
+/// Peak RSS of the node processes of the HTTP benches
+/// (`target/bench-node-rss.json`, `benches/node_ops.rs`).
+pub fn render_node_rss(rss: &Value) -> String {
+    let Some(rows) = rss.as_array().filter(|a| !a.is_empty()) else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "### Peak RSS of the node processes in the HTTP benches\n\n\
+         Largest `VmHWM` of the cluster's nodes after all of its HTTP groups ran.\n\n\
+         | topology | engine | peak RSS |\n|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            r["topology"].as_str().unwrap_or("?"),
+            r["engine"].as_str().unwrap_or("?"),
+            mib(&r["peak_rss"])
+        );
+    }
+    out + "\n"
+}
+
 /// The scale section from `target/bench-scale.json` (`benches/scale.rs`).
 pub fn render_scale(scale: &Value) -> String {
     let Some(engines) = scale.as_array().filter(|a| !a.is_empty()) else {
@@ -292,6 +315,10 @@ pub fn render_scale(scale: &Value) -> String {
             ),
             ("snapshot build", &e["snapshot"]["build"]),
             ("snapshot restore (store)", &e["install"]["restore"]),
+            (
+                "snapshot transfer (into the receiving file)",
+                &e["install"]["transfer"],
+            ),
             ("snapshot install (state machine)", &e["install"]["install"]),
         ];
         for (name, step) in steps {
@@ -413,8 +440,10 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
     }
     let latency_dir = root.join("target/bench-latency");
     let scale_path = root.join("target/bench-scale.json");
+    let rss_path = root.join("target/bench-node-rss.json");
     let _ = std::fs::remove_dir_all(&latency_dir);
     let _ = std::fs::remove_file(&scale_path);
+    let _ = std::fs::remove_file(&rss_path);
     let status = cmd
         .env("META_NODE_BIN", build_node(&root)?)
         .stdout(log.try_clone()?)
@@ -426,10 +455,13 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
     bar.set_message("writing docs/benchmarks.md and charts");
     let mut results = read_results(&root.join("target/criterion"));
     attach_latencies(&mut results, &latency_dir);
-    let scale = std::fs::read_to_string(&scale_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let read_json = |path: &Path| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let extra = render_scale(&read_json(&scale_path)) + &render_node_rss(&read_json(&rss_path));
     let commit = Command::new("git")
         .current_dir(&root)
         .args(["rev-parse", "--short", "HEAD"])
@@ -452,7 +484,7 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
         "## Latest `cargo xtask bench{}` run\n\nDate {date}, commit `{commit}`, {machine}. Generated: do not edit by hand.",
         if full { " --full" } else { "" }
     );
-    let section = render(&results, &fsync, &header, &render_scale(&scale));
+    let section = render(&results, &fsync, &header, &extra);
     let doc_path = root.join("docs/benchmarks.md");
     let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
     std::fs::write(&doc_path, splice(&doc, &section))?;
@@ -573,6 +605,10 @@ mod tests {
             "{section}"
         );
         assert_eq!(render_scale(&Value::Null), "");
+        let rss =
+            serde_json::json!([{"topology": "single", "engine": "fjall", "peak_rss": 104857600}]);
+        assert!(render_node_rss(&rss).contains("| single | fjall | 100 MiB |"));
+        assert_eq!(render_node_rss(&Value::Null), "");
     }
 
     #[test]

@@ -106,10 +106,14 @@ impl FjallStore {
             .open()
             .map_err(err)?;
         let data = db
-            .keyspace(DATA, KeyspaceCreateOptions::default)
+            .keyspace(DATA, || {
+                KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE)
+            })
             .map_err(err)?;
         let staging = db
-            .keyspace(STAGING, KeyspaceCreateOptions::default)
+            .keyspace(STAGING, || {
+                KeyspaceCreateOptions::default().max_memtable_size(STAGING_MEMTABLE)
+            })
             .map_err(err)?;
         let sys = db
             .keyspace(SYS, KeyspaceCreateOptions::default)
@@ -188,16 +192,15 @@ impl FjallStore {
     /// so a crash half-way is finished by running it again on open.
     fn swap_in_staged(&self, prefix: &[u8]) -> Result<()> {
         let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-        let snapshot = self.db.snapshot();
         let mut chunk = Chunk::new(self);
-        for guard in snapshot.range(&self.data, prefix_bounds(prefix)) {
-            let key = guard.key().map_err(|e| self.err(e))?;
-            chunk.remove(&self.data, key)?;
-        }
-        for guard in snapshot.iter(&self.staging) {
-            let (key, value) = guard.into_inner().map_err(|e| self.err(e))?;
-            chunk.insert(&self.data, key, value)?;
-        }
+        self.for_each_in_slices(&self.data, prefix_bounds(prefix), |key, _| {
+            chunk.remove(&self.data, key)
+        })?;
+        chunk.finish()?;
+        let everything = (Bound::Unbounded, Bound::Unbounded);
+        self.for_each_in_slices(&self.staging, everything, |key, value| {
+            chunk.insert(&self.data, key, value)
+        })?;
         chunk.finish()?;
         // Data first, durably; only then drop the commit point.
         self.db
@@ -207,6 +210,42 @@ impl FjallStore {
         batch.remove(&self.sys, RESTORE_PENDING);
         self.commit(batch, Durability::Durable)?;
         self.staging.clear().map_err(|e| self.err(e))
+    }
+
+    /// Calls `f` on every entry of `keyspace` in `range`, reading a bounded
+    /// slice at a time, each through its own short-lived snapshot: one
+    /// snapshot held over a whole swap would keep every memtable written
+    /// meanwhile alive (1 GiB restored held 1 GiB of them).
+    fn for_each_in_slices(
+        &self,
+        keyspace: &Keyspace,
+        range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        mut f: impl FnMut(fjall::UserKey, fjall::UserValue) -> Result<()>,
+    ) -> Result<()> {
+        let (mut start, end) = range;
+        loop {
+            let mut slice = Vec::new();
+            let mut bytes = 0;
+            for guard in self
+                .db
+                .snapshot()
+                .range(keyspace, (start.clone(), end.clone()))
+            {
+                let (key, value) = guard.into_inner().map_err(|e| self.err(e))?;
+                bytes += key.len() + value.len();
+                slice.push((key, value));
+                if bytes >= RESTORE_CHUNK {
+                    break;
+                }
+            }
+            let Some((last, _)) = slice.last() else {
+                return Ok(());
+            };
+            start = Bound::Excluded(last.to_vec());
+            for (key, value) in slice {
+                f(key, value)?;
+            }
+        }
     }
 
     /// Decodes `reader` into the staging keyspace; returns when the whole
@@ -237,7 +276,22 @@ struct Chunk<'a> {
     store: &'a FjallStore,
     batch: Option<fjall::OwnedWriteBatch>,
     bytes: usize,
+    /// The keyspace written, to wait for its memtable flushes.
+    target: Option<Keyspace>,
 }
+
+/// Sealed memtables a restore lets pile up before it waits for fjall's
+/// flush workers: without the wait (fjall's write-buffer limit is off by
+/// default) memtables pile up as fast as the snapshot decodes.
+const MAX_SEALED_MEMTABLES: usize = 1;
+
+/// Memtable size of the data keyspace (fjall's default is 64 MiB): a
+/// metadata store's writes are small, and a restore's memory is bounded by
+/// a couple of memtables.
+const DATA_MEMTABLE: u64 = 16 << 20;
+
+/// Memtable size of the staging keyspace (only restores write there).
+const STAGING_MEMTABLE: u64 = 8 << 20;
 
 impl<'a> Chunk<'a> {
     fn new(store: &'a FjallStore) -> Self {
@@ -245,6 +299,7 @@ impl<'a> Chunk<'a> {
             store,
             batch: None,
             bytes: 0,
+            target: None,
         }
     }
 
@@ -256,6 +311,7 @@ impl<'a> Chunk<'a> {
     ) -> Result<()> {
         let (key, value) = (key.into(), value.into());
         self.bytes += key.len() + value.len();
+        self.target.get_or_insert_with(|| keyspace.clone());
         let db = &self.store.db;
         self.batch
             .get_or_insert_with(|| db.batch())
@@ -282,10 +338,17 @@ impl<'a> Chunk<'a> {
 
     fn finish(&mut self) -> Result<()> {
         self.bytes = 0;
-        match self.batch.take() {
-            Some(batch) => self.store.commit(batch, Durability::Buffered),
-            None => Ok(()),
+        if let Some(batch) = self.batch.take() {
+            self.store.commit(batch, Durability::Buffered)?;
         }
+        // Backpressure: memory stays bounded by a few memtables whatever
+        // the snapshot's size.
+        if let Some(target) = &self.target {
+            while target.sealed_memtable_count() > MAX_SEALED_MEMTABLES {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -451,6 +514,38 @@ mod tests {
 
     fn open(dir: &Path) -> FjallStore {
         FjallStore::open(dir, &FjallOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_restore_larger_than_a_slice_replaces_everything_under_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // Old content: more than one slice (4 MiB) to remove, plus a key
+        // outside the prefix that must survive.
+        let mut old = WriteBatch::new();
+        for i in 0..1500u32 {
+            old.put(format!("/meta/old/{i:05}").into_bytes(), vec![1u8; 4096]);
+        }
+        old.put(b"/raft/vote".to_vec(), b"kept".to_vec());
+        store.batch(&old, Durability::Durable).unwrap();
+        let new: Vec<(Vec<u8>, Vec<u8>)> = (0..2500u32)
+            .map(|i| {
+                (
+                    format!("/meta/new/{i:05}").into_bytes(),
+                    vec![(i % 251) as u8; 4096],
+                )
+            })
+            .collect();
+        let pairs: Vec<(&[u8], &[u8])> = new.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let bytes = stream(&pairs);
+        let stats = store.restore(b"/meta/", &mut &bytes[..]).unwrap();
+        assert_eq!(stats.records, 2500);
+        let got = store.scan(b"/meta/").unwrap();
+        assert_eq!(got, new);
+        assert_eq!(
+            store.get(b"/raft/vote").unwrap().as_deref(),
+            Some(&b"kept"[..])
+        );
     }
 
     #[test]
