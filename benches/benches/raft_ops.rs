@@ -325,12 +325,15 @@ impl RaftNetwork<TypeConfig> for NoNetwork {
     }
 }
 
-async fn single_node(store: Arc<dyn meta_store_api::MetadataStore>) -> Raft {
+/// A single-node Raft with its log in `log` and its state machine in
+/// `state` (the same store, or two: the split configurations).
+async fn single_node(
+    log: Arc<dyn meta_store_api::MetadataStore>,
+    state: Arc<dyn meta_store_api::MetadataStore>,
+) -> Raft {
     let config = Arc::new(openraft::Config::default().validate().expect("config"));
-    let sm = StateMachine::open(store.clone())
-        .await
-        .expect("state machine");
-    let raft = Raft::new(1, config, NoNetwork, LogStore::new(store), sm)
+    let sm = StateMachine::open(state).await.expect("state machine");
+    let raft = Raft::new(1, config, NoNetwork, LogStore::new(log), sm)
         .await
         .expect("raft");
     raft.initialize(BTreeMap::from([(1, NodeAddr::default())]))
@@ -362,10 +365,22 @@ fn node_writes(c: &mut Criterion, grouped: bool) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
-    for name in ENGINES {
-        let s = open_trait(name);
-        let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
-        let raft = rt.block_on(single_node(store));
+    // `log+state`: the split configurations, with group commit only.
+    let splits: &[&str] = if grouped {
+        &["fjall+lmdb", "lmdb+fjall"]
+    } else {
+        &[]
+    };
+    for &name in ENGINES.iter().chain(splits) {
+        let (log_engine, state_engine) = name.split_once('+').unwrap_or((name, name));
+        let (log, state) = (open_trait(log_engine), open_trait(state_engine));
+        let log_store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(log.store);
+        let state_store: Arc<dyn meta_store_api::MetadataStore> = if log_engine == state_engine {
+            log_store.clone()
+        } else {
+            Arc::from(state.store)
+        };
+        let raft = rt.block_on(single_node(log_store, state_store));
         let proposer = rt.block_on(async { meta_raft::Proposer::new(raft.clone(), 256) });
         for writers in [1u64, 16, 64] {
             let (raft, proposer) = (raft.clone(), proposer.clone());
