@@ -5,6 +5,9 @@
 //!   cross-engine snapshot matrix against every backend, as one table.
 //! - `cargo xtask bench [--full]`: the serial fsync rate and the criterion
 //!   benches, written into `docs/benchmarks.md` and `docs/charts/*.svg`.
+//! - `cargo xtask crash [--kills N] [--seed S]`: the SIGKILL crash campaign
+//!   at soak size.
+//! - `cargo xtask fuzz [--seconds N] [TARGET ...]`: the cargo-fuzz targets.
 //!
 //! The tidy checks (layer rule, module headers) live in `tests/tidy.rs` and
 //! run with the test suite.
@@ -12,6 +15,8 @@
 pub mod backends;
 pub mod bench;
 pub mod conformance;
+pub mod crash;
+pub mod fuzz;
 
 use std::path::{Path, PathBuf};
 

@@ -35,6 +35,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 mod error;
+pub mod fuzzing;
 mod node;
 pub mod offline;
 pub mod transport;

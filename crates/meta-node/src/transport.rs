@@ -91,6 +91,18 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(payload)
 }
 
+/// Decodes one request frame's payload: a request id and the RPC. Bytes
+/// from the network: anything malformed is an `InvalidData` error (the
+/// connection is closed), never a panic.
+pub fn decode_request(frame: &[u8]) -> std::io::Result<(u64, PeerRequest)> {
+    postcard::from_bytes(frame).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("undecodable request: {e}"),
+        )
+    })
+}
+
 /// Serves peers' RPCs on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, raft: Raft) {
     loop {
@@ -127,12 +139,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (id, request): (u64, PeerRequest) = postcard::from_bytes(&frame).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("undecodable request: {e}"),
-            )
-        })?;
+        let (id, request) = decode_request(&frame)?;
         let response = match request {
             PeerRequest::AppendEntries(rpc) => {
                 PeerResponse::AppendEntries(raft.append_entries(rpc).await)

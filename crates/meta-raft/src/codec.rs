@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 use crate::types::{Entry, StorageError};
 use openraft::{ErrorSubject, ErrorVerb, StorageIOError};
 
-const ENTRY_VERSION: u8 = 1;
+/// The framing version of a stored log entry (its first byte).
+pub const ENTRY_VERSION: u8 = 1;
 const ENTRY_HEADER: usize = 5;
 
 /// Why a stored record could not be read.

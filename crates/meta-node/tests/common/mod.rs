@@ -1,0 +1,141 @@
+//! Shared by the process tests: `meta-node` processes on 127.0.0.1
+//! (killed on drop), polling, and data dirs kept when a test fails.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meta-node");
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node process; killed (SIGKILL) on drop.
+pub(crate) struct Proc {
+    pub(crate) id: u64,
+    pub(crate) api: String,
+    pub(crate) log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    pub(crate) fn start(
+        id: u64,
+        engine: &str,
+        dir: &Path,
+        bootstrap: bool,
+        api: &str,
+        raft: &str,
+    ) -> Proc {
+        let log_path = dir.with_extension("log");
+        // Appended: a restarted node's log follows its earlier lives.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
+            .args(["--listen", api, "--raft-listen", raft])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
+            .args(["--snapshot-every", "50"])
+            .env("RUST_LOG", "info,openraft=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let proc = Proc {
+            id,
+            api: api.to_string(),
+            log: log_path,
+            child: Some(child),
+        };
+        wait_until(20, &format!("node {id} to answer /health"), || {
+            cli(&proc.api, &["cluster", "status"]).status.success()
+        });
+        proc
+    }
+
+    /// kill -9.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(
+                        status.success(),
+                        "node {} exited with {status} on SIGTERM",
+                        self.id
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            panic!("node {} did not stop within 20 s of SIGTERM", self.id);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub(crate) fn cli(api: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--addr", &format!("http://{api}"), "--json"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub(crate) fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// The test's data dirs and logs; kept (and named) if the test fails.
+pub(crate) struct Dirs(pub(crate) Option<tempfile::TempDir>);
+
+impl Dirs {
+    pub(crate) fn node(&self, name: &str) -> PathBuf {
+        self.0.as_ref().unwrap().path().join(name)
+    }
+}
+
+impl Drop for Dirs {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take().filter(|_| std::thread::panicking()) {
+            eprintln!("node data and logs kept in {}", dir.keep().display());
+        }
+    }
+}
