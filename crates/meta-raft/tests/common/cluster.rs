@@ -1,6 +1,7 @@
 //! An in-process cluster: `openraft::Raft` instances wired by an in-memory
-//! network that can cut nodes off (partitions). Real sockets are the node
-//! crate's business.
+//! network that can cut nodes off (partitions), and drop or delay messages
+//! (requests and answers) at random. Real sockets are the node crate's
+//! business.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -28,9 +29,76 @@ use super::Engine;
 pub struct Router {
     nodes: Arc<Mutex<BTreeMap<u64, Raft>>>,
     cut: Arc<Mutex<BTreeSet<u64>>>,
+    faults: Arc<Mutex<Faults>>,
+}
+
+/// Random message faults, from a seeded generator.
+#[derive(Default)]
+struct Faults {
+    drop_percent: u64,
+    max_delay_ms: u64,
+    rng: u64,
+    dropped: u64,
+}
+
+impl Faults {
+    fn next(&mut self, n: u64) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % n.max(1)
+    }
+}
+
+/// What the network does to one RPC.
+struct Delivery {
+    raft: Raft,
+    delay: Duration,
+    drop_answer: bool,
 }
 
 impl Router {
+    /// From now on, drops `drop_percent`% of messages (half of them
+    /// requests, half answers: the callee acted but the caller never
+    /// hears) and delays each by up to `max_delay_ms`; `seed` makes the
+    /// choices reproducible.
+    pub fn set_faults(&self, drop_percent: u64, max_delay_ms: u64, seed: u64) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.drop_percent = drop_percent;
+        faults.max_delay_ms = max_delay_ms;
+        faults.rng = seed | 1;
+    }
+
+    /// Messages dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.faults.lock().unwrap().dropped
+    }
+
+    /// Decides the fate of one RPC from `from` to `to`.
+    fn deliver(&self, from: u64, to: u64) -> Result<Delivery, NetworkError> {
+        let raft = self.target(from, to)?;
+        let mut faults = self.faults.lock().unwrap();
+        let delay = Duration::from_millis(match faults.max_delay_ms {
+            0 => 0,
+            max => faults.next(max + 1),
+        });
+        let dropped = faults.drop_percent > 0 && faults.next(100) < faults.drop_percent;
+        let drop_answer = dropped && faults.next(2) == 0;
+        if dropped {
+            faults.dropped += 1;
+            if !drop_answer {
+                return Err(NetworkError::new(&std::io::Error::other(format!(
+                    "{from} -> {to}: request dropped"
+                ))));
+            }
+        }
+        Ok(Delivery {
+            raft,
+            delay,
+            drop_answer,
+        })
+    }
+
     /// Cuts `id` off: it can neither send nor receive.
     pub fn isolate(&self, id: u64) {
         self.cut.lock().unwrap().insert(id);
@@ -85,19 +153,35 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 type Rpc<T, E = openraft::error::Infallible> =
     Result<T, RPCError<u64, NodeAddr, RaftError<u64, E>>>;
 
+/// Runs one RPC through the router's faults.
+macro_rules! rpc {
+    ($conn:expr, $call:ident, $req:expr) => {{
+        let d = $conn
+            .router
+            .deliver($conn.from, $conn.to)
+            .map_err(RPCError::Network)?;
+        tokio::time::sleep(d.delay).await;
+        let answer = d
+            .raft
+            .$call($req)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new($conn.to, e)));
+        if d.drop_answer {
+            return Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(format!("{} -> {}: answer dropped", $conn.to, $conn.from)),
+            )));
+        }
+        answer
+    }};
+}
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _: RPCOption,
     ) -> Rpc<AppendEntriesResponse<u64>> {
-        let raft = self
-            .router
-            .target(self.from, self.to)
-            .map_err(RPCError::Network)?;
-        raft.append_entries(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+        rpc!(self, append_entries, rpc)
     }
 
     async fn install_snapshot(
@@ -105,23 +189,11 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         _: RPCOption,
     ) -> Rpc<InstallSnapshotResponse<u64>, InstallSnapshotError> {
-        let raft = self
-            .router
-            .target(self.from, self.to)
-            .map_err(RPCError::Network)?;
-        raft.install_snapshot(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+        rpc!(self, install_snapshot, rpc)
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, _: RPCOption) -> Rpc<VoteResponse<u64>> {
-        let raft = self
-            .router
-            .target(self.from, self.to)
-            .map_err(RPCError::Network)?;
-        raft.vote(rpc)
-            .await
-            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
+        rpc!(self, vote, rpc)
     }
 }
 
