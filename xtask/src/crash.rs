@@ -3,9 +3,7 @@
 //! engine and for the 3-node cluster), on a release build. The test suite
 //! runs the same campaign at CI size (20 kills each).
 
-use std::process::Command;
-
-use crate::project_root;
+use crate::release_test;
 
 /// Options of a crash campaign.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,11 +40,8 @@ impl CrashOptions {
 
 /// Runs the campaign; true if it passed.
 pub fn run(options: &CrashOptions) -> std::io::Result<bool> {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(project_root())
-        .args(["test", "--release", "-p", "meta-node", "--test", "crash"])
-        .args(["--", "--nocapture", "--test-threads", "1"])
-        .env("META_CRASH_KILLS", options.kills.to_string());
+    let mut cmd = release_test("meta-node", "crash");
+    cmd.env("META_CRASH_KILLS", options.kills.to_string());
     if let Some(seed) = options.seed {
         cmd.env("META_CRASH_SEED", seed.to_string());
     }

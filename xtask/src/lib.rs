@@ -8,6 +8,8 @@
 //! - `cargo xtask crash [--kills N] [--seed S]`: the SIGKILL crash campaign
 //!   at soak size.
 //! - `cargo xtask fuzz [--seconds N] [TARGET ...]`: the cargo-fuzz targets.
+//! - `cargo xtask soak [--minutes N]`: crash and linearizability campaigns
+//!   at soak size for a time budget.
 //!
 //! The tidy checks (layer rule, module headers) live in `tests/tidy.rs` and
 //! run with the test suite.
@@ -17,8 +19,10 @@ pub mod bench;
 pub mod conformance;
 pub mod crash;
 pub mod fuzz;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The workspace root.
 pub fn project_root() -> PathBuf {
@@ -26,4 +30,14 @@ pub fn project_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// `cargo test --release -p <package> --test <test> -- --nocapture
+/// --test-threads 1`, from the workspace root.
+pub fn release_test(package: &str, test: &str) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(project_root())
+        .args(["test", "--release", "-p", package, "--test", test])
+        .args(["--", "--nocapture", "--test-threads", "1"]);
+    cmd
 }

@@ -8,7 +8,8 @@ commands:
   conformance   run the storage conformance suite against every backend
   bench [--full]  measure fsync, run the benches (quick unless --full), update docs/benchmarks.md
   crash [--kills N] [--seed S]  SIGKILL crash campaign, soak size (default 1000 kills per engine)
-  fuzz [--seconds N] [TARGET ...]  run the cargo-fuzz targets (default 60 s each)";
+  fuzz [--seconds N] [TARGET ...]  run the cargo-fuzz targets (default 60 s each)
+  soak [--minutes N]  crash + linearizability campaigns for N minutes (default 30)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -63,6 +64,32 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("soak") => {
+            let minutes = match args.get(1..) {
+                Some([flag, n]) if flag == "--minutes" => n.parse().ok().filter(|m| *m > 0),
+                Some([]) | None => Some(30),
+                _ => None,
+            };
+            let Some(minutes) = minutes else {
+                eprintln!("soak takes --minutes N (N at least 1)\n\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            let start = std::time::Instant::now();
+            match xtask::soak::run(minutes) {
+                Ok(Ok(totals)) => {
+                    println!("{}", totals.render(start.elapsed()));
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(failure)) => {
+                    eprintln!("soak failed: {failure}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("could not run the soak: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
