@@ -7,21 +7,13 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use meta_benches::ENGINES;
 use meta_benches::load::bench_clients;
 use meta_benches::procs::{Cluster, node_binary};
+use meta_benches::{ENGINES, runtime};
 
 const CLIENTS: [u64; 3] = [1, 16, 64];
 /// Keys the read benches read (written before they start).
 const READ_KEYS: u64 = 1000;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

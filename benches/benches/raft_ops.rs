@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use meta_benches::load::bench_clients;
-use meta_benches::{ENGINES, open_trait};
+use meta_benches::{ENGINES, open_trait, runtime};
 use meta_raft::types::{Entry, NodeAddr, Raft, TypeConfig};
 use meta_raft::{Command, Envelope, LogStore, StateMachine};
 use openraft::EntryPayload;
@@ -25,14 +25,6 @@ use openraft::raft::{
 };
 use openraft::storage::{RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::log_id;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn put(i: u64) -> Envelope {
     Envelope::new(&Command::Put {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use meta_benches::procs::{NodeProc, get, node_binary, proc_status_kib, wait_until};
+use meta_benches::runtime;
 use meta_node::config::Config;
 use meta_node::engine::Engine;
 use meta_raft::types::SnapshotMeta;
@@ -44,14 +45,6 @@ fn open(engine_name: &str, dir: &Path) -> Arc<dyn MetadataStore> {
     engine(engine_name)
         .open(dir, &Config::default().engine_options())
         .expect("opening the store")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn self_kib(field: &str) -> u64 {

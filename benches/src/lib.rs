@@ -15,6 +15,16 @@ use meta_store_fjall::{FjallOptions, FjallStore};
 use meta_store_lmdb::{LmdbOptions, LmdbStore};
 use meta_store_mem::MemStore;
 
+/// The runtime the benches drive nodes with: multi-threaded, 2 workers
+/// (the machines these run on have 2 cores).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Cargo's target directory (`$CARGO_TARGET_DIR`, else the workspace's
 /// `target/`).
 pub fn target_dir() -> std::path::PathBuf {

@@ -100,7 +100,7 @@ impl Node {
             config.node_id,
             raft_config,
             TcpNetwork::default(),
-            LogStore::new(log_store.clone()),
+            LogStore::new(log_store.clone()).purging_only_applied(&sm),
             sm,
         )
         .await

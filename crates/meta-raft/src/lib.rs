@@ -48,7 +48,20 @@
 
 pub mod apikey;
 mod blocking;
+/// A failpoint: counted and, when configured, fired (feature `failpoints`);
+/// nothing at all without the feature.
+macro_rules! failpoint {
+    ($name:literal) => {{
+        #[cfg(feature = "failpoints")]
+        {
+            $crate::failpoints::hit($name);
+            fail::fail_point!($name);
+        }
+    }};
+}
 pub mod codec;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 mod log_store;
 pub mod model;
 mod proposer;

@@ -18,6 +18,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use meta_store_api::keys::{Key, LOG_PREFIX, RaftKey, all_log_entries, log_key};
 use meta_store_api::{
@@ -28,6 +29,7 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
 
 use crate::blocking::blocking;
 use crate::codec::{decode, decode_entry, encode, encode_entry, storage_error};
+use crate::state_machine::StateMachine;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The Raft log over a store. Cheap to clone: clones share the store and
@@ -36,7 +38,13 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 pub struct LogStore {
     store: Arc<dyn MetadataStore>,
     committed: Arc<Mutex<Committed>>,
+    purge_gate: Option<StateMachine>,
 }
+
+/// How long a purge waits for the state machine to catch up before it
+/// refuses (see [`LogStore::purging_only_applied`]); a failed install makes
+/// it refuse at once. Longer than any snapshot install should take.
+const PURGE_WAIT: Duration = Duration::from_secs(600);
 
 /// The committed id as openraft last saved it, and whether it still has to
 /// be written.
@@ -52,6 +60,48 @@ impl LogStore {
         LogStore {
             store,
             committed: Arc::default(),
+            purge_gate: None,
+        }
+    }
+
+    /// Purges wait until `sm` has applied what they remove.
+    ///
+    /// openraft 0.9 has a follower purge its log up to an incoming
+    /// snapshot's last entry as soon as it hands the snapshot to the state
+    /// machine, without waiting for the install to finish. A crash in
+    /// between left the log purged past the applied state: the entries in
+    /// between were gone from both, and the node could not restart
+    /// (found by the `sm.snapshot.install.*` failpoints). With the gate, a
+    /// purge waits for the install, and refuses with a storage error if the
+    /// install failed (or did not finish within 10 minutes), so the log
+    /// always covers what the state machine has not applied. Every node wires its state
+    /// machine here; openraft's storage suite runs without it.
+    pub fn purging_only_applied(mut self, sm: &StateMachine) -> Self {
+        self.purge_gate = Some(sm.clone());
+        self
+    }
+
+    /// Waits until the gate's state machine applied `upto`, if gated.
+    async fn wait_applied(&self, upto: &LogId) -> Result<(), StorageError> {
+        let Some(sm) = &self.purge_gate else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + PURGE_WAIT;
+        loop {
+            let applied = sm.applied().last_applied;
+            if applied.is_some_and(|a| a.index >= upto.index) {
+                return Ok(());
+            }
+            if sm.failed() || tokio::time::Instant::now() >= deadline {
+                return Err(storage_error(
+                    ErrorSubject::Logs,
+                    ErrorVerb::Delete,
+                    &std::io::Error::other(format!(
+                        "refusing to purge the log up to {upto}: the state machine has applied only up to {applied:?} (an unfinished snapshot install?)"
+                    )),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -200,7 +250,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let mut batch = WriteBatch::with_capacity(2);
         batch.put(Key::Raft(RaftKey::Vote).encode(), encode(vote));
-        self.durable_write(batch, ErrorSubject::Vote).await
+        failpoint!("log.vote.before");
+        self.durable_write(batch, ErrorSubject::Vote).await?;
+        failpoint!("log.vote.after");
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -254,7 +307,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put(log_key(entry.log_id.index).to_vec(), encode_entry(&entry));
         }
         // Durable: the entries are on disk before the callback fires.
+        failpoint!("log.append.before");
         let result = self.durable_write(batch, ErrorSubject::Logs).await;
+        if result.is_ok() {
+            failpoint!("log.append.after");
+        }
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
@@ -263,6 +320,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        failpoint!("log.truncate.before");
         let store = self.store.clone();
         blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
             let doomed = store
@@ -276,10 +334,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .batch(&batch, Durability::Durable)
                 .map_err(write_err(ErrorSubject::Logs))
         })
-        .await
+        .await?;
+        failpoint!("log.truncate.after");
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.wait_applied(&log_id).await?;
+        failpoint!("log.purge.before");
         let store = self.store.clone();
         let batch = blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
             let doomed = store
@@ -294,6 +356,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(batch)
         })
         .await?;
-        self.durable_write(batch, ErrorSubject::Logs).await
+        self.durable_write(batch, ErrorSubject::Logs).await?;
+        failpoint!("log.purge.after");
+        Ok(())
     }
 }

@@ -50,6 +50,9 @@ struct Shared {
     /// Held while an apply batch commits and while a snapshot pins its view,
     /// so a snapshot's applied state always matches its data.
     commit: Mutex<()>,
+    /// Set when an apply or a snapshot install failed: openraft stops the
+    /// node, and a purge waiting for this state machine gives up at once.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// The metadata state machine: applies commands to `/meta/` of a store,
@@ -91,6 +94,7 @@ impl StateMachine {
                 views: Arc::new(RwLock::new(views)),
                 applied: RwLock::new(applied),
                 commit: Mutex::new(()),
+                failed: Default::default(),
             }),
         })
     }
@@ -100,6 +104,14 @@ impl StateMachine {
         MetadataReader {
             views: self.shared.views.clone(),
         }
+    }
+
+    /// True once an apply or a snapshot install of this state machine
+    /// failed (the node is stopping).
+    pub fn failed(&self) -> bool {
+        self.shared
+            .failed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The last applied log id and membership.
@@ -212,11 +224,14 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        failpoint!("sm.snapshot.build.before");
         let shared = self.shared.clone();
-        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+        let snapshot = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
             shared.build_snapshot()
         })
-        .await
+        .await?;
+        failpoint!("sm.snapshot.build.after");
+        Ok(snapshot)
     }
 }
 
@@ -393,6 +408,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        failpoint!("sm.apply.before");
         // Work on O(1) copies; publish them only once the batch committed.
         let mut views = self
             .shared
@@ -403,6 +419,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut applied = self.applied();
         let mut batch = WriteBatch::new();
         let mut responses = Vec::new();
+        let mut changes_membership = false;
         for entry in entries {
             applied.last_applied = Some(entry.log_id);
             responses.push(match entry.payload {
@@ -412,6 +429,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Err(rejection) => Response::Rejected(rejection),
                 },
                 EntryPayload::Membership(membership) => {
+                    failpoint!("sm.membership.before");
+                    changes_membership = true;
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Response::Internal
                 }
@@ -420,7 +439,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The applied state rides in the same batch as the data it reflects.
         batch.put(applied_key(), encode(&applied));
         let shared = self.shared.clone();
-        blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
+        let applied_batch = blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
             let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
             shared
                 .store
@@ -433,7 +452,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .unwrap_or_else(PoisonError::into_inner) = applied;
             Ok(())
         })
-        .await?;
+        .await;
+        if let Err(e) = applied_batch {
+            self.shared
+                .failed
+                .store(true, std::sync::atomic::Ordering::Release);
+            return Err(e);
+        }
+        if changes_membership {
+            failpoint!("sm.membership.after");
+        }
+        failpoint!("sm.apply.after");
         Ok(responses)
     }
 
@@ -458,7 +487,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
         let mut file = snapshot.into_std().await;
-        blocking(subject.clone(), ErrorVerb::Write, move || {
+        let failed = self.shared.clone();
+        let installed = blocking(subject.clone(), ErrorVerb::Write, move || {
+            failpoint!("sm.snapshot.install.before");
             let fail = |e: &dyn std::fmt::Display| {
                 storage_error(
                     subject.clone(),
@@ -496,9 +527,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .applied
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = applied;
-            shared.record_snapshot(&meta)
+            shared.record_snapshot(&meta)?;
+            failpoint!("sm.snapshot.install.after");
+            Ok(())
         })
-        .await
+        .await;
+        if installed.is_err() {
+            failed
+                .failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        installed
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {

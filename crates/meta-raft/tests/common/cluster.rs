@@ -237,7 +237,7 @@ impl Router {
             id,
             config,
             network,
-            LogStore::new(store.clone()),
+            LogStore::new(store.clone()).purging_only_applied(&sm),
             sm.clone(),
         )
         .await
@@ -251,6 +251,14 @@ impl Router {
             reader: sm.reader(),
             store,
         }
+    }
+
+    /// Stops `node` whatever state its Raft is in (a node whose core
+    /// panicked cannot shut down cleanly) and releases its store.
+    pub async fn crash(&self, node: Node) -> (u64, Engine, PathBuf) {
+        self.nodes.lock().unwrap().remove(&node.id);
+        let _ = node.raft.shutdown().await;
+        (node.id, node.engine, node.dir)
     }
 
     /// Stops `node` and releases its store.

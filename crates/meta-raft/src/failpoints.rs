@@ -1,0 +1,46 @@
+//! Failpoints (feature `failpoints`): named places in the storage path
+//! where a test can inject a panic (`fail::cfg(name, "1*panic")`), and a
+//! count of how often each was reached, so a test can prove it fired.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Every failpoint, in the order a write meets them.
+pub const ALL: [&str; 16] = [
+    "log.vote.before",
+    "log.vote.after",
+    "log.append.before",
+    "log.append.after",
+    "log.truncate.before",
+    "log.truncate.after",
+    "log.purge.before",
+    "log.purge.after",
+    "sm.apply.before",
+    "sm.apply.after",
+    "sm.membership.before",
+    "sm.membership.after",
+    "sm.snapshot.build.before",
+    "sm.snapshot.build.after",
+    "sm.snapshot.install.before",
+    "sm.snapshot.install.after",
+];
+
+static HITS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts a pass through `name`.
+pub fn hit(name: &'static str) {
+    *HITS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name)
+        .or_default() += 1;
+}
+
+/// How often `name` was reached in this process.
+pub fn hits(name: &str) -> u64 {
+    HITS.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
