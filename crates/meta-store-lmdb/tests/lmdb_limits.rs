@@ -35,6 +35,46 @@ fn a_full_map_is_a_clear_error_and_the_store_stays_usable() {
     store.set(b"after", b"ok", Durability::Durable).unwrap();
 }
 
+/// Space back: a full store reopened with a larger map keeps everything it
+/// committed and takes the write that did not fit.
+#[test]
+fn a_full_map_recovers_when_reopened_larger() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = LmdbOptions {
+        map_size: 1 << 20,
+        ..LmdbOptions::default()
+    };
+    let value = vec![7u8; 64 * 1024];
+    let mut committed = 0u32;
+    {
+        let store = LmdbStore::open(dir.path(), &small).unwrap();
+        while store
+            .set(&committed.to_be_bytes(), &value, Durability::Durable)
+            .is_ok()
+        {
+            committed += 1;
+            assert!(committed < 64, "a 1 MiB map cannot hold 4 MiB");
+        }
+        store.close().unwrap();
+    }
+    let larger = LmdbOptions {
+        map_size: 64 << 20,
+        ..LmdbOptions::default()
+    };
+    let store = LmdbStore::open(dir.path(), &larger).unwrap();
+    for i in 0..committed {
+        assert_eq!(
+            store.get(&i.to_be_bytes()).unwrap().as_deref(),
+            Some(&value[..])
+        );
+    }
+    for i in committed..committed + 16 {
+        store
+            .set(&i.to_be_bytes(), &value, Durability::Durable)
+            .unwrap();
+    }
+}
+
 #[test]
 fn a_locked_directory_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
