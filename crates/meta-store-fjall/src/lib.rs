@@ -357,12 +357,47 @@ fn prefix_bounds(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
     (range.start, range.end)
 }
 
+/// Whether a fjall error means the data on disk is damaged (as opposed to
+/// I/O failing or the store being misused).
+fn is_corruption(e: &fjall::Error) -> bool {
+    use fjall::LsmError;
+    match e {
+        fjall::Error::Storage(inner) => matches!(
+            inner,
+            LsmError::ChecksumMismatch { .. }
+                | LsmError::Decompress(_)
+                | LsmError::InvalidTag(_)
+                | LsmError::InvalidTrailer
+                | LsmError::InvalidHeader(_)
+                | LsmError::InvalidVersion(_)
+        ),
+        fjall::Error::JournalRecovery(_)
+        | fjall::Error::Decompress(_)
+        | fjall::Error::InvalidTrailer
+        | fjall::Error::InvalidTag(_) => true,
+        _ => false,
+    }
+}
+
 fn fjall_error(e: fjall::Error, dir: &Path) -> Error {
     match e {
         fjall::Error::Locked => Error::Locked {
             path: dir.to_path_buf(),
         },
         fjall::Error::Io(io) => Error::io(format!("fjall I/O in {}", dir.display()), io),
+        // Data that fails its checksum or does not decode: say so, and where.
+        e @ (fjall::Error::Storage(_)
+        | fjall::Error::JournalRecovery(_)
+        | fjall::Error::Decompress(_)
+        | fjall::Error::InvalidTrailer
+        | fjall::Error::InvalidTag(_))
+            if is_corruption(&e) =>
+        {
+            Error::Corruption {
+                engine: ENGINE,
+                detail: format!("{e} in the store at {}", dir.display()),
+            }
+        }
         other => Error::engine(ENGINE, other),
     }
 }

@@ -1,0 +1,79 @@
+//! Bit flips in a state store's data files: opening the state machine
+//! (which reads every record into the views) reports corruption instead
+//! of serving altered data. fjall checksums every block; LMDB has no
+//! checksums of its own — see `docs/reliability.md`.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::Engine;
+use meta_raft::types::Entry;
+use meta_raft::{Command, Envelope, StateMachine};
+use openraft::EntryPayload;
+use openraft::storage::RaftStateMachine;
+use openraft::testing::log_id;
+
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_bit_in_fjall_table_files_is_reported_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Engine::Fjall.open(dir.path());
+        let mut sm = StateMachine::open(store.clone()).await.unwrap();
+        let entries: Vec<Entry> = (1..=200u64)
+            .map(|i| Entry {
+                log_id: log_id(1, 1, i),
+                payload: EntryPayload::Normal(Envelope::new(&Command::Put {
+                    key: format!("k{i:05}").into_bytes(),
+                    value: vec![b'v'; 4000],
+                })),
+            })
+            .collect();
+        sm.apply(entries).await.unwrap();
+        store.close().unwrap();
+    }
+    let mut all = Vec::new();
+    files(dir.path(), &mut all);
+    let tables: Vec<_> = all
+        .iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
+        .collect();
+    assert!(!tables.is_empty(), "no table files in {all:?}");
+    for table in tables {
+        let mut bytes = std::fs::read(table).unwrap();
+        let middle = bytes.len() / 3;
+        bytes[middle] ^= 0x01;
+        std::fs::write(table, bytes).unwrap();
+    }
+    let opened = Engine::Fjall.try_open(dir.path());
+    let err = match opened {
+        Err(e) => e.to_string(),
+        Ok(store) => match StateMachine::open(store).await {
+            Err(e) => e.to_string(),
+            Ok(sm) => panic!(
+                "corrupted data served: {:?}",
+                sm.reader().get(b"k00100").map(|v| v.len())
+            ),
+        },
+    };
+    assert!(
+        err.contains("corruption in fjall store") && err.contains("ChecksumMismatch"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&dir.path().display().to_string()),
+        "says where: {err}"
+    );
+}
