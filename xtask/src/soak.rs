@@ -2,8 +2,9 @@
 //! for a time budget (default 30 minutes), on a release build. Rounds
 //! alternate the SIGKILL crash campaign (`meta-node`'s `tests/crash.rs`,
 //! 50 kills per engine and for the cluster per round) and the
-//! linearizability campaign (`meta-raft`'s `tests/linearizability.rs`, 5
-//! seeds of 10 s per round), echo their output, and add up what they
+//! linearizability campaigns (`meta-raft`'s `tests/linearizability.rs`, 5
+//! seeds of 10 s per round; `meta-node`'s `tests/linearizable_processes.rs`,
+//! 20 s against processes), echo their output, and add up what they
 //! checked. Any failure stops the soak; the failing run printed its seed.
 
 use std::io::{BufRead, BufReader};
@@ -38,7 +39,9 @@ impl Totals {
         if line.starts_with("crash/") && line.contains(" kills, ") {
             self.kills += number_before(line, " kills").unwrap_or(0);
             self.writes_checked += number_before(line, " acknowledged writes").unwrap_or(0);
-        } else if line.starts_with("linearizability: seed") {
+        } else if line.starts_with("linearizability: seed")
+            || (line.starts_with("linearizability/processes: seed") && line.contains(" completed"))
+        {
             self.histories += 1;
             self.operations += number_before(line, " operations completed").unwrap_or(0);
             self.unknown += number_before(line, " unknown").unwrap_or(0);
@@ -102,6 +105,18 @@ pub fn run(minutes: u64) -> std::io::Result<Result<Totals, String>> {
                 "the linearizability campaign failed (its seed is printed above)".into(),
             ));
         }
+        let processes = [("META_LINP_SECONDS", "20".to_string())];
+        if !campaign(
+            "meta-node",
+            "linearizable_processes",
+            &processes,
+            &mut totals,
+        )? {
+            return Ok(Err(
+                "the linearizability campaign against processes failed (its seed is printed above)"
+                    .into(),
+            ));
+        }
         eprintln!("{}", totals.render(start.elapsed()));
     }
     Ok(Ok(totals))
@@ -117,6 +132,10 @@ mod tests {
         t.add_line("crash/lmdb: 20 kills, 8890 acknowledged writes all present, 9050 attempted, nothing foreign");
         t.add_line("crash/cluster: 20 kills, 5646 acknowledged writes all present, 6508 attempted, nothing foreign");
         t.add_line("linearizability: seed 17: 3881 operations completed, 5 unknown, 8 faults, 61 messages dropped");
+        t.add_line(
+            "linearizability/processes: seed 9: 100 operations completed, 2 unknown, 5 kills",
+        );
+        t.add_line("linearizability/processes: seed 9 (META_LINP_SEED replays the schedule)");
         t.add_line("test crash ... ok");
         t.add_line("crash/lmdb: seed 42 (META_CRASH_SEED replays)");
         assert_eq!(
@@ -124,9 +143,9 @@ mod tests {
             Totals {
                 kills: 40,
                 writes_checked: 14536,
-                histories: 1,
-                operations: 3881,
-                unknown: 5
+                histories: 2,
+                operations: 3981,
+                unknown: 7
             }
         );
         assert!(

@@ -328,8 +328,9 @@ async fn run(seed: u64, seconds: u64) {
         assert_eq!(
             verdict,
             Verdict::Linearizable,
-            "seed {seed}: key {k}'s history ({} operations) is not linearizable (META_LIN_SEED={seed} META_LIN_SEEDS=1 replays the schedule): {ops:?}",
-            ops.len()
+            "seed {seed}: key {k}'s history ({} operations) is not linearizable (META_LIN_SEED={seed} META_LIN_SEEDS=1 replays the schedule); its last operations: {:?}",
+            ops.len(),
+            &ops[ops.len().saturating_sub(20)..]
         );
     }
     for node in nodes.into_iter().flatten() {

@@ -1,0 +1,317 @@
+//! Linearizability against real processes over TCP: a 3-node `meta-node`
+//! cluster (lmdb, fjall, lmdb) serves HTTP clients doing linearizable
+//! reads, writes and compare-and-swap on a few keys through random nodes
+//! (followers redirect to the leader) while a nemesis SIGKILLs a node —
+//! the leader half the time — and restarts it on its data. Each key's
+//! history (timed-out or `outcome_unknown` writes as unknown outcomes) must
+//! be linearizable, checked by the WGL checker of `meta-raft`'s tests, and
+//! a run must complete a minimum number of operations.
+//!
+//! `META_LINP_SECONDS` (default 8) and `META_LINP_SEED` size and replay a
+//! run (it prints its seed).
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../meta-raft/tests/linearizability/checker.rs"]
+mod checker;
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use checker::{Kind, Op, Value, Verdict, check};
+use common::{Dirs, Proc, cli, free_port, wait_until};
+use serde_json::json;
+
+const KEYS: u64 = 8;
+const CLIENTS: u64 = 4;
+const MIN_COMPLETED: usize = 100;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+type History = Arc<Mutex<BTreeMap<u64, Vec<Op>>>>;
+
+/// What an answer means for a write.
+enum Outcome {
+    Done(bool),
+    Refused,
+    Unknown,
+}
+
+async fn outcome(answer: reqwest::Result<reqwest::Response>) -> Outcome {
+    let answer = match answer {
+        Ok(answer) => answer,
+        // Never connected (the node is down): the request was not sent.
+        Err(e) if e.is_connect() => return Outcome::Refused,
+        Err(_) => return Outcome::Unknown,
+    };
+    if answer.status().is_success() {
+        return Outcome::Done(true);
+    }
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    match body.pointer("/error/code").and_then(|c| c.as_str()) {
+        Some("cas_mismatch") => Outcome::Done(false),
+        // Refused before it was logged: it never happened.
+        Some("not_leader" | "unavailable") => Outcome::Refused,
+        _ => Outcome::Unknown,
+    }
+}
+
+async fn read(http: &reqwest::Client, api: &str, k: u64) -> Option<Value> {
+    let answer = http
+        .get(format!("http://{api}/v1/kv/lin/{k}"))
+        .send()
+        .await
+        .ok()?;
+    match answer.status().as_u16() {
+        200 => {
+            let v: serde_json::Value = answer.json().await.ok()?;
+            Some(Some(v["value"].as_str()?.parse().ok()?))
+        }
+        404 => {
+            let v: serde_json::Value = answer.json().await.ok()?;
+            (v.pointer("/error/code")?.as_str()? == "not_found").then_some(None)
+        }
+        _ => None,
+    }
+}
+
+async fn client(
+    id: u64,
+    mut rng: Rng,
+    apis: Vec<String>,
+    history: History,
+    clock: Instant,
+    deadline: Instant,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let now = || clock.elapsed().as_nanos() as u64;
+    let mut last_seen: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut seq = 0u64;
+    while Instant::now() < deadline {
+        let k = rng.below(KEYS);
+        let api = &apis[rng.below(apis.len() as u64) as usize];
+        seq += 1;
+        let id_value = (id << 32) | seq;
+        let fresh = Some(id_value);
+        let call = now();
+        let choice = rng.below(10);
+        let recorded = if choice < 4 {
+            read(&http, api, k).await.map(|v| {
+                last_seen.insert(k, v);
+                (Kind::Read(v), Some(now()))
+            })
+        } else {
+            let (kind, answer) = if choice < 7 {
+                let answer = http
+                    .put(format!("http://{api}/v1/kv/lin/{k}"))
+                    .body(id_value.to_string())
+                    .send()
+                    .await;
+                (Kind::Write(fresh), answer)
+            } else {
+                let expected = if rng.below(3) == 0 {
+                    None
+                } else {
+                    last_seen.get(&k).copied().flatten()
+                };
+                let body = json!({
+                    "key": format!("lin/{k}"),
+                    "expected": expected.map(|v| v.to_string()),
+                    "new": fresh.map(|v| v.to_string()),
+                });
+                let answer = http
+                    .post(format!("http://{api}/v1/cas"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let kind = Kind::Cas {
+                    expected,
+                    new: fresh,
+                    swapped: None,
+                };
+                (kind, answer)
+            };
+            match (outcome(answer).await, kind) {
+                (Outcome::Refused, _) => None,
+                (Outcome::Unknown, kind) => Some((kind, None)),
+                (Outcome::Done(swapped), Kind::Cas { expected, new, .. }) => Some((
+                    Kind::Cas {
+                        expected,
+                        new,
+                        swapped: Some(swapped),
+                    },
+                    Some(now()),
+                )),
+                (Outcome::Done(true), kind) => Some((kind, Some(now()))),
+                (Outcome::Done(false), kind) => panic!("{kind:?} cannot mismatch"),
+            }
+        };
+        if let Some((kind, ret)) = recorded {
+            history
+                .lock()
+                .unwrap()
+                .entry(k)
+                .or_default()
+                .push(Op { call, ret, kind });
+        }
+    }
+}
+
+fn leader_of(api: &str) -> Option<u64> {
+    let out = cli(api, &["cluster", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["leader"].as_u64()
+}
+
+#[test]
+fn histories_against_processes_killed_and_restarted_are_linearizable() {
+    let seed = env_u64(
+        "META_LINP_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    ) | 1;
+    eprintln!("linearizability/processes: seed {seed} (META_LINP_SEED replays the schedule)");
+    let mut rng = Rng(seed);
+    let seconds = env_u64("META_LINP_SECONDS", 8);
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let engines = ["lmdb", "fjall", "lmdb"];
+    let addrs: Vec<(String, String)> = (0..3)
+        .map(|_| {
+            (
+                format!("127.0.0.1:{}", free_port()),
+                format!("127.0.0.1:{}", free_port()),
+            )
+        })
+        .collect();
+    let start = |i: usize| {
+        let id = i as u64 + 1;
+        let (api, raft) = &addrs[i];
+        Proc::start(
+            id,
+            engines[i],
+            &dirs.node(&format!("n{id}")),
+            false,
+            api,
+            raft,
+        )
+    };
+    let mut nodes: Vec<Proc> = (0..3).map(start).collect();
+    let members: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, (api, raft))| format!("{}={raft},{api}", i + 1))
+        .collect();
+    let mut init = vec!["cluster", "init"];
+    init.extend(members.iter().map(String::as_str));
+    assert!(cli(&addrs[0].0, &init).status.success(), "cluster init");
+    let apis: Vec<String> = addrs.iter().map(|(api, _)| api.clone()).collect();
+    wait_until(30, "a leader", || leader_of(&apis[0]).is_some());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let history: History = Arc::default();
+    let clock = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            rt.spawn(client(
+                c + 1,
+                Rng(seed.wrapping_mul(c + 3) | 1),
+                apis.clone(),
+                history.clone(),
+                clock,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut kills = 0;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500 + rng.below(1000)));
+        let victim = match (rng.below(2), leader_of(&apis[rng.below(3) as usize])) {
+            (0, Some(leader)) => leader as usize - 1,
+            _ => rng.below(3) as usize,
+        };
+        nodes[victim].kill();
+        kills += 1;
+        std::thread::sleep(Duration::from_millis(200 + rng.below(600)));
+        nodes[victim] = start(victim);
+    }
+    for c in clients {
+        rt.block_on(c).unwrap();
+    }
+    // One final linearizable read per key, once a leader serves.
+    let http = reqwest::Client::new();
+    for k in 0..KEYS {
+        let mut done = false;
+        for _ in 0..300 {
+            let call = clock.elapsed().as_nanos() as u64;
+            if let Some(v) = rt.block_on(read(&http, &apis[k as usize % 3], k)) {
+                let ret = Some(clock.elapsed().as_nanos() as u64);
+                history.lock().unwrap().entry(k).or_default().push(Op {
+                    call,
+                    ret,
+                    kind: Kind::Read(v),
+                });
+                done = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(done, "no final read of key {k} within 30 s");
+    }
+    let history = std::mem::take(&mut *history.lock().unwrap());
+    let completed: usize = history
+        .values()
+        .map(|ops| ops.iter().filter(|o| o.ret.is_some()).count())
+        .sum();
+    let unknown: usize = history
+        .values()
+        .map(|ops| ops.iter().filter(|o| o.ret.is_none()).count())
+        .sum();
+    eprintln!(
+        "linearizability/processes: seed {seed}: {completed} operations completed, {unknown} unknown, {kills} kills"
+    );
+    assert!(
+        completed >= MIN_COMPLETED,
+        "seed {seed}: only {completed} operations completed"
+    );
+    for (k, ops) in &history {
+        let verdict = check(ops, None, 50_000_000);
+        assert_eq!(
+            verdict,
+            Verdict::Linearizable,
+            "seed {seed}: key {k}'s history ({} operations, {} unknown) is not linearizable \
+             (GaveUp: the search budget ran out); its last operations: {:?}",
+            ops.len(),
+            ops.iter().filter(|o| o.ret.is_none()).count(),
+            &ops[ops.len().saturating_sub(20)..]
+        );
+    }
+    for mut n in nodes {
+        n.stop();
+    }
+}
