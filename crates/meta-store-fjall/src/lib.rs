@@ -285,6 +285,9 @@ struct Chunk<'a> {
 /// default) memtables pile up as fast as the snapshot decodes.
 const MAX_SEALED_MEMTABLES: usize = 1;
 
+/// The longest a restore waits for fjall's flush workers per chunk.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Memtable size of the data keyspace (fjall's default is 64 MiB): a
 /// metadata store's writes are small, and a restore's memory is bounded by
 /// a couple of memtables.
@@ -322,6 +325,7 @@ impl<'a> Chunk<'a> {
     fn remove(&mut self, keyspace: &Keyspace, key: impl Into<fjall::UserKey>) -> Result<()> {
         let key = key.into();
         self.bytes += key.len();
+        self.target.get_or_insert_with(|| keyspace.clone());
         let db = &self.store.db;
         self.batch
             .get_or_insert_with(|| db.batch())
@@ -342,9 +346,18 @@ impl<'a> Chunk<'a> {
             self.store.commit(batch, Durability::Buffered)?;
         }
         // Backpressure: memory stays bounded by a few memtables whatever
-        // the snapshot's size.
+        // the snapshot's size. A flush worker that died (fjall poisons the
+        // database) ends the wait with its error; flushes that are merely
+        // slow end it after `FLUSH_WAIT` (memory grows, nothing hangs).
         if let Some(target) = &self.target {
-            while target.sealed_memtable_count() > MAX_SEALED_MEMTABLES {
+            let deadline = std::time::Instant::now() + FLUSH_WAIT;
+            while target.sealed_memtable_count() > MAX_SEALED_MEMTABLES
+                && std::time::Instant::now() < deadline
+            {
+                self.store
+                    .db
+                    .persist(PersistMode::Buffer)
+                    .map_err(|e| self.store.err(e))?;
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         }
