@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Dirs, Proc, cli, free_port, wait_until};
+use common::{Dirs, Proc, ProcCluster, cli, free_port, wait_until};
 use serde_json::Value;
 
 /// Writers per run; each has one request in flight.
@@ -279,36 +279,9 @@ fn a_three_node_cluster_loses_no_acknowledged_write_when_nodes_are_killed() {
     let mut rng = Rng(seed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let engines = ["lmdb", "fjall", "lmdb"];
-    let addrs: Vec<(String, String)> = (0..3)
-        .map(|_| {
-            (
-                format!("127.0.0.1:{}", free_port()),
-                format!("127.0.0.1:{}", free_port()),
-            )
-        })
-        .collect();
-    let start = |i: usize| {
-        let id = i as u64 + 1;
-        let (api, raft) = &addrs[i];
-        Proc::start(
-            id,
-            engines[i],
-            &dirs.node(&format!("n{id}")),
-            false,
-            api,
-            raft,
-        )
-    };
-    let mut nodes: Vec<Proc> = (0..3).map(start).collect();
-    let members: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, (api, raft))| format!("{}={raft},{api}", i + 1))
-        .collect();
-    let mut init = vec!["cluster", "init"];
-    init.extend(members.iter().map(String::as_str));
-    assert!(cli(&addrs[0].0, &init).status.success(), "cluster init");
+    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let mut nodes = cluster.form();
+    let start = |i: usize| cluster.start(i);
     let agreed_leader = |nodes: &[Proc]| -> Option<usize> {
         let leaders: Vec<Option<u64>> = nodes.iter().map(|n| leader_of(&n.api)).collect();
         let first = leaders[0]?;
@@ -320,7 +293,7 @@ fn a_three_node_cluster_loses_no_acknowledged_write_when_nodes_are_killed() {
     wait_until(30, "a leader all nodes agree on", || {
         agreed_leader(&nodes).is_some()
     });
-    let apis: Vec<String> = addrs.iter().map(|(api, _)| api.clone()).collect();
+    let apis = cluster.apis();
     let history = Arc::new(Mutex::new(History::default()));
     let mut checked = 0;
     for kill in 0..kills() {

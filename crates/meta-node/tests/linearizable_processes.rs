@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checker::{Kind, Op, Value, Verdict, check};
-use common::{Dirs, Proc, cli, free_port, wait_until};
+use common::{Dirs, ProcCluster, cli, wait_until};
 use serde_json::json;
 
 const KEYS: u64 = 8;
@@ -199,37 +199,10 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
     let mut rng = Rng(seed);
     let seconds = env_u64("META_LINP_SECONDS", 8);
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let engines = ["lmdb", "fjall", "lmdb"];
-    let addrs: Vec<(String, String)> = (0..3)
-        .map(|_| {
-            (
-                format!("127.0.0.1:{}", free_port()),
-                format!("127.0.0.1:{}", free_port()),
-            )
-        })
-        .collect();
-    let start = |i: usize| {
-        let id = i as u64 + 1;
-        let (api, raft) = &addrs[i];
-        Proc::start(
-            id,
-            engines[i],
-            &dirs.node(&format!("n{id}")),
-            false,
-            api,
-            raft,
-        )
-    };
-    let mut nodes: Vec<Proc> = (0..3).map(start).collect();
-    let members: Vec<String> = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, (api, raft))| format!("{}={raft},{api}", i + 1))
-        .collect();
-    let mut init = vec!["cluster", "init"];
-    init.extend(members.iter().map(String::as_str));
-    assert!(cli(&addrs[0].0, &init).status.success(), "cluster init");
-    let apis: Vec<String> = addrs.iter().map(|(api, _)| api.clone()).collect();
+    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let mut nodes = cluster.form();
+    let start = |i: usize| cluster.start(i);
+    let apis = cluster.apis();
     wait_until(30, "a leader", || leader_of(&apis[0]).is_some());
 
     let rt = tokio::runtime::Runtime::new().unwrap();

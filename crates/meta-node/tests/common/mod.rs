@@ -139,3 +139,61 @@ impl Drop for Dirs {
         }
     }
 }
+
+/// Node processes on loopback with fixed addresses (a node restarts where
+/// it was), one data directory each under `dirs`.
+pub(crate) struct ProcCluster<'a> {
+    /// `(api, raft)` address of each node, by index (node id = index + 1).
+    pub(crate) addrs: Vec<(String, String)>,
+    engines: Vec<String>,
+    dirs: &'a Dirs,
+}
+
+impl<'a> ProcCluster<'a> {
+    /// Picks free addresses for one node per engine.
+    pub(crate) fn new(dirs: &'a Dirs, engines: &[&str]) -> ProcCluster<'a> {
+        let addr = || format!("127.0.0.1:{}", free_port());
+        ProcCluster {
+            addrs: engines.iter().map(|_| (addr(), addr())).collect(),
+            engines: engines.iter().map(|e| e.to_string()).collect(),
+            dirs,
+        }
+    }
+
+    /// Starts (or restarts) node `i` on its data directory.
+    pub(crate) fn start(&self, i: usize) -> Proc {
+        let id = i as u64 + 1;
+        let (api, raft) = &self.addrs[i];
+        Proc::start(
+            id,
+            &self.engines[i],
+            &self.dirs.node(&format!("n{id}")),
+            false,
+            api,
+            raft,
+        )
+    }
+
+    /// Starts every node and makes them one cluster (`cluster init`).
+    pub(crate) fn form(&self) -> Vec<Proc> {
+        let nodes: Vec<Proc> = (0..self.addrs.len()).map(|i| self.start(i)).collect();
+        let members: Vec<String> = self
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (api, raft))| format!("{}={raft},{api}", i + 1))
+            .collect();
+        let mut init = vec!["cluster", "init"];
+        init.extend(members.iter().map(String::as_str));
+        assert!(
+            cli(&self.addrs[0].0, &init).status.success(),
+            "cluster init"
+        );
+        nodes
+    }
+
+    /// The client API addresses.
+    pub(crate) fn apis(&self) -> Vec<String> {
+        self.addrs.iter().map(|(api, _)| api.clone()).collect()
+    }
+}
