@@ -114,6 +114,13 @@ impl StateMachine {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Records that an apply or an install failed (see [`failed`](Self::failed)).
+    fn mark_failed(&self) {
+        self.shared
+            .failed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// The last applied log id and membership.
     pub fn applied(&self) -> AppliedState {
         self.shared
@@ -454,9 +461,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await;
         if let Err(e) = applied_batch {
-            self.shared
-                .failed
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.mark_failed();
             return Err(e);
         }
         if changes_membership {
@@ -487,7 +492,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
         let mut file = snapshot.into_std().await;
-        let failed = self.shared.clone();
         let installed = blocking(subject.clone(), ErrorVerb::Write, move || {
             failpoint!("sm.snapshot.install.before");
             let fail = |e: &dyn std::fmt::Display| {
@@ -533,9 +537,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await;
         if installed.is_err() {
-            failed
-                .failed
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.mark_failed();
         }
         installed
     }
