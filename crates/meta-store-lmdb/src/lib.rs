@@ -12,6 +12,14 @@
 //!   by an explicit `mdb_env_sync`, which makes the meta page (and every
 //!   earlier commit) durable before the call returns. `MDB_NOSYNC` is never
 //!   used: it can corrupt the file on a system crash.
+//! - LMDB keeps no checksums of its own, so every value is stored behind a
+//!   crc32c of its key and value, checked on every read: a flipped bit in a
+//!   record is [`Error::Corruption`] naming the key and the directory, never
+//!   altered data. (LMDB's page structure itself carries none; a flip there
+//!   is reported by LMDB when it notices.) The records live in the named
+//!   database `records.crc32c`; a store written before checksums (records
+//!   in LMDB's main database) is converted in place, in one transaction,
+//!   the first time it is opened.
 //! - The map size is the largest the database may grow to
 //!   ([`LmdbOptions::map_size`]); when it is reached, writes fail with
 //!   [`Error::StorageFull`] and reads go on. The file only takes the space
@@ -28,7 +36,7 @@
 //! # Ok::<(), meta_store_api::Error>(())
 //! ```
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,14 +46,27 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
 use meta_store_api::snapshot::{SnapshotOptions, SnapshotStream, restore_records, spawn_snapshot};
 use meta_store_api::{
-    BatchOp, DirLock, Direction, Durability, Error, KeyRange, KeyValue, MetadataStore,
+    BatchOp, DirLock, Direction, Durability, Error, KeyPreview, KeyRange, KeyValue, MetadataStore,
     RestoreStats, Result, WriteBatch, limits,
 };
 
 const ENGINE: &str = "lmdb";
 
+/// The named database holding the records, each value behind its checksum.
+const RECORDS: &str = "records.crc32c";
+
+/// Bytes of checksum in front of every stored value.
+const CHECKSUM_LEN: usize = 4;
+
+/// How many records a conversion from the pre-checksum format moves per
+/// step (bounded memory; all steps are one transaction).
+const CONVERT_CHUNK: usize = 4096;
+
 type Env = heed::Env<WithoutTls>;
-type Db = Database<'static, Bytes, Bytes>;
+/// A database of the environment, once its creating transaction committed.
+type Db = RawDb<'static>;
+/// A database while `'e`, the transaction creating it, is open.
+type RawDb<'e> = Database<'e, Bytes, Bytes>;
 
 /// How an [`LmdbStore`] is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +109,9 @@ impl LmdbStore {
         let page = 4096;
         let map_size = options.map_size.div_ceil(page).max(1) * page;
         let mut open = EnvOpenOptions::new().read_txn_without_tls();
-        open.map_size(map_size).max_readers(options.max_readers);
+        open.map_size(map_size)
+            .max_readers(options.max_readers)
+            .max_dbs(1);
         // SAFETY: `NO_META_SYNC` keeps the database's integrity (heed marks
         // every sync-relaxing flag unsafe; only `NO_SYNC` can corrupt).
         #[allow(unsafe_code)]
@@ -105,12 +128,19 @@ impl LmdbStore {
         let wtxn = env.write_txn().map_err(|e| lmdb_error(e, map_size, dir))?;
         let db: Db = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
-                opener
-                    .create_database::<Bytes, Bytes>(wtxn, None)
-                    .map(CommitOrAbort::<_, ()>::Commit)
+                if let Some(records) = opener.open_database(wtxn, Some(RECORDS))? {
+                    return Ok(CommitOrAbort::<_, ()>::Commit(records));
+                }
+                let main: RawDb<'_> = opener.create_database(wtxn, None)?;
+                let records: RawDb<'_> = opener.create_database(wtxn, Some(RECORDS))?;
+                convert_unchecksummed(main, records, wtxn)?;
+                Ok::<_, heed::Error>(CommitOrAbort::Commit(records))
             })
             .map_err(|e| lmdb_error(e, map_size, dir))?
             .unwrap_commit();
+        // Makes a creation or conversion durable now rather than at the
+        // first durable write.
+        env.force_sync().map_err(|e| lmdb_error(e, map_size, dir))?;
         Ok(LmdbStore {
             env,
             db,
@@ -138,6 +168,16 @@ impl LmdbStore {
         lmdb_error(e, self.map_size, &self.dir)
     }
 
+    /// Stores `value` under `key` behind its checksum.
+    fn put(&self, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> Result<()> {
+        put_checked(self.db, wtxn, key, value).map_err(|e| self.err(e))
+    }
+
+    /// A stored record's value once its checksum is verified.
+    fn verified<'v>(&self, key: &[u8], stored: &'v [u8]) -> Result<&'v [u8]> {
+        verify(key, stored, &self.dir)
+    }
+
     /// Runs `f` in one write transaction committed with `durability`.
     fn write<T>(
         &self,
@@ -157,6 +197,69 @@ impl LmdbStore {
             self.env.force_sync().map_err(|e| self.err(e))?;
         }
         Ok(value)
+    }
+}
+
+/// A record's checksum: crc32c of its key, then of its value.
+fn checksum(key: &[u8], value: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(key), value)
+}
+
+/// Writes checksum and value straight into LMDB's page (no copy).
+fn put_checked(db: RawDb<'_>, wtxn: &mut RwTxn<'_>, key: &[u8], value: &[u8]) -> heed::Result<()> {
+    db.put_reserved(wtxn, key, CHECKSUM_LEN + value.len(), |space| {
+        space.write_all(&checksum(key, value).to_le_bytes())?;
+        space.write_all(value)
+    })
+}
+
+/// Splits a stored record into checksum and value and checks one against
+/// the other (and the key).
+fn verify<'v>(key: &[u8], stored: &'v [u8], dir: &Path) -> Result<&'v [u8]> {
+    let problem = match stored.split_first_chunk::<CHECKSUM_LEN>() {
+        Some((sum, value)) if u32::from_le_bytes(*sum) == checksum(key, value) => {
+            return Ok(value);
+        }
+        Some(_) => "checksum mismatch",
+        None => "record shorter than its checksum",
+    };
+    Err(Error::Corruption {
+        engine: ENGINE,
+        detail: format!(
+            "{problem} in the record for key {} in the store at {}",
+            KeyPreview::new(key),
+            dir.display()
+        ),
+    })
+}
+
+/// Moves every record of a store written before checksums (in LMDB's main
+/// database) into `records`, behind its checksum. Runs inside the opening
+/// transaction, so a crash leaves the store unconverted, never half-way.
+fn convert_unchecksummed(
+    main: RawDb<'_>,
+    records: RawDb<'_>,
+    wtxn: &mut RwTxn<'_>,
+) -> heed::Result<()> {
+    loop {
+        let mut chunk = Vec::with_capacity(CONVERT_CHUNK);
+        for item in main.iter(wtxn)? {
+            let (key, value) = item?;
+            // `records` itself is an entry of the main database.
+            if key != RECORDS.as_bytes() {
+                chunk.push((key.to_vec(), value.to_vec()));
+                if chunk.len() == CONVERT_CHUNK {
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        for (key, value) in &chunk {
+            put_checked(records, wtxn, key, value)?;
+            main.delete(wtxn, key)?;
+        }
     }
 }
 
@@ -205,16 +308,16 @@ impl MetadataStore for LmdbStore {
         self.check_open()?;
         limits::check_key(key)?;
         let rtxn = self.env.read_txn().map_err(|e| self.err(e))?;
-        let value = self.db.get(&rtxn, key).map_err(|e| self.err(e))?;
-        Ok(value.map(<[u8]>::to_vec))
+        match self.db.get(&rtxn, key).map_err(|e| self.err(e))? {
+            Some(stored) => Ok(Some(self.verified(key, stored)?.to_vec())),
+            None => Ok(None),
+        }
     }
 
     fn set(&self, key: &[u8], value: &[u8], durability: Durability) -> Result<()> {
         self.check_open()?;
         limits::check_entry(key, value)?;
-        self.write(durability, |wtxn| {
-            self.db.put(wtxn, key, value).map_err(|e| self.err(e))
-        })
+        self.write(durability, |wtxn| self.put(wtxn, key, value))
     }
 
     fn delete(&self, key: &[u8], durability: Durability) -> Result<()> {
@@ -231,10 +334,11 @@ impl MetadataStore for LmdbStore {
         self.write(durability, |wtxn| {
             for op in batch.ops() {
                 match op {
-                    BatchOp::Put { key, value } => self.db.put(wtxn, key, value),
-                    BatchOp::Delete { key } => self.db.delete(wtxn, key).map(drop),
+                    BatchOp::Put { key, value } => self.put(wtxn, key, value)?,
+                    BatchOp::Delete { key } => {
+                        self.db.delete(wtxn, key).map_err(|e| self.err(e))?;
+                    }
                 }
-                .map_err(|e| self.err(e))?;
             }
             Ok(())
         })
@@ -261,7 +365,7 @@ impl MetadataStore for LmdbStore {
         let mut out = Vec::new();
         let mut push = |item: heed::Result<(&[u8], &[u8])>| -> Result<()> {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            out.push((k.to_vec(), v.to_vec()));
+            out.push((k.to_vec(), self.verified(k, v)?.to_vec()));
             Ok(())
         };
         match direction {
@@ -292,7 +396,7 @@ impl MetadataStore for LmdbStore {
             .map_err(|e| self.err(e))?;
         iter.map(|item| {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            Ok((k.to_vec(), v.to_vec()))
+            Ok((k.to_vec(), self.verified(k, v)?.to_vec()))
         })
         .collect()
     }
@@ -309,8 +413,8 @@ impl MetadataStore for LmdbStore {
             let rtxn = env.read_txn().map_err(err)?;
             sink.view_opened();
             for item in db.range(&rtxn, &lmdb_bounds(&range)).map_err(err)? {
-                let (key, value) = item.map_err(err)?;
-                sink.push(key, value)?;
+                let (key, stored) = item.map_err(err)?;
+                sink.push(key, verify(key, stored, &dir)?)?;
             }
             Ok(())
         })
@@ -325,9 +429,7 @@ impl MetadataStore for LmdbStore {
             self.db
                 .delete_range(wtxn, &lmdb_bounds(&range))
                 .map_err(|e| self.err(e))?;
-            restore_records(prefix, reader, |key, value| {
-                self.db.put(wtxn, key, value).map_err(|e| self.err(e))
-            })
+            restore_records(prefix, reader, |key, value| self.put(wtxn, key, value))
         })
     }
 
