@@ -18,6 +18,9 @@ use crate::release_test;
 pub struct Totals {
     /// SIGKILLs survived.
     pub kills: u64,
+    /// Of those, kills that provably landed inside a snapshot build, a
+    /// purge or a snapshot install.
+    pub kills_inside_steps: u64,
     /// Acknowledged writes found intact after kills.
     pub writes_checked: u64,
     /// Linearizability runs (seeds) passed.
@@ -36,8 +39,19 @@ fn number_before(line: &str, word: &str) -> Option<u64> {
 impl Totals {
     /// Adds what one summary line of a campaign reports.
     pub fn add_line(&mut self, line: &str) {
-        if line.starts_with("crash/") && line.contains(" kills, ") {
+        if line.starts_with("crash/") && line.contains(" kills (") {
             self.kills += number_before(line, " kills").unwrap_or(0);
+            // "… 20 kills (10 Random, 5 SnapshotBuild, 5 Purge), …"
+            let landed = line
+                .split_once(" kills (")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map_or("", |(inside, _)| inside);
+            self.kills_inside_steps += landed
+                .split(", ")
+                .filter_map(|part| part.split_once(' '))
+                .filter(|(_, moment)| *moment != "Random")
+                .filter_map(|(n, _)| n.parse::<u64>().ok())
+                .sum::<u64>();
             self.writes_checked += number_before(line, " acknowledged writes").unwrap_or(0);
         } else if line.starts_with("linearizability: seed")
             || (line.starts_with("linearizability/processes: seed") && line.contains(" completed"))
@@ -51,9 +65,10 @@ impl Totals {
     /// One line for humans (and `docs/reliability.md`).
     pub fn render(&self, elapsed: Duration) -> String {
         format!(
-            "soak: {:.0} min: {} kills, {} acknowledged writes checked, none lost; {} linearizability runs, {} operations ({} with unknown outcome) checked, all linearizable",
+            "soak: {:.0} min: {} kills ({} inside a snapshot build, purge or install), {} acknowledged writes checked, none lost; {} linearizability runs, {} operations ({} with unknown outcome) checked, all linearizable",
             elapsed.as_secs_f64() / 60.0,
             self.kills,
+            self.kills_inside_steps,
             self.writes_checked,
             self.histories,
             self.operations,
@@ -129,8 +144,8 @@ mod tests {
     #[test]
     fn summary_lines_add_up() {
         let mut t = Totals::default();
-        t.add_line("crash/lmdb: 20 kills, 8890 acknowledged writes all present, 9050 attempted, nothing foreign");
-        t.add_line("crash/cluster: 20 kills, 5646 acknowledged writes all present, 6508 attempted, nothing foreign");
+        t.add_line("crash/lmdb: 20 kills (10 Random, 5 SnapshotBuild, 5 Purge), 8890 acknowledged writes all present, 9050 attempted, nothing foreign");
+        t.add_line("crash/cluster: 20 kills (18 Random, 2 SnapshotInstall), 5646 acknowledged writes all present, 6508 attempted, nothing foreign");
         t.add_line("linearizability: seed 17: 3881 operations completed, 5 unknown, 8 faults, 61 messages dropped");
         t.add_line(
             "linearizability/processes: seed 9: 100 operations completed, 2 unknown, 5 kills",
@@ -142,15 +157,15 @@ mod tests {
             t,
             Totals {
                 kills: 40,
+                kills_inside_steps: 12,
                 writes_checked: 14536,
                 histories: 2,
                 operations: 3981,
                 unknown: 7
             }
         );
-        assert!(
-            t.render(Duration::from_secs(1800))
-                .starts_with("soak: 30 min: 40 kills, 14536")
-        );
+        assert!(t.render(Duration::from_secs(1800)).starts_with(
+            "soak: 30 min: 40 kills (12 inside a snapshot build, purge or install), 14536"
+        ));
     }
 }

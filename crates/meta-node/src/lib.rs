@@ -38,6 +38,7 @@ mod error;
 pub mod fuzzing;
 mod node;
 pub mod offline;
+pub mod pause;
 pub mod transport;
 
 pub use config::Config;

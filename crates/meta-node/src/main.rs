@@ -82,7 +82,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
+    meta_node::pause::from_env()?;
     let node = Node::start(config).await?;
+    meta_node::pause::arm();
     let c = &node.config;
     let (log_dir, state_dir) = c.store_dirs();
     let stores = if log_dir == state_dir {

@@ -1,8 +1,10 @@
 //! Crash test: clients write unique keys to real `meta-node` processes and
 //! record every acknowledged write; the process is SIGKILLed at a random
-//! moment (snapshots are built and the log purged every 50 entries, so
-//! kills land during those too); it restarts on the same data and the
-//! checker verifies that it opens cleanly, that every acknowledged write
+//! moment or, for every other kill, provably inside a snapshot build, a
+//! log purge or (cluster) a snapshot install: the node is started with the
+//! `META_PAUSE_AT` hook, stops dead at that step and is killed there
+//! (snapshots are built and the log purged every 50 entries). It restarts
+//! on the same data and the checker verifies that it opens cleanly, that every acknowledged write
 //! is there with its value, and that every key it holds is one a client
 //! wrote, with the value that client wrote.
 //!
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Dirs, Proc, ProcCluster, cli, free_port, wait_until};
+use common::{Dirs, Pause, Proc, ProcCluster, cli, free_port, wait_until};
 use serde_json::Value;
 
 /// Writers per run; each has one request in flight.
@@ -63,6 +65,58 @@ fn kills() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20)
+}
+
+/// Where a kill lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Moment {
+    /// Whenever the random delay ends.
+    Random,
+    /// Snapshot data written and synced, the snapshot not yet recorded.
+    SnapshotBuild,
+    /// A log purge decided, its deletions not yet written.
+    Purge,
+    /// A received snapshot restored into the store, the state machine's
+    /// views and snapshot record not yet updated (cluster only).
+    SnapshotInstall,
+}
+
+impl Moment {
+    fn failpoint(self) -> Option<&'static str> {
+        match self {
+            Moment::Random => None,
+            Moment::SnapshotBuild => Some("sm.snapshot.build.streamed"),
+            Moment::Purge => Some("log.purge.before"),
+            Moment::SnapshotInstall => Some("sm.snapshot.install.restored"),
+        }
+    }
+
+    /// The pause to arm in a node so the kill lands at this moment.
+    fn pause(self, dir: &std::path::Path) -> Option<Pause> {
+        self.failpoint().map(|point| Pause::at(point, dir))
+    }
+}
+
+/// How many kills landed at each moment, for the summary line.
+#[derive(Default)]
+struct Landed(BTreeMap<Moment, u64>);
+
+impl Landed {
+    fn add(&mut self, moment: Moment) {
+        *self.0.entry(moment).or_default() += 1;
+    }
+
+    fn count(&self, moment: Moment) -> u64 {
+        self.0.get(&moment).copied().unwrap_or(0)
+    }
+
+    fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|(moment, n)| format!("{n} {moment:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Everything the clients did: key -> value for every write attempted,
@@ -204,7 +258,22 @@ fn single_node_campaign(engine: &str, kills: u64) {
         format!("127.0.0.1:{}", free_port()),
     );
     let dir = dirs.node("n1");
-    let mut node = Proc::start(1, engine, &dir, true, &api, &raft);
+    // Every other kill lands inside a snapshot build or a purge.
+    let moment = |kill: u64| {
+        [
+            Moment::Random,
+            Moment::SnapshotBuild,
+            Moment::Random,
+            Moment::Purge,
+        ][kill as usize % 4]
+    };
+    let start = |kill: u64| {
+        let pause = moment(kill).pause(&dir);
+        let node = Proc::start(1, engine, &dir, true, &api, &raft, pause.as_ref());
+        (node, pause)
+    };
+    let (mut node, mut pause) = start(0);
+    let mut landed = Landed::default();
     let history = Arc::new(Mutex::new(History::default()));
     let mut checked = 0;
     for kill in 0..kills {
@@ -217,13 +286,21 @@ fn single_node_campaign(engine: &str, kills: u64) {
             stop.clone(),
             history.clone(),
         );
-        std::thread::sleep(Duration::from_millis(50 + rng.below(500)));
+        match &pause {
+            None => std::thread::sleep(Duration::from_millis(50 + rng.below(500))),
+            Some(p) => assert!(
+                p.reached_within(30),
+                "kill {kill}: the node never reached {}",
+                p.point
+            ),
+        }
         node.kill();
+        landed.add(moment(kill));
         stop.store(true, Ordering::Relaxed);
         for w in writers {
             rt.block_on(w).unwrap();
         }
-        node = Proc::start(1, engine, &dir, true, &api, &raft);
+        (node, pause) = start(kill + 1);
         checked += check(&api, &prefix, &history.lock().unwrap());
     }
     // Nothing older went missing either.
@@ -235,7 +312,8 @@ fn single_node_campaign(engine: &str, kills: u64) {
         history.acked.len()
     );
     eprintln!(
-        "crash/{engine}: {kills} kills, {} acknowledged writes all present, {} attempted, nothing foreign",
+        "crash/{engine}: {kills} kills ({}), {} acknowledged writes all present, {} attempted, nothing foreign",
+        landed.summary(),
         history.acked.len(),
         history.attempted.len()
     );
@@ -295,6 +373,7 @@ fn a_three_node_cluster_loses_no_acknowledged_write_when_nodes_are_killed() {
     });
     let apis = cluster.apis();
     let history = Arc::new(Mutex::new(History::default()));
+    let mut landed = Landed::default();
     let mut checked = 0;
     for kill in 0..kills() {
         let prefix = format!("crash/{kill:05}/");
@@ -307,14 +386,34 @@ fn a_three_node_cluster_loses_no_acknowledged_write_when_nodes_are_killed() {
             history.clone(),
         );
         std::thread::sleep(Duration::from_millis(100 + rng.below(600)));
-        // The leader half of the time, else any node.
-        let victim = match (rng.below(2), agreed_leader(&nodes)) {
-            (0, Some(leader)) => leader,
+        let install_round = kill % 3 == 2;
+        // The leader half of the time, else any node; a follower when it
+        // is to fall behind (writes go on without an election).
+        let victim = match (install_round, rng.below(2), agreed_leader(&nodes)) {
+            (true, _, Some(leader)) => (leader + 1 + rng.below(2) as usize) % 3,
+            (false, 0, Some(leader)) => leader,
             _ => rng.below(3) as usize,
         };
         nodes[victim].kill();
-        // Writes go on against the survivors for a moment.
-        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        landed.add(Moment::Random);
+        if install_round {
+            // The victim falls behind a purge; restarted, it is sent a
+            // snapshot, and dies again inside the install (or, if it
+            // caught up from the log instead, whenever the wait ends).
+            std::thread::sleep(Duration::from_millis(1500));
+            let pause = Moment::SnapshotInstall.pause(&cluster.dir(victim));
+            nodes[victim] = cluster.start_paused(victim, pause.as_ref());
+            let reached = pause.is_some_and(|p| p.reached_within(20));
+            nodes[victim].kill();
+            landed.add(if reached {
+                Moment::SnapshotInstall
+            } else {
+                Moment::Random
+            });
+        } else {
+            // Writes go on against the survivors for a moment.
+            std::thread::sleep(Duration::from_millis(rng.below(300)));
+        }
         stop.store(true, Ordering::Relaxed);
         for w in writers {
             rt.block_on(w).unwrap();
@@ -331,10 +430,47 @@ fn a_three_node_cluster_loses_no_acknowledged_write_when_nodes_are_killed() {
     let leader = agreed_leader(&nodes).unwrap_or(0);
     assert_eq!(check_all(&apis[leader], &history, kills()), checked);
     assert!(history.acked.len() > kills() as usize);
+    if kills() >= 3 {
+        assert!(
+            landed.count(Moment::SnapshotInstall) > 0,
+            "no kill landed inside a snapshot install ({})",
+            landed.summary()
+        );
+    }
     eprintln!(
-        "crash/cluster: {} kills, {} acknowledged writes all present, {} attempted, nothing foreign",
-        kills(),
+        "crash/cluster: {} kills ({}), {} acknowledged writes all present, {} attempted, nothing foreign",
+        landed.0.values().sum::<u64>(),
+        landed.summary(),
         history.acked.len(),
         history.attempted.len()
     );
+}
+
+/// The pause hook refuses what it cannot do instead of ignoring it (a
+/// crash test that silently never paused would prove nothing).
+#[test]
+fn the_pause_hook_rejects_an_unknown_failpoint_or_a_missing_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    for (point, marker, expected) in [
+        (
+            "sm.nowhere",
+            Some("m"),
+            "META_PAUSE_AT=sm.nowhere: not a failpoint",
+        ),
+        ("log.purge.before", None, "needs META_PAUSE_MARKER"),
+    ] {
+        let mut command = std::process::Command::new(common::BIN);
+        command
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .env("META_PAUSE_AT", point)
+            .env_remove("META_PAUSE_MARKER");
+        if let Some(marker) = marker {
+            command.env("META_PAUSE_MARKER", dir.path().join(marker));
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{point}: {stderr}");
+        assert!(stderr.contains(expected), "{point}: {stderr}");
+    }
 }

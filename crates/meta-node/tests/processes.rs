@@ -85,9 +85,9 @@ fn a_three_process_cluster_survives_kill_9_and_migrates_engines_without_downtime
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let addr = || format!("127.0.0.1:{}", free_port());
     let (api1, raft1, api2, raft2, api3, raft3) = (addr(), addr(), addr(), addr(), addr(), addr());
-    let mut n1 = Proc::start(1, "lmdb", &dirs.node("n1"), true, &api1, &raft1);
-    let n2 = Proc::start(2, "fjall", &dirs.node("n2"), false, &api2, &raft2);
-    let mut n3 = Proc::start(3, "lmdb", &dirs.node("n3"), false, &api3, &raft3);
+    let mut n1 = Proc::start(1, "lmdb", &dirs.node("n1"), true, &api1, &raft1, None);
+    let n2 = Proc::start(2, "fjall", &dirs.node("n2"), false, &api2, &raft2, None);
+    let mut n3 = Proc::start(3, "lmdb", &dirs.node("n3"), false, &api3, &raft3, None);
     wait_until(20, "node 1 to lead", || leader_of(&api1) == Some(1));
 
     // Form the cluster through the CLI.
@@ -116,7 +116,7 @@ fn a_three_process_cluster_survives_kill_9_and_migrates_engines_without_downtime
     cli_ok(&api3, &["kv", "put", "after-kill-2", "yes"]);
 
     // The killed node restarts from its data dir and catches up.
-    let mut n1 = Proc::start(1, "lmdb", &dirs.node("n1"), true, &api1, &raft1);
+    let mut n1 = Proc::start(1, "lmdb", &dirs.node("n1"), true, &api1, &raft1, None);
     wait_until(30, "node 1 to catch up", || {
         stale_get(&api1, "after-kill-2").is_some()
     });
@@ -137,7 +137,15 @@ fn a_three_process_cluster_survives_kill_9_and_migrates_engines_without_downtime
     for i in 60..120 {
         cli_ok(&api2, &["kv", "put", &format!("k{i:03}"), &i.to_string()]);
     }
-    let n3 = Proc::start(3, "fjall", &dirs.node("n3-fjall"), false, &api3, &raft3);
+    let n3 = Proc::start(
+        3,
+        "fjall",
+        &dirs.node("n3-fjall"),
+        false,
+        &api3,
+        &raft3,
+        None,
+    );
     cli_ok(&api2, &["cluster", "add-learner", "3", &raft3, &api3]);
     cli_ok(&api2, &["cluster", "members", "1,2,3"]);
     wait_until(30, "node 3 to catch up on fjall", || {

@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// Every failpoint, in the order a write meets them.
-pub const ALL: [&str; 16] = [
+/// Every failpoint, in the order a write meets them. `….streamed` is the
+/// middle of a snapshot build (the data written and synced, the snapshot
+/// not yet recorded); `….restored` the middle of an install (the store
+/// restored, the views and the snapshot record not yet updated).
+pub const ALL: [&str; 18] = [
     "log.vote.before",
     "log.vote.after",
     "log.append.before",
@@ -20,8 +23,10 @@ pub const ALL: [&str; 16] = [
     "sm.membership.before",
     "sm.membership.after",
     "sm.snapshot.build.before",
+    "sm.snapshot.build.streamed",
     "sm.snapshot.build.after",
     "sm.snapshot.install.before",
+    "sm.snapshot.install.restored",
     "sm.snapshot.install.after",
 ];
 

@@ -183,6 +183,7 @@ impl Shared {
             std::io::copy(&mut stream, &mut writer).map_err(snap_err)?;
             writer.flush().map_err(snap_err)?;
         }
+        failpoint!("sm.snapshot.build.streamed");
         file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
         let meta = SnapshotMeta {
             snapshot_id: snapshot_id(&applied.last_applied),
@@ -526,6 +527,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .store
                 .restore(META_PREFIX, &mut BufReader::new(&mut file))
                 .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
+            failpoint!("sm.snapshot.install.restored");
             *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
             *shared
                 .applied

@@ -27,7 +27,38 @@ pub(crate) struct Proc {
     child: Option<Child>,
 }
 
+/// Where a node should stop dead (the `META_PAUSE_AT` test hook, see
+/// `src/pause.rs`): at its first pass through a failpoint it writes the
+/// marker file and blocks, so the harness can kill it right there.
+pub(crate) struct Pause {
+    pub(crate) point: &'static str,
+    marker: PathBuf,
+}
+
+impl Pause {
+    /// A pause at `point` for the node whose data directory is `dir`.
+    pub(crate) fn at(point: &'static str, dir: &Path) -> Pause {
+        let marker = dir.with_extension("paused");
+        let _ = std::fs::remove_file(&marker);
+        Pause { point, marker }
+    }
+
+    /// Waits up to `secs` for the node to reach the point; whether it did.
+    pub(crate) fn reached_within(&self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if self.marker.exists() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
 impl Proc {
+    /// Starts a node and waits until it answers; armed with `pause` if
+    /// given.
     pub(crate) fn start(
         id: u64,
         engine: &str,
@@ -35,6 +66,7 @@ impl Proc {
         bootstrap: bool,
         api: &str,
         raft: &str,
+        pause: Option<&Pause>,
     ) -> Proc {
         let log_path = dir.with_extension("log");
         // Appended: a restarted node's log follows its earlier lives.
@@ -43,7 +75,13 @@ impl Proc {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(pause) = pause {
+            command
+                .env("META_PAUSE_AT", pause.point)
+                .env("META_PAUSE_MARKER", &pause.marker);
+        }
+        let child = command
             .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
             .args(["--listen", api, "--raft-listen", raft])
             .arg("--data-dir")
@@ -162,16 +200,19 @@ impl<'a> ProcCluster<'a> {
 
     /// Starts (or restarts) node `i` on its data directory.
     pub(crate) fn start(&self, i: usize) -> Proc {
-        let id = i as u64 + 1;
+        self.start_paused(i, None)
+    }
+
+    /// Node `i`'s data directory.
+    pub(crate) fn dir(&self, i: usize) -> PathBuf {
+        self.dirs.node(&format!("n{}", i + 1))
+    }
+
+    /// [`ProcCluster::start`], armed with `pause` if given.
+    pub(crate) fn start_paused(&self, i: usize, pause: Option<&Pause>) -> Proc {
         let (api, raft) = &self.addrs[i];
-        Proc::start(
-            id,
-            &self.engines[i],
-            &self.dirs.node(&format!("n{id}")),
-            false,
-            api,
-            raft,
-        )
+        let (id, dir) = (i as u64 + 1, self.dir(i));
+        Proc::start(id, &self.engines[i], &dir, false, api, raft, pause)
     }
 
     /// Starts every node and makes them one cluster (`cluster init`).

@@ -1,0 +1,64 @@
+//! A test hook for the crash tests: pause the node inside a storage step
+//! so a `kill -9` provably lands there.
+//!
+//! With the `failpoints` feature (tests only; release builds lack it),
+//! `META_PAUSE_AT=<failpoint>` (one of `meta_raft::failpoints::ALL`) and
+//! `META_PAUSE_MARKER=<file>`: the first time the node reaches the
+//! failpoint once it serves clients ([`arm`], so not in the snapshot a
+//! restart may build before that), it writes the failpoint's name to the
+//! marker file and blocks that thread for good. The harness waits for the marker and kills the
+//! process. Without the feature, setting `META_PAUSE_AT` is an error
+//! rather than a silently ignored request.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once the node serves: hits before that do not pause.
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Lets a configured pause fire from now on.
+pub fn arm() {
+    ARMED.store(true, Ordering::Release);
+}
+
+/// Sets the pause up from the environment, if asked for.
+pub fn from_env() -> anyhow::Result<()> {
+    let Ok(point) = std::env::var("META_PAUSE_AT") else {
+        return Ok(());
+    };
+    configure(&point)
+}
+
+#[cfg(feature = "failpoints")]
+fn configure(point: &str) -> anyhow::Result<()> {
+    let Some(point) = meta_raft::failpoints::ALL
+        .iter()
+        .find(|p| **p == point)
+        .copied()
+    else {
+        anyhow::bail!(
+            "META_PAUSE_AT={point}: not a failpoint; one of {:?}",
+            meta_raft::failpoints::ALL
+        );
+    };
+    let marker = std::env::var_os("META_PAUSE_MARKER")
+        .ok_or_else(|| anyhow::anyhow!("META_PAUSE_AT needs META_PAUSE_MARKER=<file>"))?;
+    let paused = AtomicBool::new(false);
+    fail::cfg_callback(point, move || {
+        if !ARMED.load(Ordering::Acquire) || paused.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("paused at failpoint {point} until killed (META_PAUSE_AT)");
+        if let Err(e) = std::fs::write(&marker, point) {
+            tracing::error!("writing the pause marker: {e}");
+        }
+        loop {
+            std::thread::park();
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("META_PAUSE_AT={point}: {e}"))
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn configure(point: &str) -> anyhow::Result<()> {
+    anyhow::bail!("META_PAUSE_AT={point}: this build has no failpoints (feature `failpoints`)")
+}
