@@ -695,8 +695,15 @@ async fn content_hash(State(state): State<ApiState>) -> ApiResult {
     ))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `{"status": "ok"}`, or 503 with the error once Raft has stopped.
+async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    match &state.raft.metrics().borrow().running_state {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Err(fatal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "error": fatal.to_string()})),
+        ),
+    }
 }
 
 async fn prometheus(State(state): State<ApiState>) -> impl IntoResponse {

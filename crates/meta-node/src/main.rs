@@ -105,10 +105,23 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
     if let Some(leader) = node.wait_for_leader(Duration::from_secs(5)).await {
         println!("leader: node {leader}");
     }
-    shutdown_signal().await;
-    println!("shutting down");
-    node.shutdown().await?;
-    Ok(())
+    tokio::select! {
+        () = shutdown_signal() => {
+            println!("shutting down");
+            node.shutdown().await?;
+            Ok(())
+        }
+        fatal = node.stopped() => {
+            // Fail-stop: a node that cannot write its log must not linger
+            // half-alive; restarted (by hand or by a supervisor) on its
+            // data once the cause is fixed, it recovers like after a crash.
+            tracing::error!("Raft stopped: {fatal}");
+            if let Err(e) = node.shutdown().await {
+                tracing::warn!("closing after the failure: {e}");
+            }
+            anyhow::bail!("Raft stopped: {fatal}; the node exits (restart it once the cause is fixed)")
+        }
+    }
 }
 
 async fn shutdown_signal() {

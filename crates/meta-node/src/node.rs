@@ -173,6 +173,19 @@ impl Node {
         found.ok()?.ok()?.current_leader
     }
 
+    /// Waits until this node's Raft stops on a fatal error (a failed log or
+    /// state-machine write, a full disk, a panic in the core) and returns
+    /// it. The node then answers every write and linearizable read with an
+    /// error; the `meta-node` binary exits so that it restarts on its data.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        let fatal = match metrics.wait_for(|m| m.running_state.is_err()).await {
+            Ok(m) => m.running_state.as_ref().err().map(ToString::to_string),
+            Err(_) => None,
+        };
+        fatal.unwrap_or_else(|| "the Raft core stopped without reporting why".to_string())
+    }
+
     /// Stops serving, shuts Raft down and closes the stores cleanly.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.stop_api.send(true);

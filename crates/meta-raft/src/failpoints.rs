@@ -1,6 +1,8 @@
 //! Failpoints (feature `failpoints`): named places in the storage path
-//! where a test can inject a panic (`fail::cfg(name, "1*panic")`), and a
-//! count of how often each was reached, so a test can prove it fired.
+//! where a test can inject a panic (`fail::cfg(name, "1*panic")`) or a
+//! failed write (`fail::cfg(name, "1*return")`: the storage call returns
+//! the error of [`injected`], as a full disk would make it), and a count
+//! of how often each was reached, so a test can prove it fired.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,6 +31,16 @@ pub const ALL: [&str; 18] = [
     "sm.snapshot.install.restored",
     "sm.snapshot.install.after",
 ];
+
+/// The error a `return`-configured failpoint makes its storage call fail
+/// with: an I/O error naming the failpoint.
+pub fn injected(name: &'static str) -> openraft::StorageError<u64> {
+    crate::codec::storage_error(
+        openraft::ErrorSubject::Store,
+        openraft::ErrorVerb::Write,
+        &std::io::Error::other(format!("write error injected at failpoint {name}")),
+    )
+}
 
 static HITS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
 

@@ -49,13 +49,15 @@
 pub mod apikey;
 mod blocking;
 /// A failpoint: counted and, when configured, fired (feature `failpoints`);
-/// nothing at all without the feature.
+/// nothing at all without the feature. Configured `panic`, it panics;
+/// configured `return`, the enclosing storage call fails with an injected
+/// write error ([`failpoints::injected`]).
 macro_rules! failpoint {
     ($name:literal) => {{
         #[cfg(feature = "failpoints")]
         {
             $crate::failpoints::hit($name);
-            fail::fail_point!($name);
+            fail::fail_point!($name, |_| Err($crate::failpoints::injected($name)));
         }
     }};
 }

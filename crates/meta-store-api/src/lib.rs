@@ -37,6 +37,7 @@
 //! ```
 
 mod dir_lock;
+pub mod disk;
 mod error;
 pub mod keys;
 pub mod limits;

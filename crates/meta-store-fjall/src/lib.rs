@@ -37,7 +37,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use meta_store_api::snapshot::{SnapshotOptions, SnapshotStream, restore_records, spawn_snapshot};
 use meta_store_api::{
     BatchOp, DirLock, Direction, Durability, Error, KeyRange, KeyValue, MetadataStore,
-    RestoreStats, Result, WriteBatch, limits,
+    RestoreStats, Result, WriteBatch, disk, limits,
 };
 
 const ENGINE: &str = "fjall";
@@ -176,7 +176,38 @@ impl FjallStore {
         batch
             .durability(Some(mode))
             .commit()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// [`FjallStore::err`] for a write: on a full disk, `StorageFull`.
+    fn write_err(&self, e: fjall::Error) -> Error {
+        disk::write_error(ENGINE, &self.dir, self.err(e))
+    }
+
+    /// The restore: staged, then swapped in past a durable commit point.
+    fn restore_staged(&self, prefix: &[u8], reader: &mut dyn Read) -> Result<RestoreStats> {
+        self.check_open()?;
+        let _writer = self.lock_writer();
+        self.check_open()?;
+        // A restore interrupted after its commit point is finished first, so
+        // staging never holds two restores at once.
+        self.recover_restore()?;
+        let stats = match self.stage(prefix, reader) {
+            Ok(stats) => stats,
+            Err(e) => {
+                // Best effort: the next open clears the staging anyway.
+                let _ = self.staging.clear();
+                return Err(e);
+            }
+        };
+        self.mark_restore_committed(prefix)?;
+        if let Err(e) = self.swap_in_staged(prefix) {
+            // Past the commit point: the next open rolls the swap forward.
+            // Until then nobody may see or build on the half-swapped data.
+            self.failed.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(stats)
     }
 
     /// Finishes a restore whose commit point was recorded, or discards the
@@ -205,7 +236,7 @@ impl FjallStore {
         // Data first, durably; only then drop the commit point.
         self.db
             .persist(PersistMode::SyncAll)
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.write_err(e))?;
         let mut batch = self.db.batch();
         batch.remove(&self.sys, RESTORE_PENDING);
         self.commit(batch, Durability::Durable)?;
@@ -264,7 +295,7 @@ impl FjallStore {
     fn mark_restore_committed(&self, prefix: &[u8]) -> Result<()> {
         self.db
             .persist(PersistMode::SyncAll)
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.write_err(e))?;
         let mut batch = self.db.batch();
         batch.insert(&self.sys, RESTORE_PENDING, prefix);
         self.commit(batch, Durability::Durable)
@@ -398,6 +429,17 @@ fn fjall_error(e: fjall::Error, dir: &Path) -> Error {
             path: dir.to_path_buf(),
         },
         fjall::Error::Io(io) => Error::io(format!("fjall I/O in {}", dir.display()), io),
+        // Said after a background flush or journal write failed; fjall
+        // logged that error, the caller only sees this.
+        fjall::Error::Poisoned => Error::engine(
+            ENGINE,
+            format!(
+                "the fjall store in {} refuses writes since a background flush or journal \
+                 write failed (fjall logged the cause; a full disk is the usual one); reopen \
+                 the store once it is fixed",
+                dir.display()
+            ),
+        ),
         // Data that fails its checksum or does not decode: say so, and where.
         e @ (fjall::Error::Storage(_)
         | fjall::Error::JournalRecovery(_)
@@ -460,7 +502,7 @@ impl MetadataStore for FjallStore {
         self.check_open()?;
         self.db
             .persist(PersistMode::SyncAll)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.write_err(e))
     }
 
     fn range(
@@ -511,28 +553,8 @@ impl MetadataStore for FjallStore {
     }
 
     fn restore(&self, prefix: &[u8], reader: &mut dyn Read) -> Result<RestoreStats> {
-        self.check_open()?;
-        let _writer = self.lock_writer();
-        self.check_open()?;
-        // A restore interrupted after its commit point is finished first, so
-        // staging never holds two restores at once.
-        self.recover_restore()?;
-        let stats = match self.stage(prefix, reader) {
-            Ok(stats) => stats,
-            Err(e) => {
-                // Best effort: the next open clears the staging anyway.
-                let _ = self.staging.clear();
-                return Err(e);
-            }
-        };
-        self.mark_restore_committed(prefix)?;
-        if let Err(e) = self.swap_in_staged(prefix) {
-            // Past the commit point: the next open rolls the swap forward.
-            // Until then nobody may see or build on the half-swapped data.
-            self.failed.store(true, Ordering::Release);
-            return Err(e);
-        }
-        Ok(stats)
+        self.restore_staged(prefix, reader)
+            .map_err(|e| disk::write_error(ENGINE, &self.dir, e))
     }
 
     fn close(&self) -> Result<()> {
@@ -542,7 +564,7 @@ impl MetadataStore for FjallStore {
         let _writer = self.lock_writer();
         self.db
             .persist(PersistMode::SyncAll)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.write_err(e))
     }
 }
 

@@ -47,7 +47,7 @@ use heed::{CommitOrAbort, Database, EnvFlags, EnvOpenOptions, MdbError, RwTxn, W
 use meta_store_api::snapshot::{SnapshotOptions, SnapshotStream, restore_records, spawn_snapshot};
 use meta_store_api::{
     BatchOp, DirLock, Direction, Durability, Error, KeyPreview, KeyRange, KeyValue, MetadataStore,
-    RestoreStats, Result, WriteBatch, limits,
+    RestoreStats, Result, WriteBatch, disk, limits,
 };
 
 const ENGINE: &str = "lmdb";
@@ -178,8 +178,18 @@ impl LmdbStore {
         verify(key, stored, &self.dir)
     }
 
-    /// Runs `f` in one write transaction committed with `durability`.
+    /// Runs `f` in one write transaction committed with `durability`; a
+    /// failure on a full disk is [`Error::StorageFull`].
     fn write<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut RwTxn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_txn(durability, f)
+            .map_err(|e| disk::write_error(ENGINE, &self.dir, e))
+    }
+
+    fn write_txn<T>(
         &self,
         durability: Durability,
         f: impl FnOnce(&mut RwTxn<'_>) -> Result<T>,
@@ -346,7 +356,9 @@ impl MetadataStore for LmdbStore {
 
     fn sync(&self) -> Result<()> {
         self.check_open()?;
-        self.env.force_sync().map_err(|e| self.err(e))
+        self.env
+            .force_sync()
+            .map_err(|e| disk::write_error(ENGINE, &self.dir, self.err(e)))
     }
 
     fn range(

@@ -105,6 +105,11 @@ impl Proc {
         proc
     }
 
+    /// The exit status, if the process has exited by itself.
+    pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// kill -9.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -30,6 +30,7 @@ pub struct Router {
     nodes: Arc<Mutex<BTreeMap<u64, Raft>>>,
     cut: Arc<Mutex<BTreeSet<u64>>>,
     faults: Arc<Mutex<Faults>>,
+    stopped: Arc<Mutex<Vec<String>>>,
 }
 
 /// Random message faults, from a seeded generator.
@@ -243,6 +244,16 @@ impl Router {
         .await
         .expect("raft");
         self.nodes.lock().unwrap().insert(id, raft.clone());
+        // Remember why the node's Raft stopped, if it does, even once the
+        // node is restarted.
+        let (mut metrics, stopped) = (raft.metrics(), self.stopped.clone());
+        tokio::spawn(async move {
+            if let Ok(m) = metrics.wait_for(|m| m.running_state.is_err()).await
+                && let Err(fatal) = &m.running_state
+            {
+                stopped.lock().unwrap().push(format!("node {id}: {fatal}"));
+            }
+        });
         Node {
             id,
             engine,
@@ -251,6 +262,12 @@ impl Router {
             reader: sm.reader(),
             store,
         }
+    }
+
+    /// Why nodes' Rafts stopped on fatal errors, oldest first, since the
+    /// router was made.
+    pub fn stopped(&self) -> Vec<String> {
+        self.stopped.lock().unwrap().clone()
     }
 
     /// Stops `node` whatever state its Raft is in (a node whose core
