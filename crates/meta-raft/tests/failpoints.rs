@@ -7,8 +7,9 @@
 //! call fail once with an injected write error, which must stop that node's
 //! Raft with the error (not a panic, not a silent retry). The test proves the point was reached, then
 //! restarts every node and checks the cluster heals with its invariants:
-//! no node's term goes back, purged <= snapshot <= applied <= last log on
-//! every node, every acknowledged write is there, all nodes converge.
+//! no node's term goes back, purged <= snapshot <= applied <= last log and
+//! committed <= last log on every node, committed entries never change,
+//! every acknowledged write is there, all nodes converge.
 
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used)]
@@ -24,7 +25,7 @@ use meta_raft::failpoints::{ALL, hits};
 use meta_raft::types::NodeAddr;
 use meta_raft::{Command, Envelope, LogStore};
 use openraft::ChangeMembers;
-use openraft::storage::RaftLogStorage;
+use openraft::storage::{RaftLogReader, RaftLogStorage};
 
 const ENGINES: [Engine; 4] = [Engine::Lmdb, Engine::Fjall, Engine::Lmdb, Engine::Fjall];
 
@@ -78,6 +79,27 @@ async fn writes(node: &Node, n: u32, next: &mut u32, acked: &mut BTreeMap<String
             _ => return,
         }
     }
+}
+
+/// The log ids of the entries `node` holds up to the committed index it
+/// persisted, by index; checks that index is within its log.
+async fn committed_log(node: &Node, point: &str) -> BTreeMap<u64, openraft::LogId<u64>> {
+    let mut log = LogStore::new(node.store.clone());
+    let committed = log.read_committed().await.unwrap().map_or(0, |c| c.index);
+    let state = log.get_log_state().await.unwrap();
+    let last = state.last_log_id.map_or(0, |l| l.index);
+    assert!(
+        committed <= last,
+        "{point}: node {}: committed {committed} beyond its last log entry {last}",
+        node.id
+    );
+    let first = state.last_purged_log_id.map_or(0, |p| p.index + 1);
+    log.try_get_log_entries(first..=committed)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.log_id.index, e.log_id))
+        .collect()
 }
 
 /// Stops node `i` (however it is) and starts it again on its data.
@@ -216,9 +238,17 @@ async fn campaign(point: &'static str, fault: Fault) {
     // Heal: every node restarts on its data. The term a node acted on is
     // the one it persisted (a vote whose save failed was never used).
     let mut terms = Vec::new();
+    let mut committed_entries = BTreeMap::new();
     for n in nodes.iter().flatten() {
         let vote = LogStore::new(n.store.clone()).read_vote().await.unwrap();
         terms.push(vote.map_or(0, |v| v.leader_id().term));
+        for (index, log_id) in committed_log(n, point).await {
+            let earlier = committed_entries.insert(index, log_id);
+            assert!(
+                earlier.is_none_or(|e| e == log_id),
+                "{point}: nodes committed different entries at {index}: {earlier:?}, {log_id:?}"
+            );
+        }
     }
     for i in 0..nodes.len() {
         restart(&router, &mut nodes, i).await;
@@ -294,6 +324,22 @@ async fn campaign(point: &'static str, fault: Fault) {
             n.id
         );
     }
+    // Committed entries never change: every node still holding one holds
+    // the same entry (log id) as before the restarts.
+    let mut rechecked = 0;
+    for n in nodes.iter().flatten() {
+        let log = committed_log(n, point).await;
+        for (index, log_id) in &committed_entries {
+            if let Some(now) = log.get(index) {
+                assert_eq!(
+                    now, log_id,
+                    "{point}: node {}: committed entry {index} changed",
+                    n.id
+                );
+                rechecked += 1;
+            }
+        }
+    }
     let reader = &nodes[l].as_ref().unwrap().reader;
     for (key, value) in &acked {
         assert_eq!(
@@ -303,7 +349,8 @@ async fn campaign(point: &'static str, fault: Fault) {
         );
     }
     eprintln!(
-        "failpoint {point} ({fault:?}): reached, healed; {} acknowledged writes intact",
+        "failpoint {point} ({fault:?}): reached, healed; {} acknowledged writes intact, \
+         {rechecked} committed log entries unchanged",
         acked.len()
     );
     for n in nodes.into_iter().flatten() {
