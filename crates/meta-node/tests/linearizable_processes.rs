@@ -1,8 +1,13 @@
 //! Linearizability against real processes over TCP: a 3-node `meta-node`
 //! cluster (lmdb, fjall, lmdb) serves HTTP clients doing linearizable
 //! reads, writes and compare-and-swap on a few keys through random nodes
-//! (followers redirect to the leader) while a nemesis SIGKILLs a node —
-//! the leader half the time — and restarts it on its data. Each key's
+//! (followers redirect to the leader) while a nemesis, every 0.5–1.5 s,
+//! picks a node — the leader half the time — and SIGKILLs it (restarted on
+//! its data after 0.2–0.8 s), or freezes it with SIGSTOP for 0.3–2 s (a
+//! frozen leader is deposed and wakes up believing it still leads), or
+//! makes the links lossy for 0.5–1.5 s: every Raft RPC crosses a proxy
+//! ([`common::links`]) that then cuts 5% of connections mid-stream and
+//! delays what it forwards by up to 20 ms. Each key's
 //! history (timed-out or `outcome_unknown` writes as unknown outcomes) must
 //! be linearizable, checked by the WGL checker of `meta-raft`'s tests, and
 //! a run must complete a minimum number of operations.
@@ -70,8 +75,9 @@ async fn outcome(answer: reqwest::Result<reqwest::Response>) -> Outcome {
     let body: serde_json::Value = answer.json().await.unwrap_or_default();
     match body.pointer("/error/code").and_then(|c| c.as_str()) {
         Some("cas_mismatch") => Outcome::Done(false),
-        // Refused before it was logged: it never happened.
-        Some("not_leader" | "unavailable") => Outcome::Refused,
+        // Refused before it was logged (this node does not lead, knows
+        // no leader, or cannot serve): it never happened.
+        Some("not_leader" | "no_leader" | "unavailable") => Outcome::Refused,
         _ => Outcome::Unknown,
     }
 }
@@ -154,7 +160,13 @@ async fn client(
                 };
                 (kind, answer)
             };
-            match (outcome(answer).await, kind) {
+            let outcome = outcome(answer).await;
+            if matches!(outcome, Outcome::Refused | Outcome::Unknown) {
+                // As a real client would: back off while the cluster
+                // elects or heals, rather than spin.
+                tokio::time::sleep(Duration::from_millis(20 + rng.below(30))).await;
+            }
+            match (outcome, kind) {
                 (Outcome::Refused, _) => None,
                 (Outcome::Unknown, kind) => Some((kind, None)),
                 (Outcome::Done(swapped), Kind::Cas { expected, new, .. }) => Some((
@@ -199,7 +211,8 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
     let mut rng = Rng(seed);
     let seconds = env_u64("META_LINP_SECONDS", 8);
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let cluster = ProcCluster::with_links(&dirs, &["lmdb", "fjall", "lmdb"], seed);
+    let links = cluster.links.as_ref().unwrap();
     let mut nodes = cluster.form();
     let start = |i: usize| cluster.start(i);
     let apis = cluster.apis();
@@ -221,17 +234,33 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
             ))
         })
         .collect();
-    let mut kills = 0;
+    let (mut kills, mut pauses, mut lossy) = (0, 0, 0);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500 + rng.below(1000)));
         let victim = match (rng.below(2), leader_of(&apis[rng.below(3) as usize])) {
             (0, Some(leader)) => leader as usize - 1,
             _ => rng.below(3) as usize,
         };
-        nodes[victim].kill();
-        kills += 1;
-        std::thread::sleep(Duration::from_millis(200 + rng.below(600)));
-        nodes[victim] = start(victim);
+        match rng.below(3) {
+            0 => {
+                nodes[victim].kill();
+                kills += 1;
+                std::thread::sleep(Duration::from_millis(200 + rng.below(600)));
+                nodes[victim] = start(victim);
+            }
+            1 => {
+                nodes[victim].pause();
+                pauses += 1;
+                std::thread::sleep(Duration::from_millis(300 + rng.below(1700)));
+                nodes[victim].resume();
+            }
+            _ => {
+                links.set(50, 20);
+                lossy += 1;
+                std::thread::sleep(Duration::from_millis(500 + rng.below(1000)));
+                links.set(0, 0);
+            }
+        }
     }
     for c in clients {
         rt.block_on(c).unwrap();
@@ -266,7 +295,9 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
         .map(|ops| ops.iter().filter(|o| o.ret.is_none()).count())
         .sum();
     eprintln!(
-        "linearizability/processes: seed {seed}: {completed} operations completed, {unknown} unknown, {kills} kills"
+        "linearizability/processes: seed {seed}: {completed} operations completed, {unknown} unknown, \
+         {kills} kills, {pauses} pauses, {lossy} lossy-link windows ({} connections cut)",
+        links.dropped()
     );
     assert!(
         completed >= MIN_COMPLETED,

@@ -4,6 +4,8 @@
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod links;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -11,12 +13,23 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meta-node");
 
+/// A free loopback port, never one handed out before in this process (the
+/// OS may offer a just-released port again, and two of a node's addresses
+/// must differ).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A node process; killed (SIGKILL) on drop.
@@ -110,6 +123,25 @@ impl Proc {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
 
+    /// SIGSTOP: the process freezes (no thread runs, nothing is sent or
+    /// received) until [`Proc::resume`], like a long GC or VM pause.
+    pub(crate) fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Proc::pause`].
+    pub(crate) fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let pid = child.id().to_string();
+            let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+            assert!(status.success(), "kill {signal} {pid}");
+        }
+    }
+
     /// kill -9.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -190,6 +222,8 @@ pub(crate) struct ProcCluster<'a> {
     pub(crate) addrs: Vec<(String, String)>,
     engines: Vec<String>,
     dirs: &'a Dirs,
+    /// Proxies the peers reach each node through, if any.
+    pub(crate) links: Option<links::Links>,
 }
 
 impl<'a> ProcCluster<'a> {
@@ -200,7 +234,17 @@ impl<'a> ProcCluster<'a> {
             addrs: engines.iter().map(|_| (addr(), addr())).collect(),
             engines: engines.iter().map(|e| e.to_string()).collect(),
             dirs,
+            links: None,
         }
+    }
+
+    /// [`ProcCluster::new`], with every Raft RPC to a node crossing a
+    /// proxy that can delay it or cut its connection ([`links::Links`]).
+    pub(crate) fn with_links(dirs: &'a Dirs, engines: &[&str], seed: u64) -> ProcCluster<'a> {
+        let mut cluster = ProcCluster::new(dirs, engines);
+        let targets: Vec<String> = cluster.addrs.iter().map(|(_, raft)| raft.clone()).collect();
+        cluster.links = Some(links::Links::new(&targets, seed));
+        cluster
     }
 
     /// Starts (or restarts) node `i` on its data directory.
@@ -227,7 +271,10 @@ impl<'a> ProcCluster<'a> {
             .addrs
             .iter()
             .enumerate()
-            .map(|(i, (api, raft))| format!("{}={raft},{api}", i + 1))
+            .map(|(i, (api, raft))| {
+                let raft = self.links.as_ref().map_or(raft, |l| &l.advertised[i]);
+                format!("{}={raft},{api}", i + 1)
+            })
             .collect();
         let mut init = vec!["cluster", "init"];
         init.extend(members.iter().map(String::as_str));

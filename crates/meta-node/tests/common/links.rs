@@ -1,0 +1,151 @@
+//! Faulty links between real processes: a TCP proxy in front of each
+//! node's peer port, advertised to the cluster as that node's Raft address,
+//! so every Raft RPC to the node crosses it. The proxy can delay what it
+//! forwards and drop connections (the RPCs in flight on them are lost;
+//! the sender reconnects), from a seeded generator.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the links do to the bytes they carry; shared by all of them.
+#[derive(Default)]
+struct Faults {
+    /// Chance, per forwarded chunk, to cut the connection instead (per
+    /// mille).
+    drop_per_mille: u64,
+    /// Each forwarded chunk waits up to this long.
+    max_delay_ms: u64,
+    rng: u64,
+}
+
+impl Faults {
+    fn roll(&mut self) -> (bool, u64) {
+        if self.drop_per_mille == 0 && self.max_delay_ms == 0 {
+            return (false, 0);
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let drop = self.rng % 1000 < self.drop_per_mille;
+        let delay = (self.rng >> 20) % (self.max_delay_ms + 1);
+        (drop, delay)
+    }
+}
+
+/// The proxies of one cluster, on their own runtime; stopped on drop.
+pub(crate) struct Links {
+    /// The address each node is reached at (the proxy), by node index.
+    pub(crate) advertised: Vec<String>,
+    faults: Arc<Mutex<Faults>>,
+    dropped: Arc<AtomicU64>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Links {
+    /// One proxy per target address (a node's real peer port).
+    pub(crate) fn new(targets: &[String], seed: u64) -> Links {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let faults = Arc::new(Mutex::new(Faults {
+            rng: seed | 1,
+            ..Faults::default()
+        }));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let advertised = targets
+            .iter()
+            .map(|target| {
+                let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+                let addr = listener.local_addr().unwrap().to_string();
+                runtime.spawn(serve(
+                    listener,
+                    target.clone(),
+                    faults.clone(),
+                    dropped.clone(),
+                ));
+                addr
+            })
+            .collect();
+        Links {
+            advertised,
+            faults,
+            dropped,
+            _runtime: runtime,
+        }
+    }
+
+    /// From now on, each forwarded chunk cuts its connection with
+    /// probability `drop_per_mille`/1000 and is delayed up to
+    /// `max_delay_ms`; `(0, 0)` heals.
+    pub(crate) fn set(&self, drop_per_mille: u64, max_delay_ms: u64) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.drop_per_mille = drop_per_mille;
+        faults.max_delay_ms = max_delay_ms;
+    }
+
+    /// Connections cut so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    target: String,
+    faults: Arc<Mutex<Faults>>,
+    dropped: Arc<AtomicU64>,
+) {
+    while let Ok((inbound, _)) = listener.accept().await {
+        let (target, faults, dropped) = (target.clone(), faults.clone(), dropped.clone());
+        tokio::spawn(async move {
+            // A node that is down refuses: so does its link.
+            let Ok(outbound) = TcpStream::connect(&target).await else {
+                return;
+            };
+            // As the nodes' own sockets: Nagle's wait behind a delayed ACK
+            // would add 40 ms to every RPC.
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
+            let (from_client, to_client) = inbound.into_split();
+            let (from_node, to_node) = outbound.into_split();
+            // Either direction ending (or cut) closes both.
+            tokio::select! {
+                () = pump(from_client, to_node, &faults, &dropped) => {}
+                () = pump(from_node, to_client, &faults, &dropped) => {}
+            }
+        });
+    }
+}
+
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    faults: &Mutex<Faults>,
+    dropped: &AtomicU64,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let (drop, delay) = faults.lock().unwrap().roll();
+        if drop {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
