@@ -28,7 +28,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A store call stuck on a failing disk must not keep the process from
+    // exiting (dropping the runtime would wait for it).
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -82,6 +86,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
+    if cfg!(feature = "failpoints") {
+        tracing::warn!("built with the `failpoints` test feature: not for production");
+    }
     meta_node::pause::from_env()?;
     let node = Node::start(config).await?;
     meta_node::pause::arm();
@@ -116,8 +123,10 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
             // half-alive; restarted (by hand or by a supervisor) on its
             // data once the cause is fixed, it recovers like after a crash.
             tracing::error!("Raft stopped: {fatal}");
-            if let Err(e) = node.shutdown().await {
-                tracing::warn!("closing after the failure: {e}");
+            match tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("closing after the failure: {e}"),
+                Err(_) => tracing::warn!("closing after the failure took over 10 s; exiting anyway"),
             }
             anyhow::bail!("Raft stopped: {fatal}; the node exits (restart it once the cause is fixed)")
         }

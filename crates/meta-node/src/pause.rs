@@ -5,8 +5,10 @@
 //! `META_PAUSE_AT=<failpoint>` (one of `meta_raft::failpoints::ALL`) and
 //! `META_PAUSE_MARKER=<file>`: the first time the node reaches the
 //! failpoint once it serves clients ([`arm`], so not in the snapshot a
-//! restart may build before that), it writes the failpoint's name to the
-//! marker file and blocks that thread for good. The harness waits for the marker and kills the
+//! restart may build before that) and, if `META_PAUSE_ARM=<file>` is set,
+//! once that file exists (the harness creates it when it is ready, e.g.
+//! after checking the restarted node), it writes the failpoint's name to
+//! the marker file and blocks that thread for good. The harness waits for the marker and kills the
 //! process. Without the feature, setting `META_PAUSE_AT` is an error
 //! rather than a silently ignored request.
 
@@ -42,9 +44,12 @@ fn configure(point: &str) -> anyhow::Result<()> {
     };
     let marker = std::env::var_os("META_PAUSE_MARKER")
         .ok_or_else(|| anyhow::anyhow!("META_PAUSE_AT needs META_PAUSE_MARKER=<file>"))?;
+    let arm_file = std::env::var_os("META_PAUSE_ARM").map(std::path::PathBuf::from);
     let paused = AtomicBool::new(false);
+    tracing::warn!("test hook: pausing at failpoint {point} (META_PAUSE_AT)");
     fail::cfg_callback(point, move || {
-        if !ARMED.load(Ordering::Acquire) || paused.swap(true, Ordering::AcqRel) {
+        let ready = ARMED.load(Ordering::Acquire) && arm_file.as_ref().is_none_or(|f| f.exists());
+        if !ready || paused.swap(true, Ordering::AcqRel) {
             return;
         }
         tracing::warn!("paused at failpoint {point} until killed (META_PAUSE_AT)");

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Dirs, Pause, Proc, ProcCluster, cli, free_port, wait_until};
+use common::{
+    Dirs, Pause, Proc, ProcCluster, Rng, cli, env_u64, free_port, seed_from_env, wait_until,
+};
 use serde_json::Value;
 
 /// Writers per run; each has one request in flight.
@@ -31,40 +33,12 @@ const WRITERS: u64 = 8;
 /// Keys written per kill at most (the list API returns 10,000 at most).
 const MAX_WRITES_PER_KILL: u64 = 8_000;
 
-/// A small deterministic generator (xorshift64*), so a seed replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seed() -> u64 {
-    std::env::var("META_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        })
+    seed_from_env("META_CRASH_SEED")
 }
 
 fn kills() -> u64 {
-    std::env::var("META_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20)
+    env_u64("META_CRASH_KILLS", 20)
 }
 
 /// Where a kill lands.
@@ -277,6 +251,10 @@ fn single_node_campaign(engine: &str, kills: u64) {
     let history = Arc::new(Mutex::new(History::default()));
     let mut checked = 0;
     for kill in 0..kills {
+        // Armed only now: the check of the previous kill is done.
+        if let Some(p) = &pause {
+            p.arm();
+        }
         let prefix = format!("crash/{kill:05}/");
         let stop = Arc::new(AtomicBool::new(false));
         let writers = start_writers(
@@ -403,7 +381,10 @@ fn a_three_node_cluster_loses_no_acknowledged_write_when_nodes_are_killed() {
             std::thread::sleep(Duration::from_millis(1500));
             let pause = Moment::SnapshotInstall.pause(&cluster.dir(victim));
             nodes[victim] = cluster.start_paused(victim, pause.as_ref());
-            let reached = pause.is_some_and(|p| p.reached_within(20));
+            let reached = pause.is_some_and(|p| {
+                p.arm();
+                p.reached_within(20)
+            });
             nodes[victim].kill();
             landed.add(if reached {
                 Moment::SnapshotInstall

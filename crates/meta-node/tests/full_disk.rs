@@ -7,7 +7,8 @@
 //!
 //! Mounting needs root (or `CAP_SYS_ADMIN`); where `mount` is refused the
 //! test says so and checks nothing. Injected write errors that run
-//! everywhere are in `meta-raft`'s `tests/write_errors.rs`.
+//! everywhere are in `meta-raft`'s `tests/failpoints.rs`
+//! (`a_write_error_at_every_failpoint_…`).
 
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used)]
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dirs, Proc, cli, free_port};
+use common::{Dirs, Proc, Rng, cli, free_port};
 
 /// A tmpfs mounted on a directory; unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -82,7 +83,14 @@ fn full_disk_campaign(engine: &str) {
         format!("127.0.0.1:{}", free_port()),
     );
     let mut node = Proc::start(1, engine, &dir, true, &api, &raft, None);
-    let value = "x".repeat(32 * 1024);
+    // Incompressible (snapshots are LZ4-compressed): the snapshot spill
+    // files fill the disk as fast as the stores do, so whichever write
+    // meets ENOSPC first must say so.
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let value: String = (0..32 * 1024)
+        .map(|_| char::from(alphabet[rng.below(64) as usize]))
+        .collect();
     let mut acked = Vec::new();
     let mut refusal = None;
     for i in 0..2_000 {

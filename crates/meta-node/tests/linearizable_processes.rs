@@ -27,31 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checker::{Kind, Op, Value, Verdict, check};
-use common::{Dirs, ProcCluster, cli, wait_until};
+use common::{Dirs, ProcCluster, Rng, cli, env_u64, seed_from_env, wait_until};
 use serde_json::json;
 
 const KEYS: u64 = 8;
 const CLIENTS: u64 = 4;
 const MIN_COMPLETED: usize = 100;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
 
 type History = Arc<Mutex<BTreeMap<u64, Vec<Op>>>>;
 
@@ -200,13 +181,7 @@ fn leader_of(api: &str) -> Option<u64> {
 
 #[test]
 fn histories_against_processes_killed_and_restarted_are_linearizable() {
-    let seed = env_u64(
-        "META_LINP_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    ) | 1;
+    let seed = seed_from_env("META_LINP_SEED");
     eprintln!("linearizability/processes: seed {seed} (META_LINP_SEED replays the schedule)");
     let mut rng = Rng(seed);
     let seconds = env_u64("META_LINP_SECONDS", 8);

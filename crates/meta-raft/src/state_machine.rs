@@ -142,6 +142,20 @@ fn spill_file(dir: &Path) -> std::io::Result<std::fs::File> {
     tempfile::tempfile_in(dir)
 }
 
+/// A failed write of a spill file: on a full disk, says so (like the
+/// stores' own write errors).
+fn spill_error(dir: &Path, e: std::io::Error) -> StorageError {
+    let error = meta_store_api::disk::write_error(
+        "snapshot",
+        dir,
+        meta_store_api::Error::io(
+            format!("writing a snapshot spill file in {}", dir.display()),
+            e,
+        ),
+    );
+    storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &error)
+}
+
 /// A deterministic snapshot id: equal content at the same log id gets the
 /// same id on every node and engine.
 fn snapshot_id(last: &Option<LogId>) -> String {
@@ -175,8 +189,7 @@ impl Shared {
         // Apply writes are buffered; once a snapshot exists Raft may purge
         // the log it covers, so the state it covers must be durable first.
         self.store.sync().map_err(sm_err(ErrorVerb::Write))?;
-        let snap_err =
-            |e: std::io::Error| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e);
+        let snap_err = |e: std::io::Error| spill_error(&self.spill_dir, e);
         let mut file = spill_file(&self.spill_dir).map_err(snap_err)?;
         {
             let mut writer = BufWriter::new(&mut file);
@@ -479,8 +492,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let file = spill_file(&self.shared.spill_dir)
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?;
+        let dir = &self.shared.spill_dir;
+        let file = spill_file(dir).map_err(|e| spill_error(dir, e))?;
         Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 

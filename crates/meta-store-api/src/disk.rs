@@ -61,8 +61,9 @@ pub fn write_error(engine: &'static str, dir: &Path, error: Error) -> Error {
     Error::StorageFull {
         engine,
         detail: format!(
-            "the disk holding {} is full ({free} free): {error}; free space, then retry \
-             (a node whose log write failed has stopped: restart it)",
+            "the disk holding {} is full ({free} free): {error}; free space, then reopen \
+             the store (restart the node: a store whose write failed may refuse writes \
+             until reopened, and a node whose log write failed has stopped)",
             dir.display()
         ),
     }

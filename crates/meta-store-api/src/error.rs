@@ -45,8 +45,10 @@ pub enum Error {
     /// outside the prefix being restored).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// The engine ran out of room (for example LMDB's map is full). The write
-    /// was not applied; the store is still usable for reads and smaller writes.
+    /// The engine ran out of room. LMDB's map full: the write was not
+    /// applied, and the store is still usable for reads and smaller writes.
+    /// A full disk ([`disk::write_error`](crate::disk::write_error)): the
+    /// store may refuse writes until it is reopened with space free.
     #[error("{engine} storage is full: {detail}")]
     StorageFull {
         /// Engine name.

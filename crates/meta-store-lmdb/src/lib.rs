@@ -58,9 +58,9 @@ const RECORDS: &str = "records.crc32c";
 /// Bytes of checksum in front of every stored value.
 const CHECKSUM_LEN: usize = 4;
 
-/// How many records a conversion from the pre-checksum format moves per
-/// step (bounded memory; all steps are one transaction).
-const CONVERT_CHUNK: usize = 4096;
+/// How many bytes of records a conversion from the pre-checksum format
+/// moves per step (bounded memory; all steps are one transaction).
+const CONVERT_CHUNK_BYTES: usize = 64 << 20;
 
 type Env = heed::Env<WithoutTls>;
 /// A database of the environment, once its creating transaction committed.
@@ -133,14 +133,15 @@ impl LmdbStore {
                 }
                 let main: RawDb<'_> = opener.create_database(wtxn, None)?;
                 let records: RawDb<'_> = opener.create_database(wtxn, Some(RECORDS))?;
-                convert_unchecksummed(main, records, wtxn)?;
+                convert_unchecksummed(main, records, wtxn, CONVERT_CHUNK_BYTES)?;
                 Ok::<_, heed::Error>(CommitOrAbort::Commit(records))
             })
             .map_err(|e| lmdb_error(e, map_size, dir))?
             .unwrap_commit();
         // Makes a creation or conversion durable now rather than at the
         // first durable write.
-        env.force_sync().map_err(|e| lmdb_error(e, map_size, dir))?;
+        env.force_sync()
+            .map_err(|e| disk::write_error(ENGINE, dir, lmdb_error(e, map_size, dir)))?;
         Ok(LmdbStore {
             env,
             db,
@@ -250,15 +251,17 @@ fn convert_unchecksummed(
     main: RawDb<'_>,
     records: RawDb<'_>,
     wtxn: &mut RwTxn<'_>,
+    chunk_bytes: usize,
 ) -> heed::Result<()> {
     loop {
-        let mut chunk = Vec::with_capacity(CONVERT_CHUNK);
+        let (mut chunk, mut bytes) = (Vec::new(), 0);
         for item in main.iter(wtxn)? {
             let (key, value) = item?;
             // `records` itself is an entry of the main database.
             if key != RECORDS.as_bytes() {
+                bytes += key.len() + value.len();
                 chunk.push((key.to_vec(), value.to_vec()));
-                if chunk.len() == CONVERT_CHUNK {
+                if bytes >= chunk_bytes {
                     break;
                 }
             }
@@ -295,12 +298,22 @@ fn lmdb_error(e: heed::Error, map_size: usize, dir: &Path) -> Error {
             engine: ENGINE,
             detail: "too many concurrent readers; reopen with a larger `max_readers`".into(),
         },
-        heed::Error::Mdb(
-            err @ (MdbError::Corrupted | MdbError::PageNotFound | MdbError::Panic),
-        ) => Error::Corruption {
-            engine: ENGINE,
-            detail: format!("{} in {}", err, dir.display()),
-        },
+        // Set once a write failed half-way (e.g. its meta page on a full
+        // disk): the environment refuses everything until reopened.
+        heed::Error::Mdb(MdbError::Panic) => Error::engine(
+            ENGINE,
+            format!(
+                "the LMDB environment in {} is unusable after a failed write (MDB_PANIC); \
+                 reopen the store",
+                dir.display()
+            ),
+        ),
+        heed::Error::Mdb(err @ (MdbError::Corrupted | MdbError::PageNotFound)) => {
+            Error::Corruption {
+                engine: ENGINE,
+                detail: format!("{} in {}", err, dir.display()),
+            }
+        }
         heed::Error::EnvAlreadyOpened => Error::Locked {
             path: dir.to_path_buf(),
         },
@@ -451,6 +464,60 @@ impl MetadataStore for LmdbStore {
         }
         // Wait for an in-flight write, then make everything durable.
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.env.force_sync().map_err(|e| self.err(e))
+        self.env
+            .force_sync()
+            .map_err(|e| disk::write_error(ENGINE, &self.dir, self.err(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests fail by panicking.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The conversion moves everything however many chunks it takes.
+    #[test]
+    fn a_conversion_in_many_chunks_moves_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(64 << 20).max_dbs(1);
+        // SAFETY: a fresh directory nothing else opens.
+        #[allow(unsafe_code)]
+        let env = unsafe { options.open(dir.path()) }.unwrap();
+        let wtxn = env.write_txn().unwrap();
+        let records: Vec<(Vec<u8>, Vec<u8>)> = (0..1000u32)
+            .map(|i| (format!("k{i:04}").into_bytes(), vec![b'v'; i as usize % 7]))
+            .collect();
+        let moved = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                let main: RawDb<'_> = opener.create_database(wtxn, None)?;
+                for (key, value) in &records {
+                    main.put(wtxn, key, value)?;
+                }
+                let converted: RawDb<'_> = opener.create_database(wtxn, Some(RECORDS))?;
+                // About 100 records a chunk: ten chunks and a bit.
+                convert_unchecksummed(main, converted, wtxn, 800)?;
+                let left = main.len(wtxn)?;
+                let mut moved = Vec::new();
+                for item in converted.iter(wtxn)? {
+                    let (key, stored) = item?;
+                    moved.push((
+                        key.to_vec(),
+                        verify(key, stored, dir.path()).unwrap().to_vec(),
+                    ));
+                }
+                Ok::<_, heed::Error>(CommitOrAbort::<(), _>::Abort((left, moved)))
+            })
+            .unwrap();
+        let CommitOrAbort::Abort((left, moved)) = moved else {
+            panic!("aborted above")
+        };
+        assert_eq!(
+            left, 1,
+            "only the `records` entry stays in the main database"
+        );
+        assert_eq!(moved, records);
     }
 }

@@ -13,14 +13,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the links do to the bytes they carry; shared by all of them.
-#[derive(Default)]
 struct Faults {
     /// Chance, per forwarded chunk, to cut the connection instead (per
     /// mille).
     drop_per_mille: u64,
     /// Each forwarded chunk waits up to this long.
     max_delay_ms: u64,
-    rng: u64,
+    rng: super::Rng,
 }
 
 impl Faults {
@@ -28,11 +27,8 @@ impl Faults {
         if self.drop_per_mille == 0 && self.max_delay_ms == 0 {
             return (false, 0);
         }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let drop = self.rng % 1000 < self.drop_per_mille;
-        let delay = (self.rng >> 20) % (self.max_delay_ms + 1);
+        let drop = self.rng.below(1000) < self.drop_per_mille;
+        let delay = self.rng.below(self.max_delay_ms + 1);
         (drop, delay)
     }
 }
@@ -55,14 +51,19 @@ impl Links {
             .build()
             .unwrap();
         let faults = Arc::new(Mutex::new(Faults {
-            rng: seed | 1,
-            ..Faults::default()
+            drop_per_mille: 0,
+            max_delay_ms: 0,
+            rng: super::Rng(seed | 1),
         }));
         let dropped = Arc::new(AtomicU64::new(0));
         let advertised = targets
             .iter()
             .map(|target| {
-                let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+                // A port no node of this process was or will be given.
+                let port = super::free_port();
+                let listener = runtime
+                    .block_on(TcpListener::bind(("127.0.0.1", port)))
+                    .unwrap();
                 let addr = listener.local_addr().unwrap().to_string();
                 runtime.spawn(serve(
                     listener,

@@ -13,6 +13,42 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meta-node");
 
+/// A small deterministic generator (xorshift64*), so a seed replays a
+/// run. The seed must not be 0.
+#[derive(Clone)]
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n` (0 if `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The variable `name` as a number, or `default`.
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A seed from variable `name` (to replay a run), else from the clock;
+/// never 0.
+pub(crate) fn seed_from_env(name: &str) -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    env_u64(name, clock) | 1
+}
+
 /// A free loopback port, never one handed out before in this process (the
 /// OS may offer a just-released port again, and two of a node's addresses
 /// must differ).
@@ -46,14 +82,21 @@ pub(crate) struct Proc {
 pub(crate) struct Pause {
     pub(crate) point: &'static str,
     marker: PathBuf,
+    arm: PathBuf,
 }
 
 impl Pause {
     /// A pause at `point` for the node whose data directory is `dir`.
     pub(crate) fn at(point: &'static str, dir: &Path) -> Pause {
-        let marker = dir.with_extension("paused");
+        let (marker, arm) = (dir.with_extension("paused"), dir.with_extension("armed"));
         let _ = std::fs::remove_file(&marker);
-        Pause { point, marker }
+        let _ = std::fs::remove_file(&arm);
+        Pause { point, marker, arm }
+    }
+
+    /// Lets the node pause from now on (until then it passes the point).
+    pub(crate) fn arm(&self) {
+        std::fs::write(&self.arm, self.point).unwrap();
     }
 
     /// Waits up to `secs` for the node to reach the point; whether it did.
@@ -92,7 +135,8 @@ impl Proc {
         if let Some(pause) = pause {
             command
                 .env("META_PAUSE_AT", pause.point)
-                .env("META_PAUSE_MARKER", &pause.marker);
+                .env("META_PAUSE_MARKER", &pause.marker)
+                .env("META_PAUSE_ARM", &pause.arm);
         }
         let child = command
             .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
