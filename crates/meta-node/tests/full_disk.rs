@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dirs, Proc, Rng, cli, free_port};
+use common::{Dirs, Proc, ProcCluster, Rng, cli, converged_hash, free_port};
 
 /// A tmpfs mounted on a directory; unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -68,6 +68,29 @@ fn exits_within(node: &mut Proc, secs: u64) -> Option<std::process::ExitStatus> 
     None
 }
 
+/// A printable value LZ4 cannot shrink (snapshots are compressed): the
+/// snapshot spill files then fill the disk as fast as the stores do, so
+/// whichever write meets `ENOSPC` first must say so.
+fn incompressible(len: usize) -> String {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    (0..len)
+        .map(|_| char::from(alphabet[rng.below(64) as usize]))
+        .collect()
+}
+
+/// The node's log ends with its reason for stopping: a full disk.
+fn assert_stopped_on_full_disk(node: &Proc) {
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    let last_words = &log[log.len().saturating_sub(3_000)..];
+    assert!(
+        last_words.contains("error: Raft stopped:")
+            && last_words.contains("storage is full: the disk holding"),
+        "node {}'s last words say why it stopped: {last_words}",
+        node.id
+    );
+}
+
 fn full_disk_campaign(engine: &str) {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let dir = dirs.node("n1");
@@ -83,14 +106,7 @@ fn full_disk_campaign(engine: &str) {
         format!("127.0.0.1:{}", free_port()),
     );
     let mut node = Proc::start(1, engine, &dir, true, &api, &raft, None);
-    // Incompressible (snapshots are LZ4-compressed): the snapshot spill
-    // files fill the disk as fast as the stores do, so whichever write
-    // meets ENOSPC first must say so.
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let value: String = (0..32 * 1024)
-        .map(|_| char::from(alphabet[rng.below(64) as usize]))
-        .collect();
+    let value = incompressible(32 * 1024);
     let mut acked = Vec::new();
     let mut refusal = None;
     for i in 0..2_000 {
@@ -121,13 +137,7 @@ fn full_disk_campaign(engine: &str) {
     // Fail-stop: the node exits, and its last words say why and where.
     let status = exits_within(&mut node, 30).expect("the node exits once its disk is full");
     assert!(!status.success(), "{status}");
-    let log = std::fs::read_to_string(&node.log).unwrap();
-    let last_words = &log[log.len().saturating_sub(3_000)..];
-    assert!(
-        last_words.contains("error: Raft stopped:")
-            && last_words.contains("storage is full: the disk holding"),
-        "the node's last words say why it stopped: {last_words}"
-    );
+    assert_stopped_on_full_disk(&node);
 
     // Space back: the node restarts on its data, everything acknowledged
     // is there, and it takes writes again.
@@ -163,4 +173,64 @@ fn lmdb_full_disk_is_a_clear_error_and_recovers_once_space_is_back() {
 #[test]
 fn fjall_full_disk_is_a_clear_error_and_recovers_once_space_is_back() {
     full_disk_campaign("fjall");
+}
+
+/// In a 3-node cluster only node 2's disk fills: it stops, the other two
+/// go on taking writes (electing a new leader if node 2 led), and once
+/// its disk has room node 2 restarts, catches up and holds exactly what
+/// they hold, every acknowledged write included.
+#[test]
+fn a_cluster_goes_on_when_one_disk_fills_and_that_node_catches_up_once_space_is_back() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let full = 1;
+    let tmpfs = match Tmpfs::mount(&cluster.dir(full), "12m") {
+        Ok(tmpfs) => tmpfs,
+        Err(why) => {
+            eprintln!("full_disk/cluster: not run, cannot mount a tmpfs here: {why}");
+            return;
+        }
+    };
+    let mut nodes = cluster.form();
+    let value = incompressible(16 * 1024);
+    let (mut acked, mut after_stop, mut stopped) = (Vec::new(), 0, false);
+    for i in 0..5_000 {
+        // Through the nodes that keep their disks (followers redirect).
+        let api = &cluster.addrs[if i % 2 == 0 { 0 } else { 2 }].0;
+        let key = format!("full/{i:05}");
+        if cli(api, &["kv", "put", &key, &value]).status.success() {
+            acked.push(key);
+            after_stop += u32::from(stopped);
+        } else {
+            // An election, most likely: retry shortly.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stopped = stopped || nodes[full].try_wait().is_some();
+        if after_stop == 50 {
+            break;
+        }
+    }
+    assert!(
+        stopped,
+        "node 2 never filled its disk ({} writes)",
+        acked.len()
+    );
+    assert_eq!(after_stop, 50, "the other two stopped taking writes");
+    assert_stopped_on_full_disk(&nodes[full]);
+
+    tmpfs.grow("256m");
+    nodes[full] = cluster.start(full);
+    converged_hash(&nodes.iter().collect::<Vec<_>>());
+    for key in &acked {
+        let out = cli(&cluster.addrs[0].0, &["kv", "get", key]);
+        assert!(
+            out.status.success(),
+            "acknowledged {key} lost: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eprintln!(
+        "full_disk/cluster: node 2 stopped on ENOSPC; {} writes acknowledged, 50 of them after it stopped; it caught up once space was back",
+        acked.len()
+    );
 }

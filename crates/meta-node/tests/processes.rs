@@ -9,20 +9,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{Dirs, Proc, cli, free_port, wait_until};
+use common::{Dirs, Proc, cli, cli_ok, converged_hash, free_port, wait_until};
 use serde_json::Value;
-
-fn cli_ok(api: &str, args: &[&str]) -> Value {
-    let out = cli(api, args);
-    assert!(
-        out.status.success(),
-        "meta-node {args:?} on {api} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
 
 fn stale_get(api: &str, key: &str) -> Option<String> {
     let out = cli(api, &["kv", "get", key, "--stale"]);
@@ -39,45 +27,6 @@ fn leader_of(api: &str) -> Option<u64> {
     }
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     v["leader"].as_u64()
-}
-
-/// The content hash every node reports once they all applied the same
-/// index (and nothing moved while hashing).
-fn converged_hash(nodes: &[&Proc]) -> String {
-    let mut last = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        last = nodes
-            .iter()
-            .map(|n| cli_ok(&n.api, &["cluster", "hash"]))
-            .collect();
-        let same = last.iter().all(|v| {
-            v["hash"] == last[0]["hash"] && v["applied_index"] == last[0]["applied_index"]
-        });
-        if same && last.iter().all(|v| v["stable"] == true) {
-            return last[0]["hash"].as_str().unwrap().to_string();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let logs: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
-            // Panics first (they explain the rest), then the tail.
-            let panics: Vec<&str> = text
-                .lines()
-                .filter(|l| l.contains("panicked"))
-                .take(5)
-                .collect();
-            let tail: Vec<&str> = text.lines().rev().take(15).chain(panics).collect();
-            format!(
-                "--- node {} ---\n{}",
-                n.id,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })
-        .collect();
-    panic!("nodes did not converge: {last:?}\n{}", logs.join("\n"));
 }
 
 #[test]
