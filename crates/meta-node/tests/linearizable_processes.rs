@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use checker::{Kind, Op, Value, Verdict, check};
+use checker::{Kind, Op, Value};
 use common::{Dirs, ProcCluster, Rng, cli, env_u64, seed_from_env, wait_until};
 use serde_json::json;
 
@@ -261,14 +261,7 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
         assert!(done, "no final read of key {k} within 30 s");
     }
     let history = std::mem::take(&mut *history.lock().unwrap());
-    let completed: usize = history
-        .values()
-        .map(|ops| ops.iter().filter(|o| o.ret.is_some()).count())
-        .sum();
-    let unknown: usize = history
-        .values()
-        .map(|ops| ops.iter().filter(|o| o.ret.is_none()).count())
-        .sum();
+    let (completed, unknown) = checker::counts(&history);
     eprintln!(
         "linearizability/processes: seed {seed}: {completed} operations completed, {unknown} unknown, \
          {kills} kills, {pauses} pauses, {lossy} lossy-link windows ({} connections cut)",
@@ -278,18 +271,11 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
         completed >= MIN_COMPLETED,
         "seed {seed}: only {completed} operations completed"
     );
-    for (k, ops) in &history {
-        let verdict = check(ops, None, 50_000_000);
-        assert_eq!(
-            verdict,
-            Verdict::Linearizable,
-            "seed {seed}: key {k}'s history ({} operations, {} unknown) is not linearizable \
-             (GaveUp: the search budget ran out); its last operations: {:?}",
-            ops.len(),
-            ops.iter().filter(|o| o.ret.is_none()).count(),
-            &ops[ops.len().saturating_sub(20)..]
-        );
-    }
+    checker::assert_linearizable(
+        &history,
+        50_000_000,
+        &format!("META_LINP_SEED={seed} replays"),
+    );
     for mut n in nodes {
         n.stop();
     }

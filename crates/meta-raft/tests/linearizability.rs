@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use checker::{Kind, Op, Value, Verdict, check};
+use checker::{Kind, Op, Value};
 use common::Engine;
 use common::cluster::{Node, Router, config};
 use meta_raft::model::Rejection;
@@ -306,14 +306,7 @@ async fn run(seed: u64, seconds: u64) {
     }
 
     let history = std::mem::take(&mut *history.lock().unwrap());
-    let completed: usize = history
-        .values()
-        .map(|ops| ops.iter().filter(|o| o.ret.is_some()).count())
-        .sum();
-    let unknown: usize = history
-        .values()
-        .map(|ops| ops.iter().filter(|o| o.ret.is_none()).count())
-        .sum();
+    let (completed, unknown) = checker::counts(&history);
     eprintln!(
         "linearizability: seed {seed}: {completed} operations completed, {unknown} unknown, {} faults, {} messages dropped",
         faults.load(Ordering::Relaxed),
@@ -323,16 +316,11 @@ async fn run(seed: u64, seconds: u64) {
         completed >= MIN_COMPLETED,
         "seed {seed}: only {completed} operations completed; the cluster was not available enough to mean anything"
     );
-    for (k, ops) in history.iter() {
-        let verdict = check(ops, None, 20_000_000);
-        assert_eq!(
-            verdict,
-            Verdict::Linearizable,
-            "seed {seed}: key {k}'s history ({} operations) is not linearizable (META_LIN_SEED={seed} META_LIN_SEEDS=1 replays the schedule); its last operations: {:?}",
-            ops.len(),
-            &ops[ops.len().saturating_sub(20)..]
-        );
-    }
+    checker::assert_linearizable(
+        &history,
+        20_000_000,
+        &format!("META_LIN_SEED={seed} META_LIN_SEEDS=1 replays the schedule"),
+    );
     for node in nodes.into_iter().flatten() {
         router.stop(node).await;
     }

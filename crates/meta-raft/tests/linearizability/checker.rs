@@ -76,6 +76,40 @@ pub(crate) enum Verdict {
 
 const NIL: usize = usize::MAX;
 
+/// How many operations of a history (by key) completed, and how many
+/// have an unknown outcome.
+pub(crate) fn counts(history: &std::collections::BTreeMap<u64, Vec<Op>>) -> (usize, usize) {
+    let all: usize = history.values().map(Vec::len).sum();
+    let completed = history
+        .values()
+        .flatten()
+        .filter(|o| o.ret.is_some())
+        .count();
+    (completed, all - completed)
+}
+
+/// Checks every key's history from an absent initial value (linearizability
+/// is local); panics naming the first key that is not linearizable, how to
+/// `replay` the run, and the key's last operations.
+pub(crate) fn assert_linearizable(
+    history: &std::collections::BTreeMap<u64, Vec<Op>>,
+    budget: u64,
+    replay: &str,
+) {
+    for (k, ops) in history {
+        let verdict = check(ops, None, budget);
+        assert_eq!(
+            verdict,
+            Verdict::Linearizable,
+            "key {k}'s history ({} operations, {} unknown) is not linearizable ({replay}; \
+             GaveUp: the search budget ran out); its last operations: {:?}",
+            ops.len(),
+            ops.iter().filter(|o| o.ret.is_none()).count(),
+            &ops[ops.len().saturating_sub(20)..]
+        );
+    }
+}
+
 /// Checks `ops` on a register starting at `initial`, spending at most
 /// `budget` search steps.
 pub(crate) fn check(ops: &[Op], initial: Value, budget: u64) -> Verdict {
