@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dirs, Proc, ProcCluster, Rng, cli, converged_hash, free_port};
+use common::{Dirs, Proc, ProcCluster, Rng, cli, cli_ok, converged_hash, free_port};
 
 /// A tmpfs mounted on a directory; unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -157,12 +157,7 @@ fn full_disk_campaign(engine: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = cli(&api, &["kv", "put", "after/space", "back"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&api, &["kv", "put", "after/space", "back"]);
     eprintln!(
         "full_disk/{engine}: {} writes acknowledged before ENOSPC, all present after restart; refusal: {}",
         acked.len(),
@@ -227,13 +222,9 @@ fn a_cluster_goes_on_when_one_disk_fills_and_that_node_catches_up_once_space_is_
     tmpfs.grow("256m");
     nodes[full] = cluster.start(full);
     converged_hash(&nodes.iter().collect::<Vec<_>>());
+    // Every acknowledged write is there (and so on node 2: same hash).
     for key in &acked {
-        let out = cli(&cluster.addrs[0].0, &["kv", "get", key]);
-        assert!(
-            out.status.success(),
-            "acknowledged {key} lost: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli_ok(&cluster.addrs[0].0, &["kv", "get", key]);
     }
     eprintln!(
         "full_disk/cluster: node 2 stopped on ENOSPC; {} writes acknowledged, 50 of them after it stopped; it caught up once space was back",

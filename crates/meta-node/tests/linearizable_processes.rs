@@ -23,18 +23,16 @@ mod checker;
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use checker::{Kind, Op, Value};
+use checker::{History, Kind, Op, Value};
 use common::{Dirs, ProcCluster, Rng, cli, env_u64, seed_from_env, wait_until};
 use serde_json::json;
 
 const KEYS: u64 = 8;
 const CLIENTS: u64 = 4;
 const MIN_COMPLETED: usize = 100;
-
-type History = Arc<Mutex<BTreeMap<u64, Vec<Op>>>>;
 
 /// What an answer means for a write.
 enum Outcome {
@@ -163,12 +161,7 @@ async fn client(
             }
         };
         if let Some((kind, ret)) = recorded {
-            history
-                .lock()
-                .unwrap()
-                .entry(k)
-                .or_default()
-                .push(Op { call, ret, kind });
+            checker::record(&history, k, Op { call, ret, kind });
         }
     }
 }
@@ -248,11 +241,15 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
             let call = clock.elapsed().as_nanos() as u64;
             if let Some(v) = rt.block_on(read(&http, &apis[k as usize % 3], k)) {
                 let ret = Some(clock.elapsed().as_nanos() as u64);
-                history.lock().unwrap().entry(k).or_default().push(Op {
-                    call,
-                    ret,
-                    kind: Kind::Read(v),
-                });
+                checker::record(
+                    &history,
+                    k,
+                    Op {
+                        call,
+                        ret,
+                        kind: Kind::Read(v),
+                    },
+                );
                 done = true;
                 break;
             }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use checker::{Kind, Op, Value};
+use checker::{History, Kind, Op, Value};
 use common::Engine;
 use common::cluster::{Node, Router, config};
 use meta_raft::model::Rejection;
@@ -84,9 +84,6 @@ fn encode(v: Value) -> Option<Vec<u8>> {
 fn decode(bytes: Option<Vec<u8>>) -> Value {
     bytes.map(|b| String::from_utf8(b).unwrap().parse().unwrap())
 }
-
-/// The recorded history: per key, its operations.
-type History = Arc<Mutex<BTreeMap<u64, Vec<Op>>>>;
 
 /// One client: random operations on random keys through random nodes until
 /// `deadline`.
@@ -173,12 +170,7 @@ async fn client(
             }
         };
         if let Some((kind, ret)) = recorded {
-            history
-                .lock()
-                .unwrap()
-                .entry(k)
-                .or_default()
-                .push(Op { call, ret, kind });
+            checker::record(&history, k, Op { call, ret, kind });
         }
     }
 }
@@ -298,11 +290,15 @@ async fn run(seed: u64, seconds: u64) {
         h.raft.ensure_linearizable().await.unwrap();
         let v = decode(h.reader.get(&key(k)));
         let ret = Some(clock.elapsed().as_nanos() as u64);
-        history.lock().unwrap().entry(k).or_default().push(Op {
-            call,
-            ret,
-            kind: Kind::Read(v),
-        });
+        checker::record(
+            &history,
+            k,
+            Op {
+                call,
+                ret,
+                kind: Kind::Read(v),
+            },
+        );
     }
 
     let history = std::mem::take(&mut *history.lock().unwrap());

@@ -76,6 +76,20 @@ pub(crate) enum Verdict {
 
 const NIL: usize = usize::MAX;
 
+/// A history being recorded by concurrent clients: operations by key.
+pub(crate) type History =
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Vec<Op>>>>;
+
+/// Records `op` on `key`.
+pub(crate) fn record(history: &History, key: u64, op: Op) {
+    history
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_default()
+        .push(op);
+}
+
 /// How many operations of a history (by key) completed, and how many
 /// have an unknown outcome.
 pub(crate) fn counts(history: &std::collections::BTreeMap<u64, Vec<Op>>) -> (usize, usize) {
