@@ -16,7 +16,7 @@ const CLIENTS: [u64; 3] = [1, 16, 64];
 const READ_KEYS: u64 = 1000;
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    meta_node::client::http_builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(30))
         .build()

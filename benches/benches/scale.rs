@@ -266,6 +266,7 @@ fn restart(bin: &Path, engine_name: &str, keys: u64) -> Value {
         engine: engine(engine_name),
         listen: meta_benches::procs::free_addr(),
         raft_listen: meta_benches::procs::free_addr(),
+        insecure: true,
         ..Config::default()
     };
     let load_start = Instant::now();

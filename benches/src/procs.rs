@@ -78,6 +78,9 @@ impl NodeProc {
             .arg("--data-dir")
             .arg(dir)
             .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
+            // The engine and Raft path, without auth and TLS (their cost is
+            // measured on its own: docs/benchmarks.md, "Security").
+            .arg("--insecure")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

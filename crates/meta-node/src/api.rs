@@ -8,20 +8,25 @@
 //!   follow it), plus a JSON body saying so.
 //! - Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a
 //!   stable `code`; malformed input is a 4xx, never a crash.
+//! - Every route but `/health` needs a bearer token whose scopes cover
+//!   what the route needs ([`crate::auth`]): `401 unauthenticated` without
+//!   one, `403 permission_denied` with too little.
 
 // `ApiError` carries the leader's address for redirects; it is returned by
 // value from handlers, as axum expects.
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::FromRequest;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -35,6 +40,8 @@ use metrics_exporter_prometheus::PrometheusRecorder;
 use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::auth::{self, Principal, Scope, Token};
 
 /// Most items one list request returns.
 pub const MAX_LIST: usize = 10_000;
@@ -57,6 +64,48 @@ pub struct ApiState {
     pub metrics: Arc<PrometheusRecorder>,
     /// The state machine's store (for the content hash).
     pub state_store: Arc<dyn meta_store_api::MetadataStore>,
+    /// Authentication settings and the node's one-time init token.
+    pub auth: Arc<AuthState>,
+}
+
+/// How the API authenticates its callers.
+#[derive(Debug)]
+pub struct AuthState {
+    /// `insecure = true`: no authentication at all.
+    pub insecure: bool,
+    /// The node's data directory (where `cluster init` writes the root
+    /// token).
+    pub data_dir: PathBuf,
+    init_token: Mutex<Option<Token>>,
+}
+
+impl AuthState {
+    /// Authentication as configured; `init_token` authorises only `cluster
+    /// init`, and only until this node is part of a cluster.
+    pub fn new(insecure: bool, data_dir: PathBuf, init_token: Option<Token>) -> AuthState {
+        AuthState {
+            insecure,
+            data_dir,
+            init_token: Mutex::new(init_token),
+        }
+    }
+
+    fn init_token_matches(&self, presented: &Token) -> bool {
+        self.init_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|t| t.id == presented.id && presented.secret.matches(&t.secret.hash()))
+    }
+
+    /// Forgets the init token (the node is now part of a cluster).
+    pub fn retire_init_token(&self) {
+        *self
+            .init_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        let _ = std::fs::remove_file(self.data_dir.join(auth::INIT_TOKEN_FILE));
+    }
 }
 
 /// An error answer.
@@ -92,6 +141,14 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    fn unauthenticated(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    fn permission_denied(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
+    }
+
     /// Sends the client to the leader, or says there is none.
     fn not_leader(leader_id: Option<u64>, leader: Option<NodeAddr>, uri: &OriginalUri) -> Self {
         match (leader_id, leader) {
@@ -123,6 +180,12 @@ impl IntoResponse for ApiError {
             body["error"]["leader"] = json!({"id": id, "api": node.api});
         }
         let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Some(location) = self.location.and_then(|l| l.parse().ok()) {
             response.headers_mut().insert(header::LOCATION, location);
         }
@@ -164,6 +227,112 @@ fn rejection(r: Rejection) -> ApiError {
 }
 
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+/// Who is calling, from the `Authorization` header. Never echoes a secret.
+fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
+    if state.auth.insecure {
+        return Ok(Principal::Anyone);
+    }
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthenticated(
+            "missing credentials: send `Authorization: Bearer <id>.<secret>` \
+             (a new node's admin token is in <data_dir>/root.token)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .and_then(Token::parse)
+        .ok_or_else(|| {
+            ApiError::unauthenticated(
+                "malformed credentials: expected `Authorization: Bearer <id>.<secret>`",
+            )
+        })?;
+    if token.id.0 == auth::INIT_KEY_ID && state.auth.init_token_matches(&token) {
+        return Ok(Principal::Init);
+    }
+    match state
+        .reader
+        .authenticate(&token.id, &token.secret, now_ms())
+    {
+        Ok(scopes) => Ok(Principal::Key {
+            scopes: scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+            id: token.id,
+        }),
+        Err(ApiKeyCheck::Revoked) => Err(ApiError::unauthenticated(format!(
+            "API key `{}` is revoked",
+            token.id
+        ))),
+        Err(ApiKeyCheck::Expired) => Err(ApiError::unauthenticated(format!(
+            "API key `{}` has expired",
+            token.id
+        ))),
+        Err(_) => Err(ApiError::unauthenticated(
+            "invalid API key (unknown id or wrong secret)",
+        )),
+    }
+}
+
+/// The authorization middleware: looks the matched route up in
+/// [`auth::routes`] (a route missing there is refused: deny by default),
+/// authenticates the caller and checks the route's need. The handler gets
+/// the [`Principal`] for finer checks (a `kv` key under a prefix).
+async fn authorize(
+    State(state): State<ApiState>,
+    matched: Option<MatchedPath>,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let Some(path) = matched else {
+        return next.run(request).await;
+    };
+    let method = if request.method() == Method::HEAD {
+        Method::GET
+    } else {
+        request.method().clone()
+    };
+    let Some(need) = auth::need(&method, path.as_str()) else {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {}", path.as_str()),
+        )
+        .into_response();
+    };
+    if need == auth::Need::Public {
+        return next.run(request).await;
+    }
+    let principal = match authenticate(&state, request.headers()) {
+        Ok(principal) => principal,
+        Err(e) => return e.into_response(),
+    };
+    if !need.allows(&principal) {
+        return ApiError::permission_denied(format!(
+            "this key may not call {method} {} (it needs {})",
+            path.as_str(),
+            need.describe()
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// The handler-level check of `kv` routes: the exact key (or list prefix).
+fn require_kv(principal: &Principal, write: bool, key: &str) -> ApiResult<()> {
+    if principal.may(&auth::kv_scope(write, key)) {
+        return Ok(());
+    }
+    let access = if write { "write" } else { "read" };
+    Err(ApiError::permission_denied(format!(
+        "this key may not {access} `{key}` (no `kv:{access}` scope covers it; \
+         a prefix-scoped key must list with ?prefix= under its prefix)"
+    )))
+}
 
 /// A JSON request body, whatever its `Content-Type` (so a plain
 /// `curl -d '{...}'` works); a parse error says where the JSON is wrong.
@@ -248,10 +417,12 @@ fn utf8(bytes: Vec<u8>, what: &str) -> ApiResult<String> {
 
 async fn kv_get(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Path(key): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
+    require_kv(&principal, false, &key)?;
     read_barrier(&state, &uri, q.stale).await?;
     let value = state
         .reader
@@ -264,11 +435,13 @@ async fn kv_get(
 
 async fn kv_list(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
-    read_barrier(&state, &uri, q.stale).await?;
     let prefix = q.prefix.unwrap_or_default();
+    require_kv(&principal, false, &prefix)?;
+    read_barrier(&state, &uri, q.stale).await?;
     let limit = q.limit.unwrap_or(1000);
     if limit > MAX_LIST {
         return Err(ApiError::bad_request(format!(
@@ -285,10 +458,12 @@ async fn kv_list(
 
 async fn kv_put(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    require_kv(&principal, true, &key)?;
     let value = body?;
     std::str::from_utf8(&value)
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
@@ -305,9 +480,11 @@ async fn kv_put(
 
 async fn kv_delete(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Path(key): Path<String>,
 ) -> ApiResult {
+    require_kv(&principal, true, &key)?;
     propose_ok(
         &state,
         &uri,
@@ -328,10 +505,12 @@ struct CasBody {
 
 async fn kv_cas(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     body: JsonBody<CasBody>,
 ) -> ApiResult {
     let JsonBody(body) = body;
+    require_kv(&principal, true, &body.key)?;
     let command = Command::CompareAndSwap {
         key: body.key.into_bytes(),
         expected: body.expected.map(String::into_bytes),
@@ -429,7 +608,8 @@ async fn shards_put(
     }
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock time, Unix milliseconds (chosen by proposers, never in apply).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -448,12 +628,28 @@ struct ApiKeyBody {
 
 async fn apikey_create(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     body: JsonBody<ApiKeyBody>,
 ) -> ApiResult {
     let JsonBody(body) = body;
     if body.id.is_empty() {
         return Err(ApiError::bad_request("`id` must not be empty"));
+    }
+    if body.id == auth::INIT_KEY_ID {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is reserved for the node's init token",
+            auth::INIT_KEY_ID
+        )));
+    }
+    for text in &body.scopes {
+        let scope = Scope::parse(text).map_err(ApiError::bad_request)?;
+        // No key may grant more than the key that creates it.
+        if !principal.may(&scope) {
+            return Err(ApiError::permission_denied(format!(
+                "this key cannot grant `{scope}`: a new key gets no more than its creator's scopes"
+            )));
+        }
     }
     // Time and the secret are chosen here, by the proposer, never in apply.
     let now = now_ms();
@@ -469,8 +665,12 @@ async fn apikey_create(
     )
     .map_err(|e| ApiError::internal(format!("no randomness for a secret: {e}")))?;
     propose(&state, &uri, command).await?;
+    let token = Token {
+        id: ApiKeyId(body.id.clone()),
+        secret,
+    };
     Ok(Json(
-        json!({"id": body.id, "secret": secret.expose(), "note": "the secret is shown once and cannot be recovered"}),
+        json!({"id": body.id, "token": token.expose(), "note": "the token is shown once and cannot be recovered"}),
     ))
 }
 
@@ -620,12 +820,47 @@ async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBo
         .into_iter()
         .map(|m| (m.id, NodeAddr::new(m.raft, m.api)))
         .collect();
+    let already = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "already_initialized",
+            "this node is already part of a cluster",
+        )
+    };
+    if state.raft.is_initialized().await.unwrap_or(true) {
+        return Err(already());
+    }
+    // The root token is on disk before the cluster exists: a crash in
+    // between leaves a token this node installs when it restarts.
+    let root = if state.auth.insecure {
+        None
+    } else {
+        let path = state.auth.data_dir.join(auth::ROOT_TOKEN_FILE);
+        Some(
+            crate::credentials::load_or_create_token(&path, auth::ROOT_KEY_ID)
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+        )
+    };
     state
         .raft
         .initialize(members)
         .await
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "already_initialized", e.to_string()))?;
-    Ok(Json(json!({"ok": true})))
+    state.auth.retire_init_token();
+    let Some(root) = root else {
+        return Ok(Json(json!({"ok": true})));
+    };
+    crate::credentials::keep_root_key(state.clone(), root.clone());
+    let installed =
+        crate::credentials::wait_for_key(&state.reader, &root, std::time::Duration::from_secs(10))
+            .await;
+    Ok(Json(json!({
+        "ok": true,
+        "root_token": root.expose(),
+        "root_token_file": state.auth.data_dir.join(auth::ROOT_TOKEN_FILE),
+        "installed": installed,
+        "note": "the root token is shown once; it is also in root_token_file (0600) on this node",
+    })))
 }
 
 async fn add_learner(
@@ -779,6 +1014,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/init", post(cluster_init))
         .route("/v1/cluster/learners", post(add_learner))
         .route("/v1/cluster/membership", post(change_membership))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .fallback(fallback)
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -9,8 +9,10 @@ use comfy_table::Table;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::auth::Token;
 use crate::client::{Body, Client, encode_path};
 use crate::config::Config;
+use crate::credentials::read_token;
 use crate::engine::{Engine, StoreSpec};
 
 /// A Raft metadata store with pluggable embedded storage.
@@ -28,6 +30,22 @@ pub struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Bearer token (`<id>.<secret>`) for client commands. Without it the
+    /// CLI reads --token-file, then <data-dir>/root.token, then
+    /// <data-dir>/init.token.
+    #[arg(long, global = true, env = "META_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, global = true, env = "META_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https:// --addr (default:
+    /// <data-dir>/tls/ca.pem if it exists).
+    #[arg(long, global = true, env = "META_CA")]
+    pub ca: Option<PathBuf>,
+    /// Data directory: `serve` stores its data there; client commands
+    /// look for its root.token (default ./meta-data).
+    #[arg(long, global = true, env = "META_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +56,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node (with no flags: a single-node cluster on LMDB in ./meta-data).
     Serve(ServeArgs),
+    /// Whether the node runs (`GET /health`; needs no token).
+    Health,
     /// User keys.
     #[command(subcommand)]
     Kv(KvCommand),
@@ -98,9 +118,6 @@ pub struct ServeArgs {
     /// Advertised peer address.
     #[arg(long, env = "META_NODE_ADVERTISE_RAFT")]
     pub advertise_raft: Option<String>,
-    /// Data directory.
-    #[arg(long, env = "META_NODE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Engine of both stores.
     #[arg(long, env = "META_NODE_ENGINE")]
     pub engine: Option<Engine>,
@@ -116,11 +133,15 @@ pub struct ServeArgs {
     /// Snapshot every this many entries.
     #[arg(long, env = "META_NODE_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// Turn security off (no client auth, plaintext peers): experiments only.
+    #[arg(long, env = "META_NODE_INSECURE")]
+    pub insecure: bool,
 }
 
 impl ServeArgs {
-    /// The effective config: defaults, file, then these flags.
-    pub fn config(&self) -> Result<Config, crate::NodeError> {
+    /// The effective config: defaults, file, then these flags (and the
+    /// global `--data-dir`).
+    pub fn config(&self, data_dir: Option<&PathBuf>) -> Result<Config, crate::NodeError> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -128,7 +149,10 @@ impl ServeArgs {
         macro_rules! set {
             ($($field:ident),*) => { $(if let Some(v) = &self.$field { config.$field = v.clone(); })* };
         }
-        set!(node_id, listen, raft_listen, data_dir, engine, bootstrap);
+        set!(node_id, listen, raft_listen, engine, bootstrap);
+        if let Some(dir) = data_dir {
+            config.data_dir = dir.clone();
+        }
         if self.advertise.is_some() {
             config.advertise = self.advertise.clone();
         }
@@ -144,6 +168,7 @@ impl ServeArgs {
         if let Some(n) = self.snapshot_every {
             config.raft.snapshot_every = n;
         }
+        config.insecure |= self.insecure;
         config.validate()?;
         Ok(config)
     }
@@ -384,9 +409,49 @@ fn check_path_segments(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Cli {
+    /// The data directory client commands look in (default `./meta-data`).
+    pub fn client_data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./meta-data"))
+    }
+
+    /// The bearer token for client commands: `--token` (or `META_TOKEN`),
+    /// `--token-file`, `<data-dir>/root.token`, `<data-dir>/init.token`;
+    /// `None` if there is none.
+    pub fn client_token(&self) -> anyhow::Result<Option<Token>> {
+        if let Some(text) = &self.token {
+            return Token::parse(text)
+                .map(Some)
+                .context("--token (or META_TOKEN) is not `<id>.<secret>`");
+        }
+        if let Some(file) = &self.token_file {
+            return read_token(file)?
+                .map(Some)
+                .with_context(|| format!("--token-file {} does not exist", file.display()));
+        }
+        let dir = self.client_data_dir();
+        for name in [crate::auth::ROOT_TOKEN_FILE, crate::auth::INIT_TOKEN_FILE] {
+            if let Some(token) = read_token(&dir.join(name))? {
+                return Ok(Some(token));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The CA to trust for https:// addresses: `--ca`, else
+    /// `<data-dir>/tls/ca.pem` if it exists.
+    pub fn client_ca(&self) -> Option<PathBuf> {
+        self.ca.clone().or_else(|| {
+            Some(self.client_data_dir().join("tls").join("ca.pem")).filter(|p| p.exists())
+        })
+    }
+}
+
 /// Runs a client command against `cli.addr`; returns what to print.
 pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
-    let client = Client::new(&cli.addr)?;
+    let client = Client::new(&cli.addr, cli.client_token()?, cli.client_ca().as_deref())?;
     match &cli.command {
         Command::Kv(
             KvCommand::Get { key, .. } | KvCommand::Put { key, .. } | KvCommand::Delete { key },
@@ -400,6 +465,10 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
         _ => {}
     }
     let (value, render): (Value, Render) = match &cli.command {
+        Command::Health => (
+            client.call(Method::GET, "/health", None).await?,
+            Box::new(|v| text(&v["status"])),
+        ),
         Command::Kv(cmd) => match cmd {
             KvCommand::Get { key, stale } => {
                 let path = format!(
@@ -533,7 +602,13 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                             Some(Body::Json(json!(list))),
                         )
                         .await?,
-                    Box::new(|_| "initialised".into()),
+                    Box::new(|v| match v["root_token"].as_str() {
+                        Some(token) => format!(
+                            "initialised\nroot token: {token}\n(shown once; also in {} on that node)",
+                            text(&v["root_token_file"])
+                        ),
+                        None => "initialised".into(),
+                    }),
                 )
             }
             ClusterCommand::AddLearner { id, raft, api } => {
@@ -678,9 +753,9 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                 let body = json!({"id": id, "name": name, "scopes": scopes, "expires_in_secs": expires_in_secs});
                 let render = |v: &Value| {
                     format!(
-                        "id:     {}\nsecret: {}\n(the secret is shown once: store it now)",
+                        "id:    {}\ntoken: {}\n(the token is shown once: store it now)",
                         text(&v["id"]),
-                        text(&v["secret"])
+                        text(&v["token"])
                     )
                 };
                 (

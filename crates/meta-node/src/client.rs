@@ -1,28 +1,98 @@
-//! A small HTTP client for the node's API, used by the CLI. It follows
-//! the leader redirects followers answer with.
+//! A small HTTP(S) client for the node's API, used by the CLI.
+//!
+//! It sends the bearer token it was given, and follows a follower's
+//! redirect to the leader only if the target is the client API address of
+//! a member of the cluster (as the contacted node reports it) and keeps the
+//! scheme: a token never goes to a host that is not a member.
 
 use anyhow::{Context, bail};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
+
+use crate::auth::Token;
+
+/// Redirects followed for one request, at most.
+const MAX_REDIRECTS: usize = 3;
 
 /// Talks to one node's client API.
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<Token>,
 }
 
 impl Client {
-    /// A client of the node at `base` (`http://host:port`).
-    pub fn new(base: &str) -> anyhow::Result<Client> {
+    /// A client of the node at `base` (`http://host:port` or
+    /// `https://host:port`, the latter verified against `ca`).
+    pub fn new(
+        base: &str,
+        token: Option<Token>,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Client> {
         let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            bail!("--addr must be an http:// URL, got `{base}`");
-        }
-        let http = reqwest::Client::builder()
+        let mut builder = http_builder()
             .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Client { base, http })
+            .redirect(reqwest::redirect::Policy::none());
+        if base.starts_with("https://") {
+            let ca = ca.context(
+                "an https:// --addr needs the cluster CA: pass --ca FILE (or META_CA), \
+                 or run where <data-dir>/tls/ca.pem exists",
+            )?;
+            builder = builder
+                .tls_backend_preconfigured(crate::tls::https_client_config(ca)?)
+                .https_only(true);
+        } else if !base.starts_with("http://") {
+            bail!("--addr must be an http:// or https:// URL, got `{base}`");
+        }
+        let http = builder.build().context("building the HTTP client")?;
+        Ok(Client { base, http, token })
+    }
+
+    async fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Body>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut request = self.http.request(method.clone(), url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        request = match body {
+            Some(Body::Json(v)) => request.json(v),
+            Some(Body::Text(t)) => request.body(t.clone()),
+            None => request,
+        };
+        request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}: is a meta-node running there?"))
+    }
+
+    /// Whether `location` is a member's client API address (same scheme as
+    /// ours), according to the node we were given.
+    async fn is_member_api(&self, location: &str) -> anyhow::Result<bool> {
+        let scheme = self.base.split("://").next().unwrap_or("http");
+        let Some(rest) = location.strip_prefix(&format!("{scheme}://")) else {
+            return Ok(false);
+        };
+        let authority = rest.split('/').next().unwrap_or("");
+        let status = self
+            .send(
+                &Method::GET,
+                &format!("{}/v1/cluster/status", self.base),
+                None,
+            )
+            .await?;
+        if !status.status().is_success() {
+            return Ok(false);
+        }
+        let status: Value = status.json().await.context("reading the cluster status")?;
+        Ok(status["members"].as_object().is_some_and(|members| {
+            members
+                .values()
+                .any(|m| m["api"].as_str() == Some(authority))
+        }))
     }
 
     /// Sends a request and returns the JSON answer, or the API's error as
@@ -33,17 +103,32 @@ impl Client {
         path: &str,
         body: Option<Body>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}{}", self.base, path);
-        let mut request = self.http.request(method.clone(), &url);
-        request = match body {
-            Some(Body::Json(v)) => request.json(&v),
-            Some(Body::Text(t)) => request.body(t),
-            None => request,
-        };
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}: is a meta-node running there?"))?;
+        let mut url = format!("{}{}", self.base, path);
+        let mut response = self.send(&method, &url, body.as_ref()).await?;
+        for _ in 0..MAX_REDIRECTS {
+            if !matches!(
+                response.status(),
+                StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+            ) {
+                break;
+            }
+            let Some(location) = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string)
+            else {
+                break;
+            };
+            if !self.is_member_api(&location).await? {
+                bail!(
+                    "refusing to follow a redirect to {location}: it is not the client API \
+                     address of a cluster member (credentials are only sent to members)"
+                );
+            }
+            url = location;
+            response = self.send(&method, &url, body.as_ref()).await?;
+        }
         let status = response.status();
         let text = response.text().await.context("reading the answer")?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -61,6 +146,15 @@ impl Client {
             None => bail!("HTTP {status}: {value}"),
         }
     }
+}
+
+/// A `reqwest` client builder for this crate's build of `reqwest` (TLS by
+/// rustls with the *ring* provider, installed here as the process default
+/// if none is). Use it instead of `reqwest::Client::builder()`.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    // Fails only if a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 /// A request body.

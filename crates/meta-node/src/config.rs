@@ -11,6 +11,7 @@
 //! # log_engine = "fjall"           # optional: a different engine for the Raft log
 //! # state_engine = "lmdb"          # optional: a different engine for the state machine
 //! bootstrap = true                 # initialise a single-node cluster on first start
+//! insecure = false                # true: no client auth, plaintext peers (experiments only)
 //!
 //! [lmdb]
 //! map_size_mib = 16384
@@ -58,6 +59,10 @@ pub struct Config {
     /// Initialise a single-node cluster on first start. Turn it off for
     /// nodes that will join an existing cluster.
     pub bootstrap: bool,
+    /// Turns security off: no client authentication, plaintext peers,
+    /// non-loopback addresses without TLS. For local experiments only;
+    /// the node logs a warning at start.
+    pub insecure: bool,
     /// LMDB options.
     pub lmdb: LmdbSection,
     /// fjall options.
@@ -110,6 +115,7 @@ impl Default for Config {
             log_engine: None,
             state_engine: None,
             bootstrap: true,
+            insecure: false,
             lmdb: LmdbSection::default(),
             fjall: FjallSection::default(),
             raft: RaftSection::default(),

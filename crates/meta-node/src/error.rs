@@ -51,6 +51,14 @@ pub enum NodeError {
         /// The error.
         source: std::io::Error,
     },
+    /// A certificate, key or TLS setting is unusable.
+    #[error("TLS: {what}: {problem}")]
+    Tls {
+        /// The file or setting.
+        what: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Raft failed.
     #[error("raft: {0}")]
     Raft(String),

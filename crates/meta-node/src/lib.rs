@@ -30,15 +30,19 @@
 //! engine; everything below it sees `MetadataStore` only.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod engine;
 mod error;
+pub mod files;
 pub mod fuzzing;
 mod node;
 pub mod offline;
 pub mod pause;
+pub mod tls;
 pub mod transport;
 
 pub use config::Config;

@@ -9,6 +9,9 @@ use meta_node::{Node, offline};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Everything this process creates (stores, snapshots, tokens, keys) is
+    // private to its user: files 0600, directories 0700.
+    meta_node::files::private_umask();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -44,7 +47,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.json;
     match &cli.command {
-        Command::Serve(args) => serve(args.config()?).await,
+        Command::Serve(args) => serve(args.config(cli.data_dir.as_ref())?).await,
         Command::Snapshot(SnapshotCommand::Save { store, out }) => {
             let bytes = offline::snapshot_save(store, out, quiet)?;
             println!("saved {} ({bytes} bytes)", out.display());
@@ -109,6 +112,20 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
         "meta-node {} listening: client API http://{}, peers {}; {stores}",
         c.node_id, node.api_addr, node.raft_addr
     );
+    let token_file = |name: &str| Some(c.data_dir.join(name)).filter(|p| p.exists());
+    if c.insecure {
+        println!("INSECURE: no client authentication, plaintext peers");
+    } else if let Some(root) = token_file(meta_node::auth::ROOT_TOKEN_FILE) {
+        println!(
+            "admin token: {} (the CLI run from here finds it)",
+            root.display()
+        );
+    } else if let Some(init) = token_file(meta_node::auth::INIT_TOKEN_FILE) {
+        println!(
+            "waiting for `cluster init`; its one-time token: {}",
+            init.display()
+        );
+    }
     if let Some(leader) = node.wait_for_leader(Duration::from_secs(5)).await {
         println!("leader: node {leader}");
     }

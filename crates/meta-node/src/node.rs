@@ -13,9 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiState, router};
+use crate::api::{ApiState, AuthState, router};
+use crate::auth::{INIT_KEY_ID, INIT_TOKEN_FILE, ROOT_KEY_ID, ROOT_TOKEN_FILE, Token};
 use crate::config::Config;
+use crate::credentials::{keep_root_key, load_or_create_token, read_token, wait_for_key};
 use crate::error::NodeError;
+use crate::files;
 use crate::transport::{TcpNetwork, serve};
 
 /// A running node.
@@ -63,11 +66,40 @@ fn raft_config(config: &Config) -> Result<openraft::Config, NodeError> {
     .map_err(|e| NodeError::config("raft", e.to_string()))
 }
 
+/// The root token to install (if this node bootstraps or has one waiting
+/// in `root.token`) and the init token to accept (if it waits for `cluster
+/// init`). `insecure` nodes have neither.
+fn credentials(
+    config: &Config,
+    initialized: bool,
+) -> Result<(Option<Token>, Option<Token>), NodeError> {
+    if config.insecure {
+        return Ok((None, None));
+    }
+    let (root, init) = (
+        config.data_dir.join(ROOT_TOKEN_FILE),
+        config.data_dir.join(INIT_TOKEN_FILE),
+    );
+    if initialized {
+        // Part of a cluster: the init token is spent.
+        let _ = std::fs::remove_file(&init);
+        return Ok((read_token(&root)?, None));
+    }
+    if config.bootstrap {
+        return Ok((Some(load_or_create_token(&root, ROOT_KEY_ID)?), None));
+    }
+    Ok((
+        read_token(&root)?,
+        Some(load_or_create_token(&init, INIT_KEY_ID)?),
+    ))
+}
+
 impl Node {
     /// Opens the stores, starts Raft and both listeners, and — with
     /// `bootstrap` on an uninitialised node — makes it a single-node cluster.
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         config.validate()?;
+        files::private_dir(&config.data_dir)?;
         let raft_config = Arc::new(raft_config(&config)?);
         let (log_dir, state_dir) = config.store_dirs();
         let log_store = open_store(&config, config.log_engine(), log_dir.clone()).await?;
@@ -107,6 +139,12 @@ impl Node {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let transport_task = tokio::spawn(serve(raft_listener, raft.clone()));
 
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let bootstrapping = config.bootstrap && !initialized;
+        let (root_token, init_token) = credentials(&config, initialized)?;
         let state = ApiState {
             raft: raft.clone(),
             proposer: meta_raft::Proposer::new(raft.clone(), 256),
@@ -116,9 +154,44 @@ impl Node {
                 metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
             ),
             state_store: state_store.clone(),
+            auth: Arc::new(AuthState::new(
+                config.insecure,
+                config.data_dir.clone(),
+                init_token,
+            )),
         };
+        if config.log_engine() == crate::engine::Engine::Mem {
+            tracing::warn!(
+                "the Raft log is on the mem engine: this node forgets its vote and log on restart; \
+                 use it only for ephemeral single-node setups and tests"
+            );
+        }
+        if config.insecure {
+            tracing::warn!(
+                "running with `insecure`: no client authentication, plaintext peers; \
+                 anyone who reaches this node's ports controls it"
+            );
+        }
+        if bootstrapping {
+            let me = NodeAddr::new(config.advertised_raft(), config.advertised_api());
+            raft.initialize(BTreeMap::from([(config.node_id, me)]))
+                .await
+                .map_err(|e| NodeError::Raft(format!("initialising a single-node cluster: {e}")))?;
+            tracing::info!("initialised a new single-node cluster");
+        }
+        if let Some(root) = root_token {
+            keep_root_key(state.clone(), root.clone());
+            // A new node answers its first client with the root key in place.
+            if bootstrapping && !wait_for_key(&reader, &root, Duration::from_secs(10)).await {
+                tracing::warn!(
+                    "the root API key is not installed yet; it will be once this node leads"
+                );
+            }
+        }
+        // Served only now: a bootstrapping node's first client finds the
+        // root key in place.
         let (stop_api, mut stopped) = watch::channel(false);
-        let app = router(state);
+        let app = router(state.clone());
         let api_task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -131,23 +204,6 @@ impl Node {
             }
         });
 
-        if config.log_engine() == crate::engine::Engine::Mem {
-            tracing::warn!(
-                "the Raft log is on the mem engine: this node forgets its vote and log on restart; \
-                 use it only for ephemeral single-node setups and tests"
-            );
-        }
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
-        if config.bootstrap && !initialized {
-            let me = NodeAddr::new(config.advertised_raft(), config.advertised_api());
-            raft.initialize(BTreeMap::from([(config.node_id, me)]))
-                .await
-                .map_err(|e| NodeError::Raft(format!("initialising a single-node cluster: {e}")))?;
-            tracing::info!("initialised a new single-node cluster");
-        }
         let mut stores = vec![log_store];
         if !Arc::ptr_eq(&stores[0], &state_store) {
             stores.push(state_store);

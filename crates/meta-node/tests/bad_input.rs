@@ -19,6 +19,10 @@ async fn node(dir: &std::path::Path) -> Node {
         advertise_raft: Some("127.0.0.1:2".into()),
         data_dir: dir.to_path_buf(),
         engine: Engine::Mem,
+        // These cases are about framing and parsing: no credentials, and a
+        // plaintext peer port so garbage reaches the frame decoder (with
+        // TLS on, it would not get past the handshake: see security.rs).
+        insecure: true,
         ..Config::default()
     };
     let node = Node::start(config).await.unwrap();
@@ -61,7 +65,7 @@ async fn garbage_on_the_peer_port_closes_that_connection_only() {
     );
     // The node still leads and serves.
     let url = format!("http://{}/v1/kv/k", node.api_addr);
-    let client = reqwest::Client::new();
+    let client = meta_node::client::http_builder().build().unwrap();
     assert!(
         client
             .put(&url)
@@ -81,7 +85,7 @@ async fn malformed_client_requests_get_json_errors_with_stable_codes() {
     let dir = tempfile::tempdir().unwrap();
     let node = node(dir.path()).await;
     let base = format!("http://{}", node.api_addr);
-    let client = reqwest::Client::new();
+    let client = meta_node::client::http_builder().build().unwrap();
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (
             client.put(format!("{base}/v1/shards")).body("{not json"),

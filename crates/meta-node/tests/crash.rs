@@ -110,10 +110,7 @@ fn start_writers(
     stop: Arc<AtomicBool>,
     history: Arc<Mutex<History>>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let http = common::Http::new(Duration::from_secs(5));
     let written = Arc::new(AtomicU64::new(0));
     (0..WRITERS)
         .map(|w| {
@@ -140,9 +137,12 @@ fn start_writers(
                         .insert(key.clone(), value.clone());
                     let api = &apis[(seq as usize + w as usize) % apis.len()];
                     let answer = http
-                        .put(format!("http://{api}/v1/kv/{key}"))
-                        .body(value.clone())
-                        .send()
+                        .send(
+                            reqwest::Method::PUT,
+                            api,
+                            &format!("/v1/kv/{key}"),
+                            Some(value.clone()),
+                        )
                         .await;
                     match answer {
                         Ok(a) if a.status().is_success() => {

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checker::{History, Kind, Op, Value};
-use common::{Dirs, ProcCluster, Rng, cli, env_u64, seed_from_env, wait_until};
+use common::{Dirs, Http, ProcCluster, Rng, cli, env_u64, seed_from_env, wait_until};
+use reqwest::Method;
 use serde_json::json;
 
 const KEYS: u64 = 8;
@@ -61,10 +62,9 @@ async fn outcome(answer: reqwest::Result<reqwest::Response>) -> Outcome {
     }
 }
 
-async fn read(http: &reqwest::Client, api: &str, k: u64) -> Option<Value> {
+async fn read(http: &Http, api: &str, k: u64) -> Option<Value> {
     let answer = http
-        .get(format!("http://{api}/v1/kv/lin/{k}"))
-        .send()
+        .send(Method::GET, api, &format!("/v1/kv/lin/{k}"), None)
         .await
         .ok()?;
     match answer.status().as_u16() {
@@ -88,10 +88,7 @@ async fn client(
     clock: Instant,
     deadline: Instant,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let http = Http::new(Duration::from_secs(2));
     let now = || clock.elapsed().as_nanos() as u64;
     let mut last_seen: BTreeMap<u64, Value> = BTreeMap::new();
     let mut seq = 0u64;
@@ -111,9 +108,12 @@ async fn client(
         } else {
             let (kind, answer) = if choice < 7 {
                 let answer = http
-                    .put(format!("http://{api}/v1/kv/lin/{k}"))
-                    .body(id_value.to_string())
-                    .send()
+                    .send(
+                        Method::PUT,
+                        api,
+                        &format!("/v1/kv/lin/{k}"),
+                        Some(id_value.to_string()),
+                    )
                     .await;
                 (Kind::Write(fresh), answer)
             } else {
@@ -128,9 +128,7 @@ async fn client(
                     "new": fresh.map(|v| v.to_string()),
                 });
                 let answer = http
-                    .post(format!("http://{api}/v1/cas"))
-                    .json(&body)
-                    .send()
+                    .send(Method::POST, api, "/v1/cas", Some(body.to_string()))
                     .await;
                 let kind = Kind::Cas {
                     expected,
@@ -234,7 +232,7 @@ fn histories_against_processes_killed_and_restarted_are_linearizable() {
         rt.block_on(c).unwrap();
     }
     // One final linearizable read per key, once a leader serves.
-    let http = reqwest::Client::new();
+    let http = Http::new(Duration::from_secs(30));
     for k in 0..KEYS {
         let mut done = false;
         for _ in 0..300 {

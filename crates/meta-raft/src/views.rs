@@ -166,6 +166,21 @@ impl MetadataReader {
 
     /// Checks an API key's secret at time `now_ms` (constant-time compare).
     pub fn verify_api_key(&self, id: &ApiKeyId, secret: &ApiKeySecret, now_ms: u64) -> ApiKeyCheck {
+        match self.authenticate(id, secret, now_ms) {
+            Ok(_) => ApiKeyCheck::Valid,
+            Err(check) => check,
+        }
+    }
+
+    /// Checks a presented key like [`verify_api_key`](Self::verify_api_key)
+    /// and, for a live key, returns its scopes (what the caller may do).
+    /// The secret is compared in constant time.
+    pub fn authenticate(
+        &self,
+        id: &ApiKeyId,
+        secret: &ApiKeySecret,
+        now_ms: u64,
+    ) -> Result<Vec<String>, ApiKeyCheck> {
         let record = self
             .views
             .read()
@@ -174,18 +189,18 @@ impl MetadataReader {
             .get(id)
             .cloned();
         let Some(record) = record else {
-            return ApiKeyCheck::Invalid;
+            return Err(ApiKeyCheck::Invalid);
         };
         if !secret.matches(&record.secret_hash) {
-            return ApiKeyCheck::Invalid;
+            return Err(ApiKeyCheck::Invalid);
         }
         if record.revoked_at_ms.is_some() {
-            return ApiKeyCheck::Revoked;
+            return Err(ApiKeyCheck::Revoked);
         }
         if record.expires_at_ms.is_some_and(|at| now_ms >= at) {
-            return ApiKeyCheck::Expired;
+            return Err(ApiKeyCheck::Expired);
         }
-        ApiKeyCheck::Valid
+        Ok(record.scopes)
     }
 
     /// Every API key, without secrets or hashes.

@@ -13,6 +13,105 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meta-node");
 
+/// The data directory of the node serving each client API address, so
+/// that [`cli`] and [`Http`] find the credentials for it.
+static NODE_DIRS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_node(api: &str, dir: &Path) {
+    let mut dirs = NODE_DIRS.lock().unwrap();
+    dirs.retain(|(a, _)| a != api);
+    dirs.push((api.to_string(), dir.to_path_buf()));
+}
+
+/// The token file to use against the node at `api`: its own `root.token`
+/// (it bootstrapped), else that of a node beside it (the one that ran
+/// `cluster init` or bootstrapped the cluster it joined), else its
+/// `init.token` (it waits for `cluster init`).
+pub(crate) fn token_file(api: &str) -> Option<PathBuf> {
+    let dir = NODE_DIRS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| a == api)
+        .map(|(_, d)| d.clone())?;
+    let own = dir.join("root.token");
+    if own.exists() {
+        return Some(own);
+    }
+    let siblings = std::fs::read_dir(dir.parent()?).ok()?;
+    let mut roots: Vec<PathBuf> = siblings
+        .filter_map(|e| Some(e.ok()?.path().join("root.token")))
+        .filter(|p| p.exists())
+        .collect();
+    roots.sort();
+    roots
+        .into_iter()
+        .next()
+        .or_else(|| Some(dir.join("init.token")).filter(|p| p.exists()))
+}
+
+/// The bearer token for the node at `api` (see [`token_file`]).
+pub(crate) fn token(api: &str) -> Option<String> {
+    let text = std::fs::read_to_string(token_file(api)?).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// An HTTP client for the process tests: sends the node's token and
+/// follows a follower's redirect to the leader with it (`reqwest` drops
+/// credentials on a redirect to another port, as it should).
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub(crate) fn new(timeout: Duration) -> Http {
+        Http {
+            client: meta_node::client::http_builder()
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Sends `method` to `http://{api}{path}` with `body` (JSON if it
+    /// parses as such, else raw), following at most 3 redirects.
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        api: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let token = token(api);
+        let mut url = format!("http://{api}{path}");
+        let mut hops = 0;
+        loop {
+            let mut request = self.client.request(method.clone(), &url);
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let response = request.send().await?;
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            match location {
+                Some(next) if response.status().is_redirection() && hops < 3 => {
+                    url = next;
+                    hops += 1;
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+}
+
 /// A small deterministic generator (xorshift64*), so a seed replays a
 /// run. The seed must not be 0.
 #[derive(Clone)]
@@ -156,8 +255,9 @@ impl Proc {
             log: log_path,
             child: Some(child),
         };
+        remember_node(api, dir);
         wait_until(20, &format!("node {id} to answer /health"), || {
-            cli(&proc.api, &["cluster", "status"]).status.success()
+            cli(&proc.api, &["health"]).status.success()
         });
         proc
     }
@@ -223,12 +323,20 @@ impl Drop for Proc {
     }
 }
 
+/// Runs the CLI against the node at `api`, with the token
+/// [`token_file`] finds for it.
 pub(crate) fn cli(api: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["--addr", &format!("http://{api}"), "--json"])
-        .args(args)
-        .output()
-        .unwrap()
+        .env_remove("META_TOKEN")
+        .env_remove("META_NODE_DATA_DIR");
+    match token_file(api) {
+        Some(file) => command.arg("--token-file").arg(file),
+        // No credentials at all: the CLI must not find any by itself.
+        None => command.arg("--data-dir").arg("/nonexistent"),
+    };
+    command.args(args).output().unwrap()
 }
 
 /// [`cli`], which must succeed; its JSON output.
