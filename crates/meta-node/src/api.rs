@@ -64,6 +64,11 @@ pub struct ApiState {
     pub metrics: Arc<PrometheusRecorder>,
     /// The state machine's store (for the content hash).
     pub state_store: Arc<dyn meta_store_api::MetadataStore>,
+    /// `https` when the API serves TLS, else `http` (for redirects: all
+    /// nodes of a cluster serve the same).
+    pub scheme: &'static str,
+    /// Which node and cluster this is (`cluster init` founds the cluster).
+    pub identity: Arc<crate::identity::Identity>,
     /// Authentication settings and the node's one-time init token.
     pub auth: Arc<AuthState>,
 }
@@ -150,12 +155,17 @@ impl ApiError {
     }
 
     /// Sends the client to the leader, or says there is none.
-    fn not_leader(leader_id: Option<u64>, leader: Option<NodeAddr>, uri: &OriginalUri) -> Self {
+    fn not_leader(
+        state: &ApiState,
+        leader_id: Option<u64>,
+        leader: Option<NodeAddr>,
+        uri: &OriginalUri,
+    ) -> Self {
         match (leader_id, leader) {
             (Some(id), Some(node)) if !node.api.is_empty() => {
                 let path = uri.0.path_and_query().map_or("/", |p| p.as_str());
                 ApiError {
-                    location: Some(format!("http://{}{}", node.api, path)),
+                    location: Some(format!("{}://{}{}", state.scheme, node.api, path)),
                     leader: Some((id, node)),
                     ..ApiError::new(
                         StatusCode::TEMPORARY_REDIRECT,
@@ -360,7 +370,7 @@ async fn propose(
         Ok(meta_raft::Response::Rejected(r)) | Err(ProposeError::Rejected(r)) => Err(rejection(r)),
         Ok(other) => Ok(other),
         Err(ProposeError::ForwardToLeader { leader_id, leader }) => {
-            Err(ApiError::not_leader(leader_id, leader, uri))
+            Err(ApiError::not_leader(state, leader_id, leader, uri))
         }
         // The write reached Raft but its fate is unknown: it may still commit.
         Err(e @ ProposeError::Unavailable(_)) => Err(ApiError::new(
@@ -394,6 +404,7 @@ async fn read_barrier(state: &ApiState, uri: &OriginalUri, stale: bool) -> ApiRe
         Ok(_) => Ok(()),
         Err(e) => match e.forward_to_leader() {
             Some(f) => Err(ApiError::not_leader(
+                state,
                 f.leader_id,
                 f.leader_node.clone(),
                 uri,
@@ -842,6 +853,10 @@ async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBo
         )
     };
     state
+        .identity
+        .found_cluster()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    state
         .raft
         .initialize(members)
         .await
@@ -875,9 +890,9 @@ async fn add_learner(
         .await
     {
         Ok(r) => Ok(Json(json!({"ok": true, "log_index": r.log_id.index}))),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ApiError::not_leader(f.leader_id, f.leader_node, &uri))
-        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+            ApiError::not_leader(&state, f.leader_id, f.leader_node, &uri),
+        ),
         Err(e) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "membership",
@@ -902,9 +917,9 @@ async fn change_membership(
     let JsonBody(body) = body;
     match state.raft.change_membership(body.voters, body.retain).await {
         Ok(r) => Ok(Json(json!({"ok": true, "log_index": r.log_id.index}))),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ApiError::not_leader(f.leader_id, f.leader_node, &uri))
-        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+            ApiError::not_leader(&state, f.leader_id, f.leader_node, &uri),
+        ),
         Err(e) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "membership",

@@ -94,6 +94,55 @@ pub enum Command {
         #[arg(long)]
         store: StoreSpec,
     },
+    /// Certificates for HTTPS and peer mTLS (no OpenSSL needed).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Offline credential recovery.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+/// `certs`.
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca.key (keep the key safe).
+    CreateCa {
+        /// Where to write it.
+        #[arg(long, default_value = "./certs")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a node certificate from the CA: OUT/node.pem, OUT/node.key and
+    /// a copy of ca.pem, for `--tls-ca/--tls-cert/--tls-key`.
+    CreateNode {
+        /// The node id the certificate proves.
+        #[arg(long)]
+        id: u64,
+        /// A DNS name or IP address clients and peers use to reach the node
+        /// (repeat).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// The CA's directory.
+        #[arg(long, default_value = "./certs")]
+        ca_dir: PathBuf,
+        /// Where to write (default: CA_DIR/node-ID).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+}
+
+/// `auth`.
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// On a stopped node: write a new admin token to <data-dir>/root.token.
+    /// When the node runs again and leads, it installs the key (through
+    /// Raft, so every node gets it). For when every admin key is lost.
+    ResetRoot,
 }
 
 /// `serve` flags; each overrides the config file and has a `META_NODE_*`
@@ -136,6 +185,15 @@ pub struct ServeArgs {
     /// Turn security off (no client auth, plaintext peers): experiments only.
     #[arg(long, env = "META_NODE_INSECURE")]
     pub insecure: bool,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, env = "META_NODE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    #[arg(long, env = "META_NODE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "META_NODE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -169,6 +227,15 @@ impl ServeArgs {
             config.raft.snapshot_every = n;
         }
         config.insecure |= self.insecure;
+        for (flag, field) in [
+            (&self.tls_ca, &mut config.tls.ca),
+            (&self.tls_cert, &mut config.tls.cert),
+            (&self.tls_key, &mut config.tls.key),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
         config.validate()?;
         Ok(config)
     }

@@ -63,10 +63,12 @@ impl Client {
             Some(Body::Text(t)) => request.body(t.clone()),
             None => request,
         };
-        request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}: is a meta-node running there?"))
+        request.send().await.with_context(|| {
+            format!(
+                "{method} {url}: is a meta-node running there? (a node with [tls] \
+                     serves https://, and needs --ca)"
+            )
+        })
     }
 
     /// Whether `location` is a member's client API address (same scheme as

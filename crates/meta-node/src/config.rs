@@ -13,6 +13,11 @@
 //! bootstrap = true                 # initialise a single-node cluster on first start
 //! insecure = false                # true: no client auth, plaintext peers (experiments only)
 //!
+//! [tls]                            # all three, or none (see docs/security.md)
+//! # ca = "certs/ca.pem"            # the cluster CA: peers must present a certificate from it
+//! # cert = "certs/node-1/node.pem" # this node's certificate: HTTPS on `listen`, mTLS to peers
+//! # key = "certs/node-1/node.key"
+//!
 //! [lmdb]
 //! map_size_mib = 16384
 //!
@@ -63,12 +68,29 @@ pub struct Config {
     /// non-loopback addresses without TLS. For local experiments only;
     /// the node logs a warning at start.
     pub insecure: bool,
+    /// Certificates: HTTPS for clients and mTLS for peers.
+    pub tls: TlsSection,
     /// LMDB options.
     pub lmdb: LmdbSection,
     /// fjall options.
     pub fjall: FjallSection,
     /// Raft timing and snapshots.
     pub raft: RaftSection,
+}
+
+/// `[tls]`: all three files, or none. With them, the client API serves
+/// HTTPS and peers use them for mutual TLS. Without them, the node makes
+/// its own CA and certificate in `<data_dir>/tls/` for its peer port, and
+/// serves plain HTTP — which is refused on a non-loopback address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// The cluster CA's certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the CA.
+    pub cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    pub key: Option<PathBuf>,
 }
 
 /// `[lmdb]`.
@@ -116,6 +138,7 @@ impl Default for Config {
             state_engine: None,
             bootstrap: true,
             insecure: false,
+            tls: TlsSection::default(),
             lmdb: LmdbSection::default(),
             fjall: FjallSection::default(),
             raft: RaftSection::default(),
@@ -201,6 +224,18 @@ impl Config {
         self.advertise_raft.as_deref().unwrap_or(&self.raft_listen)
     }
 
+    /// The configured certificate files, if `[tls]` is set.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls.ca, &self.tls.cert, &self.tls.key) {
+            (Some(ca), Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The engine options.
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
@@ -268,6 +303,48 @@ impl Config {
                         "required when listening on `{listen}` (a wildcard address or port 0 cannot be given to peers and clients)"
                     ),
                 ));
+            }
+        }
+        let set = [&self.tls.ca, &self.tls.cert, &self.tls.key];
+        if set.iter().any(|f| f.is_some()) && set.iter().any(|f| f.is_none()) {
+            let missing = ["tls.ca", "tls.cert", "tls.key"]
+                .into_iter()
+                .zip(set)
+                .find(|(_, f)| f.is_none())
+                .map_or("tls", |(name, _)| name);
+            return Err(NodeError::config(
+                missing,
+                "required with the other [tls] files (ca, cert and key go together)",
+            ));
+        }
+        // Security by default: without certificates a node serves only its
+        // own machine.
+        if !self.insecure && self.tls_files().is_none() {
+            for (field, addr, why) in [
+                (
+                    "listen",
+                    &self.listen,
+                    "clients would send tokens in plaintext",
+                ),
+                (
+                    "raft_listen",
+                    &self.raft_listen,
+                    "peers on other machines need certificates from one cluster CA",
+                ),
+            ] {
+                let loopback = addr
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|a| a.ip().is_loopback());
+                if !loopback {
+                    return Err(NodeError::config(
+                        field,
+                        format!(
+                            "`{addr}` is not a loopback address and no [tls] is configured ({why}): \
+                             make certificates with `meta-node certs` and set tls.ca, tls.cert and tls.key \
+                             (docs/security.md), or pass --insecure for an experiment"
+                        ),
+                    ));
+                }
             }
         }
         // Port 0 (any free port) on both is fine; anything else must differ.
@@ -380,7 +457,19 @@ mod tests {
             advertise: Some("10.0.0.1:7700".into()),
             ..Config::default()
         };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`listen`") && err.contains("not a loopback"),
+            "{err}"
+        );
+        let c = Config {
+            insecure: true,
+            ..c
+        };
         c.validate().unwrap();
+        let mut c = Config::default();
+        c.tls.cert = Some("n.pem".into());
+        assert!(c.validate().unwrap_err().to_string().contains("`tls.ca`"));
         let mut c = Config::default();
         c.raft.election_timeout_max_ms = 1;
         assert!(

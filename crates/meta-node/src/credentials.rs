@@ -50,6 +50,30 @@ pub fn load_or_create_token(path: &Path, id: &str) -> Result<Token, NodeError> {
     Ok(token)
 }
 
+/// `auth reset-root`: writes a new admin token, under a new key id, to
+/// `<data_dir>/root.token` of a stopped node; the node installs the key
+/// when it next leads. Filesystem access to a node is trust.
+pub fn reset_root(data_dir: &Path) -> Result<std::path::PathBuf, NodeError> {
+    if !data_dir.join(crate::identity::IDENTITY_FILE).exists() {
+        return Err(NodeError::io(
+            format!("resetting the root token in {}", data_dir.display()),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a node's data directory (no identity.toml); pass --data-dir",
+            ),
+        ));
+    }
+    let mut suffix = [0u8; 4];
+    getrandom::fill(&mut suffix)
+        .map_err(|e| NodeError::io("generating a key id", std::io::Error::other(e.to_string())))?;
+    let id = format!("{}-{}", crate::auth::ROOT_KEY_ID, hex::encode(suffix));
+    let path = data_dir.join(crate::auth::ROOT_TOKEN_FILE);
+    let token = Token::generate(&id)
+        .map_err(|e| NodeError::io("generating a token", std::io::Error::other(e.to_string())))?;
+    files::write_private(&path, format!("{}\n", token.expose()).as_bytes())?;
+    Ok(path)
+}
+
 fn has_key(reader: &MetadataReader, token: &Token) -> bool {
     reader.api_keys().iter().any(|k| k.id == token.id)
 }

@@ -39,6 +39,7 @@ pub mod engine;
 mod error;
 pub mod files;
 pub mod fuzzing;
+pub mod identity;
 mod node;
 pub mod offline;
 pub mod pause;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use meta_node::cli::{Cli, Command, SnapshotCommand};
+use meta_node::cli::{AuthCommand, CertsCommand, Cli, Command, SnapshotCommand};
 use meta_node::{Node, offline};
 use tracing_subscriber::EnvFilter;
 
@@ -81,6 +81,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", offline::verify(store)?);
             Ok(())
         }
+        Command::Certs(CertsCommand::CreateCa { dir, days }) => {
+            meta_node::tls::create_ca(dir, *days)?;
+            println!(
+                "created the cluster CA: {} (share it) and {} (keep it secret, off the nodes if you can)",
+                dir.join("ca.pem").display(),
+                dir.join("ca.key").display()
+            );
+            Ok(())
+        }
+        Command::Certs(CertsCommand::CreateNode {
+            id,
+            hosts,
+            ca_dir,
+            out,
+            days,
+        }) => {
+            let out = out
+                .clone()
+                .unwrap_or_else(|| ca_dir.join(format!("node-{id}")));
+            let files = meta_node::tls::create_node_cert(ca_dir, *id, hosts, &out, *days)?;
+            println!(
+                "created node {id}'s certificate for {}: --tls-ca {} --tls-cert {} --tls-key {}",
+                hosts.join(", "),
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            );
+            Ok(())
+        }
+        Command::Auth(AuthCommand::ResetRoot) => {
+            let dir = cli.client_data_dir();
+            let path = meta_node::credentials::reset_root(&dir)?;
+            println!(
+                "wrote a new admin token to {}; start the node: once it leads, it installs the key",
+                path.display()
+            );
+            Ok(())
+        }
         _ => {
             println!("{}", meta_node::cli::run_client(&cli).await?);
             Ok(())
@@ -108,8 +146,13 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
             state_dir.display()
         )
     };
+    let (scheme, peers) = match (c.insecure, c.tls_files().is_some()) {
+        (true, _) => ("http", "plaintext"),
+        (false, true) => ("https", "mTLS"),
+        (false, false) => ("http", "mTLS"),
+    };
     println!(
-        "meta-node {} listening: client API http://{}, peers {}; {stores}",
+        "meta-node {} listening: client API {scheme}://{}, peers {} ({peers}); {stores}",
         c.node_id, node.api_addr, node.raft_addr
     );
     let token_file = |name: &str| Some(c.data_dir.join(name)).filter(|p| p.exists());

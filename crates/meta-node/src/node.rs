@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::credentials::{keep_root_key, load_or_create_token, read_token, wait_for_key};
 use crate::error::NodeError;
 use crate::files;
+use crate::identity::Identity;
+use crate::tls;
+use crate::transport::{PeerSecurity, PeerTls};
 use crate::transport::{TcpNetwork, serve};
 
 /// A running node.
@@ -66,6 +69,33 @@ fn raft_config(config: &Config) -> Result<openraft::Config, NodeError> {
     .map_err(|e| NodeError::config("raft", e.to_string()))
 }
 
+/// The peer transport's TLS: the configured certificates, else the node's
+/// own CA and certificate in `<data_dir>/tls/` (made on first start).
+fn peer_tls(config: &Config) -> Result<Option<PeerTls>, NodeError> {
+    if config.insecure {
+        return Ok(None);
+    }
+    let files = match config.tls_files() {
+        Some(files) => files,
+        None => {
+            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+            for addr in [config.advertised_api(), config.advertised_raft()] {
+                if let Some((host, _)) = addr.rsplit_once(':') {
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
+                    if !hosts.iter().any(|h| h == host) {
+                        hosts.push(host.to_string());
+                    }
+                }
+            }
+            tls::ensure_self_signed(&config.data_dir.join("tls"), config.node_id, &hosts)?
+        }
+    };
+    Ok(Some(PeerTls {
+        client: tls::peer_client_config(&files)?,
+        server: tls::peer_server_config(&files)?,
+    }))
+}
+
 /// The root token to install (if this node bootstraps or has one waiting
 /// in `root.token`) and the init token to accept (if it waits for `cluster
 /// init`). `insecure` nodes have neither.
@@ -100,6 +130,15 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         config.validate()?;
         files::private_dir(&config.data_dir)?;
+        let identity = Arc::new(Identity::open(&config.data_dir, config.node_id)?);
+        let peer_security = PeerSecurity {
+            tls: peer_tls(&config)?,
+            identity: identity.clone(),
+        };
+        let api_tls = config
+            .tls_files()
+            .map(|files| tls::api_server_config(&files))
+            .transpose()?;
         let raft_config = Arc::new(raft_config(&config)?);
         let (log_dir, state_dir) = config.store_dirs();
         let log_store = open_store(&config, config.log_engine(), log_dir.clone()).await?;
@@ -131,13 +170,13 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            TcpNetwork::default(),
+            TcpNetwork::new(peer_security.clone()),
             LogStore::new(log_store.clone()).purging_only_applied(&sm),
             sm,
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let transport_task = tokio::spawn(serve(raft_listener, raft.clone()));
+        let transport_task = tokio::spawn(serve(raft_listener, raft.clone(), peer_security));
 
         let initialized = raft
             .is_initialized()
@@ -154,6 +193,8 @@ impl Node {
                 metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
             ),
             state_store: state_store.clone(),
+            scheme: if api_tls.is_some() { "https" } else { "http" },
+            identity: identity.clone(),
             auth: Arc::new(AuthState::new(
                 config.insecure,
                 config.data_dir.clone(),
@@ -173,6 +214,7 @@ impl Node {
             );
         }
         if bootstrapping {
+            identity.found_cluster()?;
             let me = NodeAddr::new(config.advertised_raft(), config.advertised_api());
             raft.initialize(BTreeMap::from([(config.node_id, me)]))
                 .await
@@ -196,10 +238,26 @@ impl Node {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(api_listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            let served = match api_tls {
+                Some(config) => match tls::HttpsListener::new(
+                    api_listener,
+                    config,
+                    crate::transport::HANDSHAKE_TIMEOUT,
+                ) {
+                    Ok(listener) => {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => {
+                    axum::serve(api_listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!("client API stopped: {e}");
             }
         });

@@ -273,6 +273,82 @@ pub fn ensure_self_signed(dir: &Path, id: u64, hosts: &[String]) -> Result<TlsFi
     Ok(files)
 }
 
+/// A TLS listener for the client API (`axum::serve` takes it like a TCP
+/// listener). Handshakes run in their own tasks, each bounded by
+/// `handshake_timeout`, so a client that never finishes one holds up no
+/// other.
+pub struct HttpsListener {
+    addr: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpsListener {
+    /// Serves TLS with `config` on `listener`.
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        config: Arc<ServerConfig>,
+        handshake_timeout: std::time::Duration,
+    ) -> std::io::Result<HttpsListener> {
+        let addr = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let accept_task = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("client API accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake from {peer} failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake from {peer} timed out"),
+                    }
+                });
+            }
+        });
+        Ok(HttpsListener {
+            addr,
+            ready,
+            accept_task,
+        })
+    }
+}
+
+impl Drop for HttpsListener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accept task never ends on its own.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,17 @@
-//! The peer transport: Raft RPCs between nodes over TCP.
+//! The peer transport: Raft RPCs between nodes over TCP, inside mutually
+//! authenticated TLS (plaintext only with `insecure = true`).
+//!
+//! **Who may speak.** A connection needs a client certificate from the
+//! cluster CA ([`crate::tls`]); every request must come from the node its
+//! certificate names (the vote's node id), and carry this node's cluster
+//! id ([`crate::identity`]). Anything else closes the connection, changes
+//! nothing, and is logged. The dialing side checks that the peer's
+//! certificate names the node it meant to reach.
 //!
 //! Framing: every message is `[length: u32 BE][postcard payload]`, at most
 //! [`MAX_FRAME`] bytes; a connection starts with the 4-byte magic
-//! [`MAGIC`] from the client. Payloads are `(request id, request)` and
-//! `(request id, response)`: one request, one response, in order, on a
+//! [`MAGIC`] from the client. Payloads are `(cluster id, request id,
+//! request)` and `(request id, response)`: one request, one response, in order, on a
 //! connection that is kept open and reused; an answer with the wrong id, a
 //! failed, timed-out or cancelled call drops the connection and the next
 //! call reconnects. An AppendEntries over [`MAX_APPEND_BYTES`] is sent in
@@ -12,6 +20,7 @@
 //! chunk. Garbage on the wire closes that connection, never the node.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,12 +34,18 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The bytes a client sends first on a new connection.
-pub const MAGIC: [u8; 4] = *b"MRP2";
+use crate::identity::{ClusterId, Identity};
+
+/// The bytes a client sends first on a new connection (inside TLS).
+pub const MAGIC: [u8; 4] = *b"MRP3";
+/// How long a new connection may take to finish its TLS handshake and
+/// send the magic.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An AppendEntries larger than this (encoded) is split: the sender asks
 /// openraft to retry with fewer entries (`PayloadTooLarge`), so one message
 /// never carries a whole backlog and always fits its timeout.
@@ -39,6 +54,30 @@ pub const MAX_APPEND_BYTES: usize = 4 << 20;
 pub const MAX_FRAME: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A peer stream: TLS over TCP, or plain TCP when insecure.
+trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
+type Stream = Box<dyn PeerIo>;
+
+/// TLS settings of the peer transport (both directions).
+#[derive(Clone)]
+pub struct PeerTls {
+    /// Dialing peers: trusts the cluster CA, presents this node's
+    /// certificate.
+    pub client: Arc<rustls::ClientConfig>,
+    /// Accepting peers: requires a client certificate from the cluster CA.
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+/// How the peer transport authenticates: TLS (or none when insecure) and
+/// the node's identity (its cluster id travels with every request).
+#[derive(Clone)]
+pub struct PeerSecurity {
+    /// `None`: plaintext, no peer authentication (`insecure = true`).
+    pub tls: Option<PeerTls>,
+    /// This node's identity.
+    pub identity: Arc<Identity>,
+}
 /// A Raft RPC.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
@@ -61,7 +100,10 @@ pub enum PeerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
 }
 
-async fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
+async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    payload: &[u8],
+) -> std::io::Result<()> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|&l| l as usize <= MAX_FRAME)
@@ -76,7 +118,7 @@ async fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<
     stream.flush().await
 }
 
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn read_frame<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -91,10 +133,10 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(payload)
 }
 
-/// Decodes one request frame's payload: a request id and the RPC. Bytes
-/// from the network: anything malformed is an `InvalidData` error (the
-/// connection is closed), never a panic.
-pub fn decode_request(frame: &[u8]) -> std::io::Result<(u64, PeerRequest)> {
+/// Decodes one request frame's payload: the sender's cluster id, a request
+/// id and the RPC. Bytes from the network: anything malformed is an
+/// `InvalidData` error (the connection is closed), never a panic.
+pub fn decode_request(frame: &[u8]) -> std::io::Result<(ClusterId, u64, PeerRequest)> {
     postcard::from_bytes(frame).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -104,9 +146,14 @@ pub fn decode_request(frame: &[u8]) -> std::io::Result<(u64, PeerRequest)> {
 }
 
 /// Serves peers' RPCs on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, raft: Raft) {
+pub async fn serve(listener: TcpListener, raft: Raft, security: PeerSecurity) {
+    let acceptor = security
+        .tls
+        .as_ref()
+        .map(|tls| tokio_rustls::TlsAcceptor::from(tls.server.clone()));
+    let identity = security.identity;
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("peer transport accept failed: {e}");
@@ -114,32 +161,97 @@ pub async fn serve(listener: TcpListener, raft: Raft) {
                 continue;
             }
         };
-        let raft = raft.clone();
+        let (raft, acceptor, identity) = (raft.clone(), acceptor.clone(), identity.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, raft).await {
-                tracing::debug!("peer connection from {peer} closed: {e}");
+            if let Err(e) = serve_connection(tcp, peer, acceptor, raft, identity).await {
+                // Authenticated peers that break the rules are worth a
+                // warning; strangers failing the handshake are noise.
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    tracing::warn!("peer connection from {peer} refused: {e}");
+                } else {
+                    tracing::debug!("peer connection from {peer} closed: {e}");
+                }
             }
         });
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+fn refused(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, message)
+}
+
+/// The node a request claims to come from (the vote's node id).
+fn claimed_sender(request: &PeerRequest) -> Option<u64> {
+    match request {
+        PeerRequest::AppendEntries(rpc) => rpc.vote.leader_id.voted_for(),
+        PeerRequest::Vote(rpc) => rpc.vote.leader_id.voted_for(),
+        PeerRequest::InstallSnapshot(rpc) => rpc.vote.leader_id.voted_for(),
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    raft: Raft,
+    identity: Arc<Identity>,
+) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let timed_out = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no {what} from {peer} within {HANDSHAKE_TIMEOUT:?}"),
+        )
+    };
+    let (mut stream, cert): (Stream, Option<CertificateDer<'static>>) = match acceptor {
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                .await
+                .map_err(|_| timed_out("TLS handshake"))??;
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|c| c.clone().into_owned());
+            (Box::new(tls), cert)
+        }
+        None => (Box::new(tcp), None),
+    };
     let mut magic = [0u8; 4];
-    stream.read_exact(&mut magic).await?;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut magic))
+        .await
+        .map_err(|_| timed_out("magic"))??;
     if magic != MAGIC {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "not a meta-node peer (bad magic)",
         ));
     }
+    // The node id this connection's certificate was checked to name.
+    let mut proven: Option<u64> = None;
     loop {
         let frame = match read_frame(&mut stream).await {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (id, request) = decode_request(&frame)?;
+        let (cluster, id, request) = decode_request(&frame)?;
+        identity
+            .admit(cluster)
+            .map_err(|e| refused(e.to_string()))?;
+        if let Some(cert) = &cert {
+            let claimed = claimed_sender(&request);
+            if claimed.is_none()
+                || (proven != claimed
+                    && !claimed.is_some_and(|n| crate::tls::cert_names_node(cert, n)))
+            {
+                return Err(refused(format!(
+                    "a message claiming to come from node {claimed:?} on a connection whose certificate does not name that node"
+                )));
+            }
+            proven = claimed;
+        }
         let response = match request {
             PeerRequest::AppendEntries(rpc) => {
                 PeerResponse::AppendEntries(raft.append_entries(rpc).await)
@@ -157,7 +269,10 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft) -> std::io::Result<
 /// A reusable connection to one peer.
 struct PeerClient {
     addr: String,
-    conn: tokio::sync::Mutex<Option<TcpStream>>,
+    /// The node it is, which its certificate must name.
+    target: u64,
+    tls: Option<tokio_rustls::TlsConnector>,
+    conn: tokio::sync::Mutex<Option<Stream>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -167,6 +282,21 @@ impl PeerClient {
     /// answer: a call that fails, times out or is cancelled by its caller
     /// (openraft drops RPC futures on its own timeouts) drops the stream
     /// with it, so no later call can read an answer meant for another.
+    async fn connect(&self) -> std::io::Result<Stream> {
+        let tcp = TcpStream::connect(&self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream: Stream = match &self.tls {
+            Some(connector) => {
+                let name = crate::tls::server_name(self.target)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Box::new(connector.connect(name, tcp).await?)
+            }
+            None => Box::new(tcp),
+        };
+        stream.write_all(&MAGIC).await?;
+        Ok(stream)
+    }
+
     async fn call(
         &self,
         request: &[u8],
@@ -178,20 +308,11 @@ impl PeerClient {
         let result = tokio::time::timeout(timeout, async {
             let mut stream = match stream {
                 Some(stream) => stream,
-                None => {
-                    let mut stream =
-                        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-                            .await
-                            .map_err(|_| {
-                                std::io::Error::new(
-                                    std::io::ErrorKind::TimedOut,
-                                    "connect timed out",
-                                )
-                            })??;
-                    stream.set_nodelay(true)?;
-                    stream.write_all(&MAGIC).await?;
-                    stream
-                }
+                None => tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                    })??,
             };
             write_frame(&mut stream, request).await?;
             let frame = read_frame(&mut stream).await?;
@@ -223,10 +344,24 @@ impl PeerClient {
     }
 }
 
-/// Makes connections to peers, one reused connection per peer address.
-#[derive(Clone, Default)]
+/// One reused connection per peer, by node id and address.
+type Clients = HashMap<(u64, String), Arc<PeerClient>>;
+
+/// Makes connections to peers, one reused connection per peer.
+#[derive(Clone)]
 pub struct TcpNetwork {
-    clients: Arc<Mutex<HashMap<String, Arc<PeerClient>>>>,
+    clients: Arc<Mutex<Clients>>,
+    security: PeerSecurity,
+}
+
+impl TcpNetwork {
+    /// A network that dials peers as `security` says.
+    pub fn new(security: PeerSecurity) -> TcpNetwork {
+        TcpNetwork {
+            clients: Arc::default(),
+            security,
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
@@ -234,17 +369,28 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
 
     async fn new_client(&mut self, target: u64, node: &NodeAddr) -> PeerConnection {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let tls = self
+            .security
+            .tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsConnector::from(tls.client.clone()));
         let client = clients
-            .entry(node.raft.clone())
+            .entry((target, node.raft.clone()))
             .or_insert_with(|| {
                 Arc::new(PeerClient {
                     addr: node.raft.clone(),
+                    target,
+                    tls,
                     conn: tokio::sync::Mutex::new(None),
                     next_id: std::sync::atomic::AtomicU64::new(1),
                 })
             })
             .clone();
-        PeerConnection { target, client }
+        PeerConnection {
+            target,
+            client,
+            identity: self.security.identity.clone(),
+        }
     }
 }
 
@@ -252,6 +398,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
 pub struct PeerConnection {
     target: u64,
     client: Arc<PeerClient>,
+    identity: Arc<Identity>,
 }
 
 type Rpc<T, E = openraft::error::Infallible> =
@@ -285,7 +432,7 @@ impl PeerConnection {
             .client
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bytes = postcard::to_stdvec(&(id, &request))
+        let bytes = postcard::to_stdvec(&(self.identity.cluster(), id, &request))
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.client
             .call(&bytes, id, option.hard_ttl())

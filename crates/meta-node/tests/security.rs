@@ -42,11 +42,14 @@ fn call(
     body: Option<&Value>,
 ) -> (StatusCode, Value) {
     let http = meta_node::client::http_builder()
+        .tls_backend_preconfigured(
+            meta_node::tls::https_client_config(&common::test_ca().join("ca.pem")).unwrap(),
+        )
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut request = http.request(method.clone(), format!("http://{api}{path}"));
+        let mut request = http.request(method.clone(), format!("{}{path}", common::url(api)));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -461,7 +464,7 @@ fn everything_the_node_writes_is_private() {
         let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
         let (api, raft) = (addr(), addr());
         let dir = dirs.node("n1");
-        let mut node = Proc::start(1, engine, &dir, true, &api, &raft, None);
+        let mut node = Proc::start_zero_config(engine, &dir, &api, &raft);
         // Past `--snapshot-every 50`: a snapshot and a purge happen.
         for i in 0..60 {
             cli_ok(&api, &["kv", "put", &format!("k{i}"), "v"]);
@@ -494,4 +497,291 @@ fn docs_security_md_holds_the_routers_authorization_table() {
         text.contains(&table),
         "docs/security.md must contain the table of meta_node::auth::routes(), exactly:\n{table}"
     );
+}
+
+/// A raw peer connection to `raft`: TLS with `tls` (or plaintext), the
+/// magic, then one `Vote` claiming to come from `claimed` with `term`, in
+/// cluster `cluster`. Returns whether the node answered (it must not,
+/// unless everything checks out).
+fn peer_vote(
+    rt: &tokio::runtime::Runtime,
+    raft: &str,
+    tls: Option<(Arc<rustls::ClientConfig>, u64)>,
+    cluster: meta_node::identity::ClusterId,
+    claimed: u64,
+    term: u64,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+    impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(raft).await.unwrap();
+        let mut stream: Box<dyn Io> = match tls {
+            Some((config, server)) => {
+                let name = meta_node::tls::server_name(server).unwrap();
+                match tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                {
+                    Ok(tls) => Box::new(tls),
+                    Err(_) => return false,
+                }
+            }
+            None => Box::new(tcp),
+        };
+        let vote = openraft::raft::VoteRequest::new(openraft::Vote::new(term, claimed), None);
+        let request = meta_node::transport::PeerRequest::Vote(vote);
+        let payload = postcard::to_stdvec(&(cluster, 1u64, request)).unwrap();
+        let mut bytes = meta_node::transport::MAGIC.to_vec();
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&payload);
+        if stream.write_all(&bytes).await.is_err() {
+            return false;
+        }
+        // An answer is a whole response frame; a TLS alert or a closed
+        // connection is not.
+        let answer = async {
+            let mut len = [0u8; 4];
+            stream.read_exact(&mut len).await.ok()?;
+            let mut frame = vec![0u8; (u32::from_be_bytes(len) as usize).min(1 << 20)];
+            stream.read_exact(&mut frame).await.ok()?;
+            postcard::from_bytes::<(u64, meta_node::transport::PeerResponse)>(&frame).ok()
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), answer).await,
+            Ok(Some((1, meta_node::transport::PeerResponse::Vote(_))))
+        )
+    })
+}
+
+/// A client TLS configuration that trusts the test CA and presents the
+/// certificate in `files`.
+fn presenting(files: [std::path::PathBuf; 3]) -> Arc<rustls::ClientConfig> {
+    let [_, cert, key] = files;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in meta_node::tls::load_certs(&common::test_ca().join("ca.pem")).unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let key =
+        <rustls_pki_types::PrivateKeyDer<'_> as rustls_pki_types::pem::PemObject>::from_pem_file(
+            key,
+        )
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(meta_node::tls::load_certs(&cert).unwrap(), key)
+    .unwrap();
+    Arc::new(config)
+}
+
+#[test]
+fn forged_peer_messages_are_refused_and_change_nothing() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let nodes = cluster.form();
+    let apis = cluster.apis();
+    cli_ok(&apis[0], &["kv", "put", "before", "attack"]);
+    let before = common::converged_hash(&nodes.iter().collect::<Vec<_>>());
+    let term = |api: &str| {
+        cli_ok(api, &["cluster", "status"])["term"]
+            .as_u64()
+            .unwrap()
+    };
+    let term_before = term(&apis[0]);
+    let identity = std::fs::read_to_string(cluster.dir(0).join("identity.toml")).unwrap();
+    let hex_id = identity
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster_id = "))
+        .unwrap()
+        .trim_matches('"');
+    let ours = meta_node::identity::ClusterId(hex::decode(hex_id).unwrap().try_into().unwrap());
+    let rt = runtime();
+    let target = cluster.addrs[0].1.clone();
+    let node2 = presenting(common::node_tls(&cluster.dir(1), 2));
+
+    // The control: node 2's own certificate, our cluster, a stale term —
+    // answered (and harmless), so the refusals below are real refusals.
+    assert!(peer_vote(
+        &rt,
+        &target,
+        Some((node2.clone(), 1)),
+        ours,
+        2,
+        0
+    ));
+
+    // Plaintext.
+    assert!(!peer_vote(&rt, &target, None, ours, 2, 1_000));
+    // A certificate from another CA (same node id).
+    let other = dirs.node("other-ca");
+    let made = std::process::Command::new(common::BIN)
+        .args(["certs", "create-ca", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let made = std::process::Command::new(common::BIN)
+        .args([
+            "certs",
+            "create-node",
+            "--id",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--ca-dir",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let foreign =
+        presenting(["ca.pem", "node.pem", "node.key"].map(|f| other.join("node-2").join(f)));
+    assert!(!peer_vote(&rt, &target, Some((foreign, 1)), ours, 2, 1_000));
+    // The right CA, but claiming to be another node (node 3) with node 2's
+    // certificate.
+    assert!(!peer_vote(
+        &rt,
+        &target,
+        Some((node2.clone(), 1)),
+        ours,
+        3,
+        1_000
+    ));
+    // A node certificate of the CA for a node that is not a member,
+    // claiming a member's id.
+    let stranger = presenting(common::node_tls(&dirs.node("n9"), 9));
+    assert!(!peer_vote(
+        &rt,
+        &target,
+        Some((stranger, 1)),
+        ours,
+        1,
+        1_000
+    ));
+    // The right certificate and node, but another cluster's id.
+    let theirs = meta_node::identity::ClusterId([0xAB; 16]);
+    assert!(!peer_vote(&rt, &target, Some((node2, 1)), theirs, 2, 1_000));
+
+    // Nothing changed: same term, same content, and the refusals were logged.
+    assert_eq!(term(&apis[0]), term_before);
+    assert_eq!(
+        common::converged_hash(&nodes.iter().collect::<Vec<_>>()),
+        before
+    );
+    let log = std::fs::read_to_string(&nodes[0].log).unwrap();
+    assert!(log.contains("does not name that node"), "{log}");
+    assert!(
+        log.contains("refused: this node belongs to cluster"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_node_refuses_to_serve_a_network_without_tls_unless_told_insecure() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let port = free_port();
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
+        .args(["--advertise", &format!("127.0.0.1:{port}")])
+        .args(["--raft-listen", &addr(), "--data-dir"])
+        .arg(dirs.node("n1"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("`listen`")
+            && stderr.contains("not a loopback address")
+            && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(!dirs.node("n1").exists(), "a refused start writes nothing");
+
+    // `--insecure` is explicit and loud: it starts, warns, and lets anyone in.
+    let (api, raft) = (addr(), addr());
+    let log = dirs.node("insecure.log");
+    let mut child = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--insecure",
+            "--listen",
+            &api,
+            "--raft-listen",
+            &raft,
+            "--data-dir",
+        ])
+        .arg(dirs.node("n2"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let rt = runtime();
+    let http = meta_node::client::http_builder().build().unwrap();
+    wait_until(20, "the insecure node to take a write", || {
+        rt.block_on(
+            http.put(format!("http://{api}/v1/kv/open"))
+                .body("1")
+                .send(),
+        )
+        .is_ok_and(|r| r.status().is_success())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("WARN") && text.contains("insecure"), "{text}");
+    assert!(!dirs.node("n2").join("root.token").exists());
+}
+
+#[test]
+fn a_lost_root_is_recovered_offline_with_reset_root() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (api, raft) = (addr(), addr());
+    let dir = dirs.node("n1");
+    let mut node = Proc::start(1, "lmdb", &dir, true, &api, &raft, None);
+    let old = common::token(&api).unwrap();
+    // Every admin key gone: the only one is revoked.
+    cli_ok(&api, &["apikey", "revoke", "root"]);
+    assert!(!cli(&api, &["kv", "put", "a", "1"]).status.success());
+    node.stop();
+    let out = std::process::Command::new(common::BIN)
+        .args(["auth", "reset-root", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = common::token(&api).unwrap();
+    assert_ne!(new, old);
+    let mode = std::fs::metadata(dir.join("root.token"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let _node = Proc::start(1, "lmdb", &dir, true, &api, &raft, None);
+    wait_until(20, "the new admin key to work", || {
+        cli(&api, &["kv", "put", "a", "1"]).status.success()
+    });
+    let rt = runtime();
+    let (status, _) = call(&rt, &api, &Method::GET, "/v1/kv/a", Some(&old), None);
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the revoked key stays revoked"
+    );
+    // Not a data directory: a clear error, nothing written.
+    let out = std::process::Command::new(common::BIN)
+        .args(["auth", "reset-root", "--data-dir"])
+        .arg(dirs.node("nothing"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a node's data directory"));
 }

@@ -13,14 +13,72 @@ use std::time::{Duration, Instant};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meta-node");
 
-/// The data directory of the node serving each client API address, so
-/// that [`cli`] and [`Http`] find the credentials for it.
-static NODE_DIRS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+/// The data directory of the node serving each client API address, and
+/// whether it serves HTTPS, so that [`cli`] and [`Http`] find the
+/// credentials and the scheme for it.
+static NODE_DIRS: std::sync::Mutex<Vec<(String, PathBuf, bool)>> =
+    std::sync::Mutex::new(Vec::new());
 
-fn remember_node(api: &str, dir: &Path) {
+fn remember_node(api: &str, dir: &Path, https: bool) {
     let mut dirs = NODE_DIRS.lock().unwrap();
-    dirs.retain(|(a, _)| a != api);
-    dirs.push((api.to_string(), dir.to_path_buf()));
+    dirs.retain(|(a, _, _)| a != api);
+    dirs.push((api.to_string(), dir.to_path_buf(), https));
+}
+
+/// `https://{api}` or `http://{api}`, as the node at `api` serves.
+pub(crate) fn url(api: &str) -> String {
+    let https = NODE_DIRS
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(a, _, https)| a == api && *https);
+    format!("{}://{api}", if https { "https" } else { "http" })
+}
+
+/// One cluster CA for every node this test binary starts (made with the
+/// binary's own `certs create-ca`); clusters stay apart by cluster id.
+pub(crate) fn test_ca() -> &'static Path {
+    static CA: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("meta-test-ca")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let out = Command::new(BIN)
+            .args(["certs", "create-ca", "--dir"])
+            .arg(dir.join("ca"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir.join("ca")
+    })
+}
+
+/// Node `id`'s certificate files (from [`test_ca`]) for the node whose data
+/// directory is `dir`, made on first use: `(ca, cert, key)`.
+pub(crate) fn node_tls(dir: &Path, id: u64) -> [PathBuf; 3] {
+    let out = dir.with_extension("tls");
+    if !out.join("node.pem").exists() {
+        let made = Command::new(BIN)
+            .args(["certs", "create-node", "--id", &id.to_string()])
+            .args(["--host", "127.0.0.1", "--host", "localhost", "--ca-dir"])
+            .arg(test_ca())
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    ["ca.pem", "node.pem", "node.key"].map(|f| out.join(f))
 }
 
 /// The token file to use against the node at `api`: its own `root.token`
@@ -32,8 +90,8 @@ pub(crate) fn token_file(api: &str) -> Option<PathBuf> {
         .lock()
         .unwrap()
         .iter()
-        .find(|(a, _)| a == api)
-        .map(|(_, d)| d.clone())?;
+        .find(|(a, _, _)| a == api)
+        .map(|(_, d, _)| d.clone())?;
     let own = dir.join("root.token");
     if own.exists() {
         return Some(own);
@@ -68,6 +126,9 @@ impl Http {
     pub(crate) fn new(timeout: Duration) -> Http {
         Http {
             client: meta_node::client::http_builder()
+                .tls_backend_preconfigured(
+                    meta_node::tls::https_client_config(&test_ca().join("ca.pem")).unwrap(),
+                )
                 .timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -85,7 +146,7 @@ impl Http {
         body: Option<String>,
     ) -> reqwest::Result<reqwest::Response> {
         let token = token(api);
-        let mut url = format!("http://{api}{path}");
+        let mut url = format!("{}{path}", url(api));
         let mut hops = 0;
         loop {
             let mut request = self.client.request(method.clone(), &url);
@@ -212,8 +273,9 @@ impl Pause {
 }
 
 impl Proc {
-    /// Starts a node and waits until it answers; armed with `pause` if
-    /// given.
+    /// Starts a node with a certificate from [`test_ca`] (so it serves
+    /// HTTPS and can join others) and waits until it answers; armed with
+    /// `pause` if given.
     pub(crate) fn start(
         id: u64,
         engine: &str,
@@ -222,6 +284,32 @@ impl Proc {
         api: &str,
         raft: &str,
         pause: Option<&Pause>,
+    ) -> Proc {
+        let [ca, cert, key] = node_tls(dir, id);
+        let mut tls: Vec<std::ffi::OsString> = Vec::new();
+        for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
+            tls.push(flag.into());
+            tls.push(file.into());
+        }
+        Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &tls)
+    }
+
+    /// A node exactly as `serve` starts with no TLS configuration: its
+    /// own CA and certificate in `<dir>/tls/`, plain HTTP on loopback.
+    pub(crate) fn start_zero_config(engine: &str, dir: &Path, api: &str, raft: &str) -> Proc {
+        Proc::start_with(1, engine, dir, true, api, raft, None, &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_with(
+        id: u64,
+        engine: &str,
+        dir: &Path,
+        bootstrap: bool,
+        api: &str,
+        raft: &str,
+        pause: Option<&Pause>,
+        extra: &[std::ffi::OsString],
     ) -> Proc {
         let log_path = dir.with_extension("log");
         // Appended: a restarted node's log follows its earlier lives.
@@ -244,6 +332,7 @@ impl Proc {
             .arg(dir)
             .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
             .args(["--snapshot-every", "50"])
+            .args(extra)
             .env("RUST_LOG", "info,openraft=info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -255,7 +344,7 @@ impl Proc {
             log: log_path,
             child: Some(child),
         };
-        remember_node(api, dir);
+        remember_node(api, dir, !extra.is_empty());
         wait_until(20, &format!("node {id} to answer /health"), || {
             cli(&proc.api, &["health"]).status.success()
         });
@@ -328,7 +417,9 @@ impl Drop for Proc {
 pub(crate) fn cli(api: &str, args: &[&str]) -> Output {
     let mut command = Command::new(BIN);
     command
-        .args(["--addr", &format!("http://{api}"), "--json"])
+        .args(["--addr", &url(api), "--json"])
+        .arg("--ca")
+        .arg(test_ca().join("ca.pem"))
         .env_remove("META_TOKEN")
         .env_remove("META_NODE_DATA_DIR");
     match token_file(api) {

@@ -1,0 +1,218 @@
+//! The data directory's identity file, `<data_dir>/identity.toml`: which
+//! node this directory belongs to and which cluster.
+//!
+//! - The **node id** is written on first start; starting the directory
+//!   again as another node is refused.
+//! - The **cluster id** is a random 128-bit id made when a cluster is born
+//!   (a bootstrapping node, or `cluster init`). Every peer message carries
+//!   it; a node refuses messages of another cluster. A node that joins
+//!   learns it from the first message of an authenticated peer and keeps
+//!   it from then on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::NodeError;
+use crate::files;
+
+/// The identity file's name in the data directory.
+pub const IDENTITY_FILE: &str = "identity.toml";
+
+/// A cluster's id: 16 random bytes (all zero means "none yet").
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct ClusterId(pub [u8; 16]);
+
+impl ClusterId {
+    /// A fresh random id.
+    pub fn generate() -> Result<ClusterId, NodeError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| {
+            NodeError::io(
+                "generating a cluster id",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        Ok(ClusterId(bytes))
+    }
+
+    /// Whether this is the "none yet" id.
+    pub fn is_none(&self) -> bool {
+        self.0 == [0; 16]
+    }
+}
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterId({self})")
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    node_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
+}
+
+/// The identity of a running node, shared by its peer transport.
+#[derive(Debug)]
+pub struct Identity {
+    path: PathBuf,
+    node_id: u64,
+    cluster: Mutex<ClusterId>,
+}
+
+/// A peer message of another cluster.
+#[derive(Debug, thiserror::Error)]
+#[error("message of cluster {theirs} refused: this node belongs to cluster {ours}")]
+pub struct ClusterMismatch {
+    /// This node's cluster.
+    pub ours: ClusterId,
+    /// The message's.
+    pub theirs: ClusterId,
+}
+
+impl Identity {
+    /// Reads `<data_dir>/identity.toml`, or writes it for `node_id`. A file
+    /// naming another node is refused.
+    pub fn open(data_dir: &Path, node_id: u64) -> Result<Identity, NodeError> {
+        let path = data_dir.join(IDENTITY_FILE);
+        let bad = |problem: String| NodeError::ConfigFile {
+            path: path.clone(),
+            problem,
+        };
+        let cluster = match files::read_optional(&path)? {
+            Some(text) => {
+                let file: IdentityFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                if file.node_id != node_id {
+                    return Err(NodeError::config(
+                        "node_id",
+                        format!(
+                            "this data directory ({}) belongs to node {}, not node {node_id}; \
+                             start it with --node-id {} or use another --data-dir",
+                            data_dir.display(),
+                            file.node_id,
+                            file.node_id
+                        ),
+                    ));
+                }
+                match file.cluster_id {
+                    None => ClusterId::default(),
+                    Some(hex_id) => {
+                        let bytes = hex::decode(&hex_id)
+                            .ok()
+                            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                            .ok_or_else(|| {
+                                bad(format!("cluster_id `{hex_id}` is not 32 hex digits"))
+                            })?;
+                        ClusterId(bytes)
+                    }
+                }
+            }
+            None => ClusterId::default(),
+        };
+        let identity = Identity {
+            path,
+            node_id,
+            cluster: Mutex::new(cluster),
+        };
+        identity.save(cluster)?;
+        Ok(identity)
+    }
+
+    fn save(&self, cluster: ClusterId) -> Result<(), NodeError> {
+        let file = IdentityFile {
+            node_id: self.node_id,
+            cluster_id: (!cluster.is_none()).then(|| cluster.to_string()),
+        };
+        let text = toml::to_string(&file).map_err(|e| NodeError::ConfigFile {
+            path: self.path.clone(),
+            problem: e.to_string(),
+        })?;
+        files::write_private(
+            &self.path,
+            format!(
+                "# Written by meta-node: which node and cluster this directory belongs to.\n{text}"
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// This node's cluster id (none yet: all zero).
+    pub fn cluster(&self) -> ClusterId {
+        *self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives the node a new cluster id if it has none (it is founding a
+    /// cluster), and returns its id.
+    pub fn found_cluster(&self) -> Result<ClusterId, NodeError> {
+        let mut current = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.is_none() {
+            let id = ClusterId::generate()?;
+            self.save(id)?;
+            *current = id;
+        }
+        Ok(*current)
+    }
+
+    /// Checks the cluster id of an authenticated peer's message: equal to
+    /// ours, or adopted (and stored) if we have none yet.
+    pub fn admit(&self, theirs: ClusterId) -> Result<(), ClusterMismatch> {
+        let mut current = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == theirs {
+            return Ok(());
+        }
+        if current.is_none() {
+            if let Err(e) = self.save(theirs) {
+                tracing::error!("cannot store the cluster id {theirs}: {e}");
+                return Err(ClusterMismatch {
+                    ours: *current,
+                    theirs,
+                });
+            }
+            tracing::info!("joined cluster {theirs}");
+            *current = theirs;
+            return Ok(());
+        }
+        Err(ClusterMismatch {
+            ours: *current,
+            theirs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_survives_restarts_and_refuses_another_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::open(dir.path(), 3).unwrap();
+        assert!(identity.cluster().is_none());
+        let other = ClusterId([7; 16]);
+        identity.admit(other).unwrap();
+        assert!(identity.admit(ClusterId([8; 16])).is_err());
+        assert!(identity.admit(ClusterId::default()).is_err());
+        assert_eq!(
+            identity.found_cluster().unwrap(),
+            other,
+            "kept, not replaced"
+        );
+        drop(identity);
+        let again = Identity::open(dir.path(), 3).unwrap();
+        assert_eq!(again.cluster(), other);
+        let err = Identity::open(dir.path(), 4).unwrap_err().to_string();
+        assert!(err.contains("belongs to node 3"), "{err}");
+    }
+}
