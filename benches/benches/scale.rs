@@ -293,7 +293,7 @@ fn restart(bin: &Path, engine_name: &str, keys: u64) -> Value {
     let load_secs = load_start.elapsed().as_secs_f64();
     let last = format!("/v1/kv/restart/{:010}", keys - 1);
     let start = Instant::now();
-    let node = NodeProc::start_with(bin, 1, engine_name, dir.path(), true, &[]);
+    let node = NodeProc::start_with(bin, 1, engine_name, dir.path(), true, &["--insecure"]);
     wait_until(
         Duration::from_secs(120),
         "the restarted node to serve",

@@ -56,12 +56,16 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// Starts `meta-node serve` on `dir` and waits until it answers.
+    /// Starts `meta-node serve --insecure` on `dir` and waits until it
+    /// answers: the engine and Raft path, without auth and TLS (their cost
+    /// is measured on its own, by the `security_ops` bench).
     pub fn start(bin: &Path, id: u64, engine: &str, dir: &Path, bootstrap: bool) -> NodeProc {
-        Self::start_with(bin, id, engine, dir, bootstrap, &[])
+        Self::start_with(bin, id, engine, dir, bootstrap, &["--insecure"])
     }
 
-    /// [`start`](Self::start) with extra `serve` flags.
+    /// Starts `meta-node serve` with these extra flags (secure unless they
+    /// say `--insecure`) and waits until it answers (over HTTPS, only until
+    /// it accepts connections).
     pub fn start_with(
         bin: &Path,
         id: u64,
@@ -78,9 +82,6 @@ impl NodeProc {
             .arg("--data-dir")
             .arg(dir)
             .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
-            // The engine and Raft path, without auth and TLS (their cost is
-            // measured on its own: docs/benchmarks.md, "Security").
-            .arg("--insecure")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -92,8 +93,13 @@ impl NodeProc {
             raft,
             child,
         };
+        let https = extra.contains(&"--tls-cert");
         wait_until(Duration::from_secs(30), "a node to answer /health", || {
-            get(&node.api, "/health").is_some()
+            if https {
+                std::net::TcpStream::connect(&node.api).is_ok()
+            } else {
+                get(&node.api, "/health").is_some()
+            }
         });
         node
     }

@@ -82,6 +82,7 @@ pub struct AuthState {
     /// token).
     pub data_dir: PathBuf,
     init_token: Mutex<Option<Token>>,
+    init_lock: tokio::sync::Mutex<()>,
 }
 
 impl AuthState {
@@ -92,6 +93,7 @@ impl AuthState {
             insecure,
             data_dir,
             init_token: Mutex::new(init_token),
+            init_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -239,7 +241,7 @@ fn rejection(r: Rejection) -> ApiError {
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
 /// Who is calling, from the `Authorization` header. Never echoes a secret.
-fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
+async fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
     if state.auth.insecure {
         return Ok(Principal::Anyone);
     }
@@ -263,14 +265,27 @@ fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
             )
         })?;
     if token.id.0 == auth::INIT_KEY_ID && state.auth.init_token_matches(&token) {
+        // Spent once the node is part of a cluster (it may have joined one
+        // as a learner, without `cluster init`).
+        if state.raft.is_initialized().await.unwrap_or(true) {
+            state.auth.retire_init_token();
+            return Err(ApiError::unauthenticated(
+                "the init token is spent: this node is part of a cluster",
+            ));
+        }
         return Ok(Principal::Init);
     }
     match state
         .reader
         .authenticate(&token.id, &token.secret, now_ms())
     {
-        Ok(scopes) => Ok(Principal::Key {
-            scopes: scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+        Ok(key) => Ok(Principal::Key {
+            scopes: key
+                .scopes
+                .iter()
+                .filter_map(|s| Scope::parse(s).ok())
+                .collect(),
+            expires_at_ms: key.expires_at_ms,
             id: token.id,
         }),
         Err(ApiKeyCheck::Revoked) => Err(ApiError::unauthenticated(format!(
@@ -316,7 +331,7 @@ async fn authorize(
     if need == auth::Need::Public {
         return next.run(request).await;
     }
-    let principal = match authenticate(&state, request.headers()) {
+    let principal = match authenticate(&state, request.headers()).await {
         Ok(principal) => principal,
         Err(e) => return e.into_response(),
     };
@@ -339,8 +354,7 @@ fn require_kv(principal: &Principal, write: bool, key: &str) -> ApiResult<()> {
     }
     let access = if write { "write" } else { "read" };
     Err(ApiError::permission_denied(format!(
-        "this key may not {access} `{key}` (no `kv:{access}` scope covers it; \
-         a prefix-scoped key must list with ?prefix= under its prefix)"
+        "this key may not {access} `{key}`: no `kv:{access}` scope of it covers that key"
     )))
 }
 
@@ -451,7 +465,12 @@ async fn kv_list(
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
     let prefix = q.prefix.unwrap_or_default();
-    require_kv(&principal, false, &prefix)?;
+    require_kv(&principal, false, &prefix).map_err(|_| {
+        ApiError::permission_denied(format!(
+            "this key may not list under `{prefix}`: a prefix-scoped key lists with \
+             ?prefix= at or under its own prefix"
+        ))
+    })?;
     read_barrier(&state, &uri, q.stale).await?;
     let limit = q.limit.unwrap_or(1000);
     if limit > MAX_LIST {
@@ -644,15 +663,7 @@ async fn apikey_create(
     body: JsonBody<ApiKeyBody>,
 ) -> ApiResult {
     let JsonBody(body) = body;
-    if body.id.is_empty() {
-        return Err(ApiError::bad_request("`id` must not be empty"));
-    }
-    if body.id == auth::INIT_KEY_ID {
-        return Err(ApiError::bad_request(format!(
-            "`{}` is reserved for the node's init token",
-            auth::INIT_KEY_ID
-        )));
-    }
+    auth::check_key_id(&body.id).map_err(ApiError::bad_request)?;
     for text in &body.scopes {
         let scope = Scope::parse(text).map_err(ApiError::bad_request)?;
         // No key may grant more than the key that creates it.
@@ -664,9 +675,17 @@ async fn apikey_create(
     }
     // Time and the secret are chosen here, by the proposer, never in apply.
     let now = now_ms();
-    let expires = body
+    let mut expires = body
         .expires_in_secs
         .map(|s| now.saturating_add(s.saturating_mul(1000)));
+    // A key never outlives the key that creates it.
+    if let Principal::Key {
+        expires_at_ms: Some(limit),
+        ..
+    } = &principal
+    {
+        expires = Some(expires.map_or(*limit, |e| e.min(*limit)));
+    }
     let (command, secret) = new_api_key(
         ApiKeyId(body.id.clone()),
         body.name,
@@ -681,7 +700,7 @@ async fn apikey_create(
         secret,
     };
     Ok(Json(
-        json!({"id": body.id, "token": token.expose(), "note": "the token is shown once and cannot be recovered"}),
+        json!({"id": body.id, "token": token.expose(), "expires_at_ms": expires, "note": "the token is shown once and cannot be recovered"}),
     ))
 }
 
@@ -838,29 +857,39 @@ async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBo
             "this node is already part of a cluster",
         )
     };
+    // One init at a time on this node: two would write two root tokens.
+    let _one_at_a_time = state.auth.init_lock.lock().await;
     if state.raft.is_initialized().await.unwrap_or(true) {
         return Err(already());
     }
     // The root token is on disk before the cluster exists: a crash in
     // between leaves a token this node installs when it restarts.
+    let root_path = state.auth.data_dir.join(auth::ROOT_TOKEN_FILE);
+    let had_root = root_path.exists();
     let root = if state.auth.insecure {
         None
     } else {
-        let path = state.auth.data_dir.join(auth::ROOT_TOKEN_FILE);
         Some(
-            crate::credentials::load_or_create_token(&path, auth::ROOT_KEY_ID)
+            crate::credentials::load_or_create_token(&root_path, auth::ROOT_KEY_ID)
                 .map_err(|e| ApiError::internal(e.to_string()))?,
         )
     };
-    state
+    let cluster = state
         .identity
         .found_cluster()
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    state
-        .raft
-        .initialize(members)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "already_initialized", e.to_string()))?;
+    if let Err(e) = state.raft.initialize(members).await {
+        // Not founded after all: keep nothing of it.
+        let _ = state.identity.unfound_cluster(cluster);
+        if !had_root {
+            let _ = std::fs::remove_file(&root_path);
+        }
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_initialized",
+            e.to_string(),
+        ));
+    }
     state.auth.retire_init_token();
     let Some(root) = root else {
         return Ok(Json(json!({"ok": true})));

@@ -17,14 +17,17 @@
 //! | `config:read`, `config:write` | config entries |
 //! | `cluster:read`, `cluster:write` | the cluster map |
 //! | `shards:read`, `shards:write` | the shard map |
-//! | `monitor` | status, content hash, metrics |
+//! | `monitor` | content hash, metrics |
 //! | `read` | every `*:read` above and `monitor` |
 //! | `write` | `read` and every `*:write` above |
 //! | `apikeys:verify` | check other keys' secrets (for gateways) |
 //! | `apikeys:create` | list keys; create keys with no more than its own scopes |
 //! | `admin` | everything: membership, API keys, all data |
 //!
-//! No key may grant more than the key that creates it ([`Scope::covers`]).
+//! Any live key may read `/v1/cluster/status` (members, leader, term): a
+//! client needs the members to follow a redirect without sending its token
+//! elsewhere. No key may grant more than the key that creates it
+//! ([`Scope::covers`]).
 
 use std::fmt;
 
@@ -208,6 +211,8 @@ pub enum Principal {
         id: ApiKeyId,
         /// Its scopes.
         scopes: Vec<Scope>,
+        /// When it expires (Unix ms): keys it creates expire no later.
+        expires_at_ms: Option<u64>,
     },
     /// The node's one-time init token: may only initialise the cluster.
     Init,
@@ -243,6 +248,26 @@ impl Principal {
     }
 }
 
+/// Checks an API key id a client asks for: 1 to 64 of `A-Z a-z 0-9 . _ -`,
+/// and not a name a route or the node reserves (so every key can be named
+/// in a URL and printed on one line).
+pub fn check_key_id(id: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        return Err(format!(
+            "API key id `{}` must be 1 to 64 of A-Z a-z 0-9 . _ -",
+            id.escape_debug()
+        ));
+    }
+    if [INIT_KEY_ID, "verify"].contains(&id) {
+        return Err(format!("API key id `{id}` is reserved"));
+    }
+    Ok(())
+}
+
 /// The `kv` scope needed to read or write `key` (or list under a prefix).
 pub fn kv_scope(write: bool, key: &str) -> Scope {
     Scope::Access {
@@ -257,6 +282,9 @@ pub fn kv_scope(write: bool, key: &str) -> Scope {
 pub enum Need {
     /// Nothing: anyone may call it.
     Public,
+    /// Any live API key, whatever its scopes (the cluster's members and
+    /// leader: every client needs them to follow a redirect safely).
+    Authenticated,
     /// A scope covering this one.
     Scope(Scope),
     /// A `kv` scope covering the key (or list prefix) of the request; the
@@ -274,6 +302,7 @@ impl Need {
     pub fn allows(&self, principal: &Principal) -> bool {
         match self {
             Need::Public => true,
+            Need::Authenticated => !matches!(principal, Principal::Init),
             Need::Scope(scope) => principal.may(scope),
             Need::Kv { write } => principal.may_some_kv(*write),
             Need::Init => matches!(principal, Principal::Init) || principal.may(&Scope::Admin),
@@ -284,6 +313,7 @@ impl Need {
     pub fn describe(&self) -> String {
         match self {
             Need::Public => "none (public)".into(),
+            Need::Authenticated => "any valid key".into(),
             Need::Scope(scope) => format!("`{scope}`"),
             Need::Kv { write: false } => "`kv:read` covering the key or prefix".into(),
             Need::Kv { write: true } => "`kv:write` covering the key".into(),
@@ -356,7 +386,7 @@ pub fn routes() -> Vec<Route> {
             Need::Scope(Scope::ApiKeysVerify),
         ),
         route(M::DELETE, "/v1/apikeys/{id}", admin()),
-        route(M::GET, "/v1/cluster/status", monitor()),
+        route(M::GET, "/v1/cluster/status", Need::Authenticated),
         route(M::GET, "/v1/cluster/hash", monitor()),
         route(M::POST, "/v1/cluster/init", Need::Init),
         route(M::POST, "/v1/cluster/learners", admin()),
@@ -478,6 +508,24 @@ mod tests {
     }
 
     #[test]
+    fn key_ids_are_printable_and_not_reserved() {
+        for good in ["deploy-bot", "a.b_c", "root-1f2e3d4c"] {
+            check_key_id(good).unwrap();
+        }
+        for bad in [
+            "",
+            "init",
+            "verify",
+            "a/b",
+            "line\nbreak",
+            "nul\0",
+            &"x".repeat(65),
+        ] {
+            assert!(check_key_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn tokens_hide_their_secret() {
         let t = Token::parse("deploy.bot.abc123").unwrap();
         assert_eq!(t.id.0, "deploy.bot");
@@ -492,6 +540,7 @@ mod tests {
         let bot = Principal::Key {
             id: ApiKeyId("bot".into()),
             scopes: vec![s("kv:write:app/")],
+            expires_at_ms: None,
         };
         assert!(Need::Kv { write: true }.allows(&bot));
         assert!(bot.may(&kv_scope(true, "app/x")) && !bot.may(&kv_scope(false, "b")));

@@ -459,6 +459,18 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// An API key's state as `apikey list` shows it.
+fn key_status(key: &Value) -> &'static str {
+    let now = crate::api::now_ms();
+    if !key["revoked_at_ms"].is_null() {
+        "revoked"
+    } else if key["expires_at_ms"].as_u64().is_some_and(|at| now >= at) {
+        "expired"
+    } else {
+        "active"
+    }
+}
+
 /// Renders an answer as text.
 type Render = Box<dyn Fn(&Value) -> String>;
 
@@ -853,11 +865,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                                         text(&k["id"]),
                                         text(&k["name"]),
                                         k["scopes"].to_string(),
-                                        if k["revoked_at_ms"].is_null() {
-                                            "active".into()
-                                        } else {
-                                            "revoked".into()
-                                        },
+                                        key_status(k).into(),
                                     ]
                                 })
                                 .collect()

@@ -43,6 +43,12 @@ impl Client {
                 .https_only(true);
         } else if !base.starts_with("http://") {
             bail!("--addr must be an http:// or https:// URL, got `{base}`");
+        } else if token.is_some() && !is_loopback(&base) {
+            // A token in plaintext across a network is a token given away.
+            bail!(
+                "refusing to send a token over plain http:// to `{base}`, which is not a \
+                 loopback address: use https:// (the node needs [tls])"
+            );
         }
         let http = builder.build().context("building the HTTP client")?;
         Ok(Client { base, http, token })
@@ -72,13 +78,25 @@ impl Client {
     }
 
     /// Whether `location` is a member's client API address (same scheme as
-    /// ours), according to the node we were given.
+    /// ours, no user info), according to the node we were given.
     async fn is_member_api(&self, location: &str) -> anyhow::Result<bool> {
-        let scheme = self.base.split("://").next().unwrap_or("http");
-        let Some(rest) = location.strip_prefix(&format!("{scheme}://")) else {
+        let (Ok(base), Ok(target)) = (
+            reqwest::Url::parse(&self.base),
+            reqwest::Url::parse(location),
+        ) else {
             return Ok(false);
         };
-        let authority = rest.split('/').next().unwrap_or("");
+        let Some(host) = target.host_str().filter(|h| !h.is_empty()) else {
+            return Ok(false);
+        };
+        if target.scheme() != base.scheme()
+            || !target.username().is_empty()
+            || target.password().is_some()
+        {
+            return Ok(false);
+        }
+        let port = target.port_or_known_default().unwrap_or(0);
+        let authority = format!("{host}:{port}");
         let status = self
             .send(
                 &Method::GET,
@@ -93,7 +111,7 @@ impl Client {
         Ok(status["members"].as_object().is_some_and(|members| {
             members
                 .values()
-                .any(|m| m["api"].as_str() == Some(authority))
+                .any(|m| m["api"].as_str() == Some(authority.as_str()))
         }))
     }
 
@@ -148,6 +166,20 @@ impl Client {
             None => bail!("HTTP {status}: {value}"),
         }
     }
+}
+
+/// Whether the host of `url` is a loopback address (or `localhost`).
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("");
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A `reqwest` client builder for this crate's build of `reqwest` (TLS by

@@ -18,13 +18,28 @@ pub fn private_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
-/// Creates `dir` (and its parents) if missing and makes it `0700`.
+/// Creates `dir` (and its parents) if missing and makes it `0700`. A
+/// shared directory (sticky bit, like `/tmp`) is refused rather than
+/// locked away from everyone else.
 pub fn private_dir(dir: &Path) -> Result<(), NodeError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| NodeError::io(format!("creating directory {}", dir.display()), e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| NodeError::io(format!("reading {}", dir.display()), e))?
+            .permissions()
+            .mode();
+        if mode & 0o1000 != 0 {
+            return Err(NodeError::io(
+                format!("using {} as a private directory", dir.display()),
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "it is a shared directory (sticky bit, like /tmp): use a directory of its own",
+                ),
+            ));
+        }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| NodeError::io(format!("making directory {} private", dir.display()), e))?;
     }
@@ -36,9 +51,12 @@ pub fn private_dir(dir: &Path) -> Result<(), NodeError> {
 /// leaves the old content or the new, never a torn file.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let context = || format!("writing {}", path.display());
-    let tmp = path.with_extension("tmp");
+    // A fresh name, created here (never an existing file with its mode).
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -47,10 +65,14 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let mut file = options
         .open(&tmp)
         .map_err(|e| NodeError::io(context(), e))?;
-    file.write_all(bytes)
+    let written = file
+        .write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| NodeError::io(context(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| NodeError::io(context(), e))?;
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(NodeError::io(context(), e));
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         // The rename is durable once the directory is.
         std::fs::File::open(parent)
@@ -87,5 +109,16 @@ mod tests {
         assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
         assert_eq!(read_optional(&file).unwrap().as_deref(), Some("two"));
         assert_eq!(read_optional(&dir.join("none")).unwrap(), None);
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(
+            private_dir(&shared)
+                .unwrap_err()
+                .to_string()
+                .contains("sticky")
+        );
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
     }
 }

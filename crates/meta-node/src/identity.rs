@@ -153,6 +153,17 @@ impl Identity {
         *self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Forgets a cluster id given by [`found_cluster`](Self::found_cluster)
+    /// when founding the cluster failed after all.
+    pub fn unfound_cluster(&self, id: ClusterId) -> Result<(), NodeError> {
+        let mut current = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == id {
+            self.save(ClusterId::default())?;
+            *current = ClusterId::default();
+        }
+        Ok(())
+    }
+
     /// Gives the node a new cluster id if it has none (it is founding a
     /// cluster), and returns its id.
     pub fn found_cluster(&self) -> Result<ClusterId, NodeError> {
@@ -166,13 +177,18 @@ impl Identity {
     }
 
     /// Checks the cluster id of an authenticated peer's message: equal to
-    /// ours, or adopted (and stored) if we have none yet.
-    pub fn admit(&self, theirs: ClusterId) -> Result<(), ClusterMismatch> {
+    /// ours, or — if we have none yet — accepted, and adopted (stored for
+    /// good) when `adopt` (a leader's message to a node not yet part of a
+    /// cluster).
+    pub fn admit(&self, theirs: ClusterId, adopt: bool) -> Result<(), ClusterMismatch> {
         let mut current = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
         if *current == theirs {
             return Ok(());
         }
         if current.is_none() {
+            if !adopt || theirs.is_none() {
+                return Ok(());
+            }
             if let Err(e) = self.save(theirs) {
                 tracing::error!("cannot store the cluster id {theirs}: {e}");
                 return Err(ClusterMismatch {
@@ -201,9 +217,11 @@ mod tests {
         let identity = Identity::open(dir.path(), 3).unwrap();
         assert!(identity.cluster().is_none());
         let other = ClusterId([7; 16]);
-        identity.admit(other).unwrap();
-        assert!(identity.admit(ClusterId([8; 16])).is_err());
-        assert!(identity.admit(ClusterId::default()).is_err());
+        identity.admit(ClusterId([9; 16]), false).unwrap();
+        assert!(identity.cluster().is_none(), "a vote's id is not adopted");
+        identity.admit(other, true).unwrap();
+        assert!(identity.admit(ClusterId([8; 16]), true).is_err());
+        assert!(identity.admit(ClusterId::default(), false).is_err());
         assert_eq!(
             identity.found_cluster().unwrap(),
             other,

@@ -108,6 +108,14 @@ pub fn snapshot_save(store: &StoreSpec, out: &Path, quiet: bool) -> Result<u64, 
         .map_err(store_err("starting the snapshot"))?;
     let file =
         File::create(out).map_err(|e| NodeError::io(format!("creating {}", out.display()), e))?;
+    // A backup holds every key hash and value: private, even when it
+    // replaces an older file with a looser mode.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| NodeError::io(format!("making {} private", out.display()), e))?;
+    }
     let mut writer = BufWriter::new(file);
     let bar = bar(quiet, "saving");
     let bytes = std::io::copy(

@@ -143,14 +143,43 @@ pub fn https_client_config(ca: &Path) -> Result<ClientConfig, NodeError> {
     Ok(config)
 }
 
-/// Whether `cert` (already verified against the cluster CA) names node
-/// `id`.
+/// The one node `cert` (already verified against the cluster CA) proves
+/// to be: its single DNS name under [`NODE_NAME_SUFFIX`], which must be
+/// exactly `node-<id>.meta-node.invalid`. A certificate naming no node,
+/// several nodes, or a wildcard under the suffix proves nothing (`None`),
+/// whatever a CA was made to sign.
+pub fn cert_node_id(cert: &CertificateDer<'_>) -> Option<u64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let sans = parsed.subject_alternative_name().ok()??;
+    let mut ids = Vec::new();
+    for name in &sans.value.general_names {
+        let x509_parser::extensions::GeneralName::DNSName(dns) = name else {
+            continue;
+        };
+        let dns = dns.trim_end_matches('.').to_ascii_lowercase();
+        if !dns.ends_with(NODE_NAME_SUFFIX) {
+            continue;
+        }
+        let id = dns
+            .strip_prefix("node-")
+            .and_then(|rest| rest.strip_suffix(&format!(".{NODE_NAME_SUFFIX}")))
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u64>().ok())
+            .filter(|id| node_name(*id) == dns);
+        // Anything else under the suffix (a wildcard, a bad name) spoils
+        // the whole certificate.
+        ids.push(id?);
+    }
+    match ids.as_slice() {
+        [id] => Some(*id),
+        _ => None,
+    }
+}
+
+/// Whether `cert` (already verified against the cluster CA) proves to be
+/// node `id` (see [`cert_node_id`]).
 pub fn cert_names_node(cert: &CertificateDer<'_>, id: u64) -> bool {
-    let Ok(name) = ServerName::try_from(node_name(id)) else {
-        return false;
-    };
-    webpki::EndEntityCert::try_from(cert)
-        .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
+    cert_node_id(cert) == Some(id)
 }
 
 /// The name to dial node `id` by (checked against its certificate).
@@ -215,7 +244,11 @@ pub fn create_node_cert(
     if id == 0 {
         return Err(tls_error("node id".into(), "must be at least 1"));
     }
-    if let Some(h) = hosts.iter().find(|h| h.ends_with(NODE_NAME_SUFFIX)) {
+    if let Some(h) = hosts.iter().find(|h| {
+        h.trim_end_matches('.')
+            .to_ascii_lowercase()
+            .ends_with(NODE_NAME_SUFFIX)
+    }) {
         return Err(tls_error(
             format!("host `{h}`"),
             format!("names under `{NODE_NAME_SUFFIX}` are reserved for node identities"),
@@ -353,6 +386,45 @@ impl axum::serve::Listener for HttpsListener {
 mod tests {
     use super::*;
 
+    /// A certificate from `ca` with exactly these DNS names (what a CA
+    /// could be made to sign, bypassing `create-node`'s checks).
+    fn signed(ca: &Path, names: &[&str]) -> CertificateDer<'static> {
+        let key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca.join("ca.key")).unwrap()).unwrap();
+        let issuer = rcgen::Issuer::from_ca_cert_pem(
+            &std::fs::read_to_string(ca.join("ca.pem")).unwrap(),
+            key,
+        )
+        .unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let own = rcgen::KeyPair::generate().unwrap();
+        params.signed_by(&own, &issuer).unwrap().der().clone()
+    }
+
+    #[test]
+    fn only_a_single_exact_node_name_proves_a_node() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = tmp.path().join("ca");
+        create_ca(&ca, 10).unwrap();
+        let cases: [(&[&str], Option<u64>); 7] = [
+            (&["node-3.meta-node.invalid", "10.0.0.3"], Some(3)),
+            (&["NODE-3.Meta-Node.Invalid."], Some(3)),
+            (&["*.meta-node.invalid"], None),
+            (
+                &["node-3.meta-node.invalid", "node-4.meta-node.invalid"],
+                None,
+            ),
+            (&["node-3.meta-node.invalid", "*.meta-node.invalid"], None),
+            (&["node-03.meta-node.invalid"], None),
+            (&["example.com"], None),
+        ];
+        for (names, expected) in cases {
+            assert_eq!(cert_node_id(&signed(&ca, names)), expected, "{names:?}");
+        }
+    }
+
     #[test]
     fn a_node_certificate_names_its_node_and_no_other() {
         let tmp = tempfile::tempdir().unwrap();
@@ -367,7 +439,13 @@ mod tests {
         peer_server_config(&files).unwrap();
         peer_client_config(&files).unwrap();
         api_server_config(&files).unwrap();
-        let reserved = create_node_cert(&ca, 2, &[node_name(3)], &tmp.path().join("x"), 10);
-        assert!(reserved.unwrap_err().to_string().contains("reserved"));
+        for host in [
+            node_name(3),
+            "NODE-3.META-NODE.INVALID".into(),
+            "*.meta-node.invalid.".into(),
+        ] {
+            let reserved = create_node_cert(&ca, 2, &[host], &tmp.path().join("x"), 10);
+            assert!(reserved.unwrap_err().to_string().contains("reserved"));
+        }
     }
 }

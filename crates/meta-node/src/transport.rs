@@ -180,6 +180,11 @@ fn refused(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::PermissionDenied, message)
 }
 
+/// The node a peer's certificate chain proves to be (its leaf certificate).
+fn proven_node(certs: Option<&[CertificateDer<'_>]>) -> Option<u64> {
+    crate::tls::cert_node_id(certs?.first()?)
+}
+
 /// The node a request claims to come from (the vote's node id).
 fn claimed_sender(request: &PeerRequest) -> Option<u64> {
     match request {
@@ -203,18 +208,15 @@ async fn serve_connection(
             format!("no {what} from {peer} within {HANDSHAKE_TIMEOUT:?}"),
         )
     };
-    let (mut stream, cert): (Stream, Option<CertificateDer<'static>>) = match acceptor {
+    // With TLS: the one node the client certificate proves to be.
+    let (mut stream, proven): (Stream, Option<u64>) = match acceptor {
         Some(acceptor) => {
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
                 .await
                 .map_err(|_| timed_out("TLS handshake"))??;
-            let cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .map(|c| c.clone().into_owned());
-            (Box::new(tls), cert)
+            let proven = proven_node(tls.get_ref().1.peer_certificates())
+                .ok_or_else(|| refused("its certificate does not name exactly one node".into()))?;
+            (Box::new(tls), Some(proven))
         }
         None => (Box::new(tcp), None),
     };
@@ -228,8 +230,6 @@ async fn serve_connection(
             "not a meta-node peer (bad magic)",
         ));
     }
-    // The node id this connection's certificate was checked to name.
-    let mut proven: Option<u64> = None;
     loop {
         let frame = match read_frame(&mut stream).await {
             Ok(frame) => frame,
@@ -237,21 +237,25 @@ async fn serve_connection(
             Err(e) => return Err(e),
         };
         let (cluster, id, request) = decode_request(&frame)?;
-        identity
-            .admit(cluster)
-            .map_err(|e| refused(e.to_string()))?;
-        if let Some(cert) = &cert {
-            let claimed = claimed_sender(&request);
-            if claimed.is_none()
-                || (proven != claimed
-                    && !claimed.is_some_and(|n| crate::tls::cert_names_node(cert, n)))
-            {
-                return Err(refused(format!(
-                    "a message claiming to come from node {claimed:?} on a connection whose certificate does not name that node"
-                )));
-            }
-            proven = claimed;
+        // Who sends it first, then which cluster: nothing a refused message
+        // carries is kept.
+        let claimed = claimed_sender(&request);
+        if let Some(proven) = proven
+            && claimed != Some(proven)
+        {
+            return Err(refused(format!(
+                "a message claiming to come from node {claimed:?} on a connection whose certificate does not name that node (it names node {proven})"
+            )));
         }
+        // A node without a cluster id takes it from a leader's message
+        // (never from a vote), and only while it is not part of a cluster.
+        let from_leader = !matches!(request, PeerRequest::Vote(_));
+        let adopt = from_leader
+            && identity.cluster().is_none()
+            && !raft.is_initialized().await.unwrap_or(true);
+        identity
+            .admit(cluster, adopt)
+            .map_err(|e| refused(e.to_string()))?;
         let response = match request {
             PeerRequest::AppendEntries(rpc) => {
                 PeerResponse::AppendEntries(raft.append_entries(rpc).await)
@@ -289,7 +293,15 @@ impl PeerClient {
             Some(connector) => {
                 let name = crate::tls::server_name(self.target)
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
-                Box::new(connector.connect(name, tcp).await?)
+                let tls = connector.connect(name, tcp).await?;
+                let proven = proven_node(tls.get_ref().1.peer_certificates());
+                if proven != Some(self.target) {
+                    return Err(refused(format!(
+                        "{} answered with a certificate for node {proven:?}, not node {}",
+                        self.addr, self.target
+                    )));
+                }
+                Box::new(tls)
             }
             None => Box::new(tcp),
         };

@@ -116,6 +116,7 @@ fn expected_allowed(route: &auth::Route, scope: &str) -> bool {
     let principal = Principal::Key {
         id: meta_raft::model::ApiKeyId("t".into()),
         scopes: vec![Scope::parse(scope).unwrap()],
+        expires_at_ms: None,
     };
     match &route.need {
         // The concrete key of kv routes is `app/k` (and lists use no prefix).
@@ -131,7 +132,7 @@ fn expected_allowed(route: &auth::Route, scope: &str) -> bool {
 fn every_route_refuses_strangers_and_answers_each_scope_as_the_table_says() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let (api, raft) = (addr(), addr());
-    let _node = Proc::start(1, "lmdb", &dirs.node("n1"), true, &api, &raft, None);
+    let node = Proc::start(1, "lmdb", &dirs.node("n1"), true, &api, &raft, None);
     let rt = runtime();
     let root = common::token(&api).unwrap();
     let mut tokens = BTreeMap::new();
@@ -250,7 +251,7 @@ fn every_route_refuses_strangers_and_answers_each_scope_as_the_table_says() {
     );
     let minter = minter["token"].as_str().unwrap();
     let mint = |scope: &str| {
-        let body = json!({"id": format!("m-{}", scope.replace(':', "-")), "scopes": [scope]});
+        let body = json!({"id": format!("m-{}", scope.replace([':', '/'], "-")), "scopes": [scope]});
         call(
             &rt,
             &api,
@@ -262,6 +263,49 @@ fn every_route_refuses_strangers_and_answers_each_scope_as_the_table_says() {
         .0
     };
     assert_eq!(mint("kv:read:app/sub/"), StatusCode::OK);
+    // ... nor outlives it.
+    let mortal = cli_ok(
+        &api,
+        &[
+            "apikey",
+            "create",
+            "mortal",
+            "--scope",
+            "apikeys:create",
+            "--expires-in-secs",
+            "3600",
+        ],
+    );
+    let body = json!({"id": "child", "scopes": []});
+    let (status, child) = call(
+        &rt,
+        &api,
+        &Method::POST,
+        "/v1/apikeys",
+        Some(mortal["token"].as_str().unwrap()),
+        Some(&body),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let limit = mortal["expires_at_ms"].as_u64().unwrap();
+    assert!(
+        child["expires_at_ms"]
+            .as_u64()
+            .is_some_and(|at| at <= limit),
+        "{child} vs {limit}"
+    );
+    // Key ids are printable and routable.
+    for bad in ["a/b", "verify", "two\nlines"] {
+        let body = json!({"id": bad, "scopes": []});
+        let (status, _) = call(
+            &rt,
+            &api,
+            &Method::POST,
+            "/v1/apikeys",
+            Some(&root),
+            Some(&body),
+        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
     assert_eq!(mint("kv:write:app/"), StatusCode::FORBIDDEN);
     assert_eq!(mint("admin"), StatusCode::FORBIDDEN);
     let (status, listed) = call(&rt, &api, &Method::GET, "/v1/apikeys", Some(&root), None);
@@ -270,6 +314,13 @@ fn every_route_refuses_strangers_and_answers_each_scope_as_the_table_says() {
     assert!(!listed.to_string().contains(secret));
     let metrics = call(&rt, &api, &Method::GET, "/metrics", Some(&root), None);
     assert!(!format!("{metrics:?}").contains(secret));
+    // Nor in the node's log (at info, openraft included), with every token
+    // of this test sent to it many times, good and bad.
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    for token in tokens.values().chain([&root]) {
+        let secret = token.rsplit_once('.').unwrap().1;
+        assert!(!log.contains(secret), "a secret is in the node's log");
+    }
 }
 
 #[test]
@@ -303,6 +354,29 @@ fn a_revoked_key_stops_working_on_every_node_once_applied_there() {
             stale_read(api) == StatusCode::NOT_FOUND
         });
     }
+    // A narrow key follows a follower's redirect with the CLI (it may read
+    // the members, nothing else of the cluster).
+    let bot = cli_ok(
+        &apis[0],
+        &["apikey", "create", "bot", "--scope", "kv:write:app/"],
+    );
+    let bot = bot["token"].as_str().unwrap();
+    let leader = cli_ok(&apis[0], &["cluster", "status"])["leader"]
+        .as_u64()
+        .unwrap();
+    let follower = &apis[if leader == 1 { 1 } else { 0 }];
+    let out = std::process::Command::new(common::BIN)
+        .args(["--addr", &common::url(follower), "--ca"])
+        .arg(common::test_ca().join("ca.pem"))
+        .args(["--token", bot, "kv", "put", "app/x", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     cli_ok(&apis[0], &["apikey", "revoke", "temp"]);
     for api in &apis {
         wait_until(20, "the revocation on every node", || {
@@ -435,6 +509,25 @@ fn the_cli_never_sends_a_token_to_an_address_that_is_not_a_member() {
         contacted.load(Ordering::SeqCst),
         0,
         "the attacker was contacted"
+    );
+    // Nor in plaintext to an address beyond loopback.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "--addr",
+            "http://192.0.2.1:7700",
+            "--token",
+            "root.s3cret",
+            "kv",
+            "get",
+            "a",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refusing to send a token over plain http://"),
+        "{stderr}"
     );
 }
 

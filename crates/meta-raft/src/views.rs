@@ -173,14 +173,14 @@ impl MetadataReader {
     }
 
     /// Checks a presented key like [`verify_api_key`](Self::verify_api_key)
-    /// and, for a live key, returns its scopes (what the caller may do).
-    /// The secret is compared in constant time.
+    /// and, for a live key, returns it (its scopes say what the caller may
+    /// do). The secret is compared in constant time.
     pub fn authenticate(
         &self,
         id: &ApiKeyId,
         secret: &ApiKeySecret,
         now_ms: u64,
-    ) -> Result<Vec<String>, ApiKeyCheck> {
+    ) -> Result<ApiKeyInfo, ApiKeyCheck> {
         let record = self
             .views
             .read()
@@ -200,7 +200,14 @@ impl MetadataReader {
         if record.expires_at_ms.is_some_and(|at| now_ms >= at) {
             return Err(ApiKeyCheck::Expired);
         }
-        Ok(record.scopes)
+        Ok(ApiKeyInfo {
+            id: record.id,
+            name: record.name,
+            scopes: record.scopes,
+            created_at_ms: record.created_at_ms,
+            expires_at_ms: record.expires_at_ms,
+            revoked_at_ms: record.revoked_at_ms,
+        })
     }
 
     /// Every API key, without secrets or hashes.
