@@ -33,10 +33,14 @@ pub fn private_dir(dir: &Path) -> Result<(), NodeError> {
             .mode();
         if mode & 0o1000 != 0 {
             return Err(NodeError::io(
-                format!("using {} as a private directory", dir.display()),
+                format!("{} cannot be made private", dir.display()),
                 std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
-                    "it is a shared directory (sticky bit, like /tmp): use a directory of its own",
+                    format!(
+                        "it is a shared directory (mode {:o}, sticky bit, like /tmp): \
+                         use a directory of its own, or `chmod 700` it",
+                        mode & 0o7777
+                    ),
                 ),
             ));
         }

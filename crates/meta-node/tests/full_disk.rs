@@ -29,7 +29,15 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            // A node's data directory is its own (0700), not a shared,
+            // sticky 1777 like a default tmpfs root.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .map_err(|e| format!("running mount: {e}"))?;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Dirs, Proc, ProcCluster, cli, cli_ok, free_port, wait_until};
+use common::{Dirs, Proc, ProcCluster, arg, bin_err, bin_ok, cli, cli_ok, free_port, wait_until};
 use meta_node::auth::{self, Need, Principal, Scope};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -251,7 +251,8 @@ fn every_route_refuses_strangers_and_answers_each_scope_as_the_table_says() {
     );
     let minter = minter["token"].as_str().unwrap();
     let mint = |scope: &str| {
-        let body = json!({"id": format!("m-{}", scope.replace([':', '/'], "-")), "scopes": [scope]});
+        let body =
+            json!({"id": format!("m-{}", scope.replace([':', '/'], "-")), "scopes": [scope]});
         call(
             &rt,
             &api,
@@ -365,17 +366,11 @@ fn a_revoked_key_stops_working_on_every_node_once_applied_there() {
         .as_u64()
         .unwrap();
     let follower = &apis[if leader == 1 { 1 } else { 0 }];
-    let out = std::process::Command::new(common::BIN)
-        .args(["--addr", &common::url(follower), "--ca"])
-        .arg(common::test_ca().join("ca.pem"))
-        .args(["--token", bot, "kv", "put", "app/x", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ca = common::test_ca().join("ca.pem");
+    let (url, ca) = (common::url(follower), arg(&ca));
+    bin_ok(&[
+        "--addr", &url, "--ca", ca, "--token", bot, "kv", "put", "app/x", "1",
+    ]);
 
     cli_ok(&apis[0], &["apikey", "revoke", "temp"]);
     for api in &apis {
@@ -487,18 +482,17 @@ fn the_cli_never_sends_a_token_to_an_address_that_is_not_a_member() {
         }
     });
     let fake = fake_node(attacker_addr);
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "--addr",
-            &format!("http://{fake}"),
-            "--token",
-            "root.s3cret",
-        ])
-        .args(["kv", "put", "a", "1"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let fake = format!("http://{fake}");
+    let stderr = bin_err(&[
+        "--addr",
+        &fake,
+        "--token",
+        "root.s3cret",
+        "kv",
+        "put",
+        "a",
+        "1",
+    ]);
     assert!(stderr.contains("refusing to follow a redirect"), "{stderr}");
     assert!(
         !stderr.contains("s3cret"),
@@ -511,20 +505,15 @@ fn the_cli_never_sends_a_token_to_an_address_that_is_not_a_member() {
         "the attacker was contacted"
     );
     // Nor in plaintext to an address beyond loopback.
-    let out = std::process::Command::new(common::BIN)
-        .args([
-            "--addr",
-            "http://192.0.2.1:7700",
-            "--token",
-            "root.s3cret",
-            "kv",
-            "get",
-            "a",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = bin_err(&[
+        "--addr",
+        "http://192.0.2.1:7700",
+        "--token",
+        "root.s3cret",
+        "kv",
+        "get",
+        "a",
+    ]);
     assert!(
         stderr.contains("refusing to send a token over plain http://"),
         "{stderr}"
@@ -566,16 +555,7 @@ fn everything_the_node_writes_is_private() {
         assert_private(&dir);
         let backup = dirs.node("backup.snap");
         let store = format!("{engine}:{}", dir.join(engine).display());
-        let out = std::process::Command::new(common::BIN)
-            .args(["snapshot", "save", "--store", &store, "--out"])
-            .arg(&backup)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bin_ok(&["snapshot", "save", "--store", &store, "--out", arg(&backup)]);
         let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{engine}: snapshot save wrote {mode:o}");
     }
@@ -711,26 +691,17 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
     assert!(!peer_vote(&rt, &target, None, ours, 2, 1_000));
     // A certificate from another CA (same node id).
     let other = dirs.node("other-ca");
-    let made = std::process::Command::new(common::BIN)
-        .args(["certs", "create-ca", "--dir"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
-    let made = std::process::Command::new(common::BIN)
-        .args([
-            "certs",
-            "create-node",
-            "--id",
-            "2",
-            "--host",
-            "127.0.0.1",
-            "--ca-dir",
-        ])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    bin_ok(&["certs", "create-ca", "--dir", arg(&other)]);
+    bin_ok(&[
+        "certs",
+        "create-node",
+        "--id",
+        "2",
+        "--host",
+        "127.0.0.1",
+        "--ca-dir",
+        arg(&other),
+    ]);
     let foreign =
         presenting(["ca.pem", "node.pem", "node.key"].map(|f| other.join("node-2").join(f)));
     assert!(!peer_vote(&rt, &target, Some((foreign, 1)), ours, 2, 1_000));
@@ -777,15 +748,19 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
 fn a_node_refuses_to_serve_a_network_without_tls_unless_told_insecure() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let port = free_port();
-    let out = std::process::Command::new(common::BIN)
-        .args(["serve", "--listen", &format!("0.0.0.0:{port}")])
-        .args(["--advertise", &format!("127.0.0.1:{port}")])
-        .args(["--raft-listen", &addr(), "--data-dir"])
-        .arg(dirs.node("n1"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (listen, advertise) = (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}"));
+    let n1 = dirs.node("n1");
+    let stderr = bin_err(&[
+        "serve",
+        "--listen",
+        &listen,
+        "--advertise",
+        &advertise,
+        "--raft-listen",
+        &addr(),
+        "--data-dir",
+        arg(&n1),
+    ]);
     assert!(
         stderr.contains("`listen`")
             && stderr.contains("not a loopback address")
@@ -840,16 +815,7 @@ fn a_lost_root_is_recovered_offline_with_reset_root() {
     cli_ok(&api, &["apikey", "revoke", "root"]);
     assert!(!cli(&api, &["kv", "put", "a", "1"]).status.success());
     node.stop();
-    let out = std::process::Command::new(common::BIN)
-        .args(["auth", "reset-root", "--data-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bin_ok(&["auth", "reset-root", "--data-dir", arg(&dir)]);
     let new = common::token(&api).unwrap();
     assert_ne!(new, old);
     let mode = std::fs::metadata(dir.join("root.token"))
@@ -870,11 +836,7 @@ fn a_lost_root_is_recovered_offline_with_reset_root() {
         "the revoked key stays revoked"
     );
     // Not a data directory: a clear error, nothing written.
-    let out = std::process::Command::new(common::BIN)
-        .args(["auth", "reset-root", "--data-dir"])
-        .arg(dirs.node("nothing"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a node's data directory"));
+    let nothing = dirs.node("nothing");
+    let stderr = bin_err(&["auth", "reset-root", "--data-dir", arg(&nothing)]);
+    assert!(stderr.contains("not a node's data directory"), "{stderr}");
 }

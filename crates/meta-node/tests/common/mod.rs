@@ -35,6 +35,40 @@ pub(crate) fn url(api: &str) -> String {
     format!("{}://{api}", if https { "https" } else { "http" })
 }
 
+/// Runs the `meta-node` binary with `args` (an offline tool, or a client
+/// command whose address and credentials `args` give).
+pub(crate) fn bin(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("META_TOKEN")
+        .env_remove("META_NODE_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+/// [`bin`], which must succeed.
+pub(crate) fn bin_ok(args: &[&str]) -> Output {
+    let out = bin(args);
+    assert!(
+        out.status.success(),
+        "meta-node {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`bin`], which must fail; what it printed on stderr.
+pub(crate) fn bin_err(args: &[&str]) -> String {
+    let out = bin(args);
+    assert!(!out.status.success(), "meta-node {args:?} must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A path as a command-line argument.
+pub(crate) fn arg(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
 /// One cluster CA for every node this test binary starts (made with the
 /// binary's own `certs create-ca`); clusters stay apart by cluster id.
 pub(crate) fn test_ca() -> &'static Path {
@@ -45,16 +79,7 @@ pub(crate) fn test_ca() -> &'static Path {
             .tempdir()
             .unwrap()
             .keep();
-        let out = Command::new(BIN)
-            .args(["certs", "create-ca", "--dir"])
-            .arg(dir.join("ca"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bin_ok(&["certs", "create-ca", "--dir", arg(&dir.join("ca"))]);
         dir.join("ca")
     })
 }
@@ -64,19 +89,20 @@ pub(crate) fn test_ca() -> &'static Path {
 pub(crate) fn node_tls(dir: &Path, id: u64) -> [PathBuf; 3] {
     let out = dir.with_extension("tls");
     if !out.join("node.pem").exists() {
-        let made = Command::new(BIN)
-            .args(["certs", "create-node", "--id", &id.to_string()])
-            .args(["--host", "127.0.0.1", "--host", "localhost", "--ca-dir"])
-            .arg(test_ca())
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        bin_ok(&[
+            "certs",
+            "create-node",
+            "--id",
+            &id.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--host",
+            "localhost",
+            "--ca-dir",
+            arg(test_ca()),
+            "--out",
+            arg(&out),
+        ]);
     }
     ["ca.pem", "node.pem", "node.key"].map(|f| out.join(f))
 }
