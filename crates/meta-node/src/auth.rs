@@ -1,5 +1,5 @@
 //! Who may do what on the client API: bearer tokens, scopes, and the one
-//! table that maps every route to what it needs ([`ROUTES`]).
+//! table that maps every route to what it needs ([`routes`]).
 //!
 //! A client presents `Authorization: Bearer <id>.<secret>`: one of the
 //! store's own API keys. The node checks it against the replicated hash

@@ -31,15 +31,15 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Bearer token (`<id>.<secret>`) for client commands. Without it the
-    /// CLI reads --token-file, then <data-dir>/root.token, then
-    /// <data-dir>/init.token.
+    /// CLI reads --token-file, then `DATA_DIR/root.token`, then
+    /// `DATA_DIR/init.token`.
     #[arg(long, global = true, env = "META_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// File holding the bearer token.
     #[arg(long, global = true, env = "META_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust for an https:// --addr (default:
-    /// <data-dir>/tls/ca.pem if it exists).
+    /// `DATA_DIR/tls/ca.pem` if it exists).
     #[arg(long, global = true, env = "META_CA")]
     pub ca: Option<PathBuf>,
     /// Data directory: `serve` stores its data there; client commands
@@ -139,7 +139,7 @@ pub enum CertsCommand {
 /// `auth`.
 #[derive(Subcommand, Debug)]
 pub enum AuthCommand {
-    /// On a stopped node: write a new admin token to <data-dir>/root.token.
+    /// On a stopped node: write a new admin token to `DATA_DIR/root.token`.
     /// When the node runs again and leads, it installs the key (through
     /// Raft, so every node gets it). For when every admin key is lost.
     ResetRoot,
