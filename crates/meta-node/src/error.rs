@@ -59,6 +59,22 @@ pub enum NodeError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The store holds no cluster, but the data directory belonged to one:
+    /// starting would serve an empty (or another engine's) store as if it
+    /// were this node's data.
+    #[error(
+        "the store in {} holds no data, but this data directory belongs to cluster {cluster}: \
+         refusing to start empty over lost data (was the store damaged or removed, or is --engine \
+         not the engine this node ran on? `meta-node verify --store ENGINE:DIR` checks a store, \
+         `meta-node migrate` converts one; to really start over, remove identity.toml)",
+        store.display()
+    )]
+    EmptyOverData {
+        /// The store that is empty.
+        store: PathBuf,
+        /// The cluster the directory belongs to.
+        cluster: String,
+    },
     /// Raft failed.
     #[error("raft: {0}")]
     Raft(String),

@@ -16,7 +16,13 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,fjall=warn,lsm_tree=warn")),
+                // openraft's replication logs every failed retry to a down
+                // peer; the transport logs its going and return instead.
+                .unwrap_or_else(|_| {
+                    EnvFilter::new(
+                        "info,openraft=warn,openraft::replication=off,fjall=warn,lsm_tree=warn",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

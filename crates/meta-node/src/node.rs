@@ -182,6 +182,24 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        // A directory that belonged to a cluster never starts empty: its
+        // store was lost, damaged or switched for another engine's. (A log
+        // on the mem engine forgets everything by design.)
+        let cluster = identity.cluster();
+        let remembers = config.log_engine() != crate::engine::Engine::Mem;
+        if remembers && !initialized && !cluster.is_none() {
+            transport_task.abort();
+            let _ = raft.shutdown().await;
+            let (log_dir, state_dir) = config.store_dirs();
+            return Err(NodeError::EmptyOverData {
+                store: if log_dir == state_dir {
+                    log_dir
+                } else {
+                    state_dir
+                },
+                cluster: cluster.to_string(),
+            });
+        }
         let bootstrapping = config.bootstrap && !initialized;
         let (root_token, init_token) = credentials(&config, initialized)?;
         let state = ApiState {

@@ -248,11 +248,21 @@ async fn serve_connection(
             )));
         }
         // A node without a cluster id takes it from a leader's message
-        // (never from a vote), and only while it is not part of a cluster.
+        // (never from a vote), and only while it knows no membership yet:
+        // its first leader's. (Not `is_initialized`: a granted vote counts
+        // there, and a node's first contact with its cluster is often the
+        // founder's vote request.)
         let from_leader = !matches!(request, PeerRequest::Vote(_));
         let adopt = from_leader
             && identity.cluster().is_none()
-            && !raft.is_initialized().await.unwrap_or(true);
+            && raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .next()
+                .is_none();
         identity
             .admit(cluster, adopt)
             .map_err(|e| refused(e.to_string()))?;
@@ -278,6 +288,7 @@ struct PeerClient {
     tls: Option<tokio_rustls::TlsConnector>,
     conn: tokio::sync::Mutex<Option<Stream>>,
     next_id: std::sync::atomic::AtomicU64,
+    reachability: Reachability,
 }
 
 impl PeerClient {
@@ -395,6 +406,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
                     tls,
                     conn: tokio::sync::Mutex::new(None),
                     next_id: std::sync::atomic::AtomicU64::new(1),
+                    reachability: Reachability::default(),
                 })
             })
             .clone();
@@ -450,12 +462,100 @@ impl PeerConnection {
             .call(&bytes, id, option.hard_ttl())
             .await
             .map_err(|e| {
-                if matches!(request, PeerRequest::Vote(_)) {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
+                self.client
+                    .reachability
+                    .failed(self.target, &self.client.addr, &e);
+                // Whatever the RPC: openraft then backs off (see `backoff`)
+                // instead of retrying at once, so a down peer costs the
+                // leader neither a core nor a disk of log lines.
+                RPCError::Unreachable(Unreachable::new(&e))
             })
+            .inspect(|_| {
+                self.client
+                    .reachability
+                    .answered(self.target, &self.client.addr);
+            })
+    }
+}
+
+/// The first retry after a failed RPC waits this long (then twice as long
+/// each time, up to [`BACKOFF_MAX`]), give or take a quarter.
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between retries to an unreachable peer.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// While a peer stays unreachable, one line says so this often.
+pub const UNREACHABLE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Exponential backoff from [`BACKOFF_FIRST`] to [`BACKOFF_MAX`], each
+/// delay jittered by ±25% (so peers of a restarted node do not retry in
+/// step). `seed` makes the jitter.
+pub fn backoff_delays(seed: u64) -> impl Iterator<Item = Duration> {
+    let mut state = seed | 1;
+    (0u32..).map(move |i| {
+        let base = BACKOFF_FIRST
+            .saturating_mul(1 << i.min(16))
+            .min(BACKOFF_MAX)
+            .as_millis() as u64;
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let quarter = base / 4;
+        Duration::from_millis(base - quarter + state % (2 * quarter + 1))
+    })
+}
+
+/// Whether a peer answers, so that its going and its return are each
+/// logged once (and a reminder once a minute), not every retry.
+#[derive(Default)]
+struct Reachability {
+    down: Mutex<Option<Down>>,
+}
+
+struct Down {
+    since: std::time::Instant,
+    failures: u64,
+    reported: std::time::Instant,
+}
+
+impl Reachability {
+    fn failed(&self, target: u64, addr: &str, error: &std::io::Error) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match down.as_mut() {
+            None => {
+                tracing::warn!(
+                    "peer node {target} at {addr} is unreachable: {error}; retrying with backoff \
+                     (up to every {BACKOFF_MAX:?}), reported again every {UNREACHABLE_REPORT_EVERY:?} while it lasts"
+                );
+                *down = Some(Down {
+                    since: now,
+                    failures: 1,
+                    reported: now,
+                });
+            }
+            Some(d) => {
+                d.failures += 1;
+                if now.duration_since(d.reported) >= UNREACHABLE_REPORT_EVERY {
+                    tracing::warn!(
+                        "peer node {target} at {addr} still unreachable after {:.0?} ({} failed attempts; last: {error})",
+                        now.duration_since(d.since),
+                        d.failures
+                    );
+                    d.reported = now;
+                }
+            }
+        }
+    }
+
+    fn answered(&self, target: u64, addr: &str) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(d) = down.take() {
+            tracing::info!(
+                "peer node {target} at {addr} is reachable again after {:.1?} ({} failed attempts)",
+                d.since.elapsed(),
+                d.failures
+            );
+        }
     }
 }
 
@@ -476,6 +576,13 @@ fn narrow<E: std::error::Error>(
 }
 
 impl RaftNetwork<TypeConfig> for PeerConnection {
+    fn backoff(&self) -> openraft::network::Backoff {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(self.target, |d| d.as_nanos() as u64 ^ self.target);
+        openraft::network::Backoff::new(backoff_delays(seed))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -520,5 +627,25 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             }
             _ => Err(mismatch()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let delays: Vec<Duration> = backoff_delays(42).take(12).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let base = BACKOFF_FIRST.saturating_mul(1 << i).min(BACKOFF_MAX);
+            assert!(
+                *d >= base * 3 / 4 && *d <= base * 5 / 4,
+                "{i}: {d:?} vs {base:?}"
+            );
+        }
+        assert!(delays[11] >= BACKOFF_MAX * 3 / 4, "capped, not stuck low");
+        let other: Vec<Duration> = backoff_delays(7).take(12).collect();
+        assert_ne!(delays, other, "jittered by the seed");
     }
 }

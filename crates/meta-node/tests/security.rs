@@ -665,12 +665,23 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
             .unwrap()
     };
     let term_before = term(&apis[0]);
-    let identity = std::fs::read_to_string(cluster.dir(0).join("identity.toml")).unwrap();
-    let hex_id = identity
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_id = "))
-        .unwrap()
-        .trim_matches('"');
+    // Every node took the founder's cluster id (also the ones whose first
+    // contact was its vote request).
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let identity = std::fs::read_to_string(cluster.dir(i).join("identity.toml")).unwrap();
+            identity
+                .lines()
+                .find_map(|l| l.strip_prefix("cluster_id = "))
+                .map(|id| id.trim_matches('"').to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        !ids[0].is_empty() && ids.iter().all(|id| *id == ids[0]),
+        "{ids:?}"
+    );
+    let hex_id = ids[0].as_str();
     let ours = meta_node::identity::ClusterId(hex::decode(hex_id).unwrap().try_into().unwrap());
     let rt = runtime();
     let target = cluster.addrs[0].1.clone();

@@ -69,6 +69,9 @@ pub(crate) fn arg(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
 
+/// The log levels of test nodes: openraft at info, for post-mortems.
+pub(crate) const TEST_LOGS: &str = "info,openraft=info";
+
 /// One cluster CA for every node this test binary starts (made with the
 /// binary's own `certs create-ca`); clusters stay apart by cluster id.
 pub(crate) fn test_ca() -> &'static Path {
@@ -311,19 +314,43 @@ impl Proc {
         raft: &str,
         pause: Option<&Pause>,
     ) -> Proc {
+        Proc::start_logging(
+            id,
+            engine,
+            dir,
+            bootstrap,
+            api,
+            raft,
+            pause,
+            Some(TEST_LOGS),
+        )
+    }
+
+    /// [`Proc::start`] with this `RUST_LOG` (`None`: the binary's default).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_logging(
+        id: u64,
+        engine: &str,
+        dir: &Path,
+        bootstrap: bool,
+        api: &str,
+        raft: &str,
+        pause: Option<&Pause>,
+        logs: Option<&str>,
+    ) -> Proc {
         let [ca, cert, key] = node_tls(dir, id);
         let mut tls: Vec<std::ffi::OsString> = Vec::new();
         for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
             tls.push(flag.into());
             tls.push(file.into());
         }
-        Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &tls)
+        Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &tls, logs)
     }
 
     /// A node exactly as `serve` starts with no TLS configuration: its
     /// own CA and certificate in `<dir>/tls/`, plain HTTP on loopback.
     pub(crate) fn start_zero_config(engine: &str, dir: &Path, api: &str, raft: &str) -> Proc {
-        Proc::start_with(1, engine, dir, true, api, raft, None, &[])
+        Proc::start_with(1, engine, dir, true, api, raft, None, &[], Some(TEST_LOGS))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -336,6 +363,7 @@ impl Proc {
         raft: &str,
         pause: Option<&Pause>,
         extra: &[std::ffi::OsString],
+        logs: Option<&str>,
     ) -> Proc {
         let log_path = dir.with_extension("log");
         // Appended: a restarted node's log follows its earlier lives.
@@ -359,9 +387,10 @@ impl Proc {
             .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
             .args(["--snapshot-every", "50"])
             .args(extra)
-            .env("RUST_LOG", "info,openraft=info")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)
+            .envs(logs.map(|l| ("RUST_LOG", l)))
             .spawn()
             .unwrap();
         let proc = Proc {
@@ -375,6 +404,11 @@ impl Proc {
             cli(&proc.api, &["health"]).status.success()
         });
         proc
+    }
+
+    /// The process id (while it runs).
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The exit status, if the process has exited by itself.
@@ -543,6 +577,8 @@ pub(crate) struct ProcCluster<'a> {
     dirs: &'a Dirs,
     /// Proxies the peers reach each node through, if any.
     pub(crate) links: Option<links::Links>,
+    /// Nodes log as the binary does by default (not [`TEST_LOGS`]).
+    pub(crate) default_logs: bool,
 }
 
 impl<'a> ProcCluster<'a> {
@@ -554,6 +590,7 @@ impl<'a> ProcCluster<'a> {
             engines: engines.iter().map(|e| e.to_string()).collect(),
             dirs,
             links: None,
+            default_logs: false,
         }
     }
 
@@ -580,7 +617,8 @@ impl<'a> ProcCluster<'a> {
     pub(crate) fn start_paused(&self, i: usize, pause: Option<&Pause>) -> Proc {
         let (api, raft) = &self.addrs[i];
         let (id, dir) = (i as u64 + 1, self.dir(i));
-        Proc::start(id, &self.engines[i], &dir, false, api, raft, pause)
+        let logs = (!self.default_logs).then_some(TEST_LOGS);
+        Proc::start_logging(id, &self.engines[i], &dir, false, api, raft, pause, logs)
     }
 
     /// Starts every node and makes them one cluster (`cluster init`).

@@ -1,0 +1,173 @@
+//! A node keeps serving, quietly and cheaply, while a peer is down — with
+//! real processes and the binary's default logging.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Dirs, Http, ProcCluster, cli_ok, converged_hash, wait_until};
+
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+fn log_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_down_follower_costs_the_leader_a_few_log_lines_and_little_cpu() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let mut cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    cluster.default_logs = true;
+    let mut nodes = cluster.form();
+    let apis = cluster.apis();
+    let leader = wait_leader(&apis[0]);
+    let follower = (0..3).find(|&i| i as u64 + 1 != leader).unwrap();
+    let leader_i = leader as usize - 1;
+    cli_ok(&apis[leader_i], &["kv", "put", "before", "1"]);
+
+    nodes[follower].kill();
+    let leader_pid = nodes[leader_i].pid().unwrap();
+    let (lines_before, cpu_before) = (log_lines(&nodes[leader_i].log).len(), cpu_time(leader_pid));
+    // 10 s of writes, 10 a second, all acknowledged by the two others.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = Http::new(Duration::from_secs(5));
+    let start = Instant::now();
+    let mut written = 0;
+    while start.elapsed() < Duration::from_secs(10) {
+        let answer = rt
+            .block_on(http.send(
+                reqwest::Method::PUT,
+                &apis[leader_i],
+                &format!("/v1/kv/during/{written}"),
+                Some("v".into()),
+            ))
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        written += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu_time(leader_pid) - cpu_before;
+    let lines = log_lines(&nodes[leader_i].log);
+    let added = &lines[lines_before..];
+    assert!(
+        added.len() < 50,
+        "the leader wrote {} log lines in 10 s with a follower down:\n{}",
+        added.len(),
+        added.join("\n")
+    );
+    let unreachable = lines
+        .iter()
+        .filter(|l| {
+            l.contains(&format!("peer node {} at", follower + 1)) && l.contains("is unreachable")
+        })
+        .count();
+    assert_eq!(
+        unreachable,
+        1,
+        "one line says the peer went away:\n{}",
+        added.join("\n")
+    );
+    let share = cpu.as_secs_f64() / elapsed.as_secs_f64();
+    assert!(
+        share < 0.2,
+        "the leader used {:.0}% of a core ({cpu:?} in {elapsed:?}) for {written} writes with a follower down",
+        share * 100.0
+    );
+    eprintln!(
+        "degraded: leader wrote {} log lines and used {:.1}% of a core over {elapsed:.1?} ({written} writes)",
+        added.len(),
+        share * 100.0
+    );
+
+    // It comes back, catches up, and that is said once too.
+    nodes[follower] = cluster.start(follower);
+    let all: Vec<&common::Proc> = nodes.iter().collect();
+    converged_hash(&all);
+    wait_until(10, "the leader to log the peer's return", || {
+        log_lines(&nodes[leader_i].log).iter().any(|l| {
+            l.contains(&format!("peer node {} at", follower + 1)) && l.contains("reachable again")
+        })
+    });
+}
+
+fn wait_leader(api: &str) -> u64 {
+    let mut leader = None;
+    wait_until(20, "a leader", || {
+        leader = cli_ok(api, &["cluster", "status"])["leader"].as_u64();
+        leader.is_some()
+    });
+    leader.unwrap()
+}
+
+#[test]
+fn a_node_never_starts_empty_over_a_lost_store_nor_as_another_node() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (api, raft) = (common::free_port(), common::free_port());
+    let (api, raft) = (format!("127.0.0.1:{api}"), format!("127.0.0.1:{raft}"));
+    let dir = dirs.node("n1");
+    let mut node = common::Proc::start(1, "lmdb", &dir, true, &api, &raft, None);
+    cli_ok(&api, &["kv", "put", "precious", "1"]);
+    node.stop();
+    let serve = |id: &str, engine: &str| {
+        common::bin_err(&[
+            "serve",
+            "--node-id",
+            id,
+            "--engine",
+            engine,
+            "--listen",
+            &api,
+            "--raft-listen",
+            &raft,
+            "--data-dir",
+            common::arg(&dir),
+        ])
+    };
+    // Another engine's (empty) store in place of the node's data.
+    let stderr = serve("1", "fjall");
+    assert!(
+        stderr.contains("refusing to start empty over lost data"),
+        "{stderr}"
+    );
+    // The directory of node 1 started as node 5.
+    let stderr = serve("5", "lmdb");
+    assert!(stderr.contains("belongs to node 1"), "{stderr}");
+    // The store emptied (an LMDB file cut to nothing opens as a new one).
+    std::fs::write(dir.join("lmdb").join("data.mdb"), b"").unwrap();
+    let stderr = serve("1", "lmdb");
+    assert!(
+        stderr.contains("refusing to start empty over lost data"),
+        "{stderr}"
+    );
+}
