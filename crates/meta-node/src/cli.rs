@@ -185,6 +185,9 @@ pub struct ServeArgs {
     /// Turn security off (no client auth, plaintext peers): experiments only.
     #[arg(long, env = "META_NODE_INSECURE")]
     pub insecure: bool,
+    /// Close a connection that moves no byte for this many seconds.
+    #[arg(long, env = "META_NODE_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
     /// The cluster CA certificate (PEM).
     #[arg(long, env = "META_NODE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -227,6 +230,9 @@ impl ServeArgs {
             config.raft.snapshot_every = n;
         }
         config.insecure |= self.insecure;
+        if let Some(secs) = self.idle_timeout_secs {
+            config.limits.idle_timeout_secs = secs;
+        }
         for (flag, field) in [
             (&self.tls_ca, &mut config.tls.ca),
             (&self.tls_cert, &mut config.tls.cert),

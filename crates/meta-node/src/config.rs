@@ -18,6 +18,11 @@
 //! # cert = "certs/node-1/node.pem" # this node's certificate: HTTPS on `listen`, mTLS to peers
 //! # key = "certs/node-1/node.key"
 //!
+//! [limits]
+//! max_client_connections = 1024   # fewer if the file-descriptor limit is low
+//! max_peer_connections = 256
+//! idle_timeout_secs = 60           # a connection moving no byte this long is closed
+//!
 //! [lmdb]
 //! map_size_mib = 16384
 //!
@@ -70,6 +75,8 @@ pub struct Config {
     pub insecure: bool,
     /// Certificates: HTTPS for clients and mTLS for peers.
     pub tls: TlsSection,
+    /// Connection budgets and the idle deadline.
+    pub limits: LimitsSection,
     /// LMDB options.
     pub lmdb: LmdbSection,
     /// fjall options.
@@ -91,6 +98,30 @@ pub struct TlsSection {
     pub cert: Option<PathBuf>,
     /// This node's private key (PEM).
     pub key: Option<PathBuf>,
+}
+
+/// `[limits]`: what one connection, or many, may hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Open client API connections at most (fewer if the file-descriptor
+    /// limit is lower: see `docs/operations.md`); more are closed at once.
+    pub max_client_connections: usize,
+    /// Open incoming peer connections at most.
+    pub max_peer_connections: usize,
+    /// A connection that moves no byte for this long is closed (clients
+    /// and peers; peers' heartbeats keep theirs busy).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_client_connections: 1024,
+            max_peer_connections: 256,
+            idle_timeout_secs: 60,
+        }
+    }
 }
 
 /// `[lmdb]`.
@@ -139,6 +170,7 @@ impl Default for Config {
             bootstrap: true,
             insecure: false,
             tls: TlsSection::default(),
+            limits: LimitsSection::default(),
             lmdb: LmdbSection::default(),
             fjall: FjallSection::default(),
             raft: RaftSection::default(),
@@ -370,6 +402,18 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if self.limits.idle_timeout_secs == 0 {
+            return Err(NodeError::config(
+                "limits.idle_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_client_connections == 0 || self.limits.max_peer_connections == 0 {
+            return Err(NodeError::config(
+                "limits",
+                "max_client_connections and max_peer_connections must be at least 1",
+            ));
         }
         if self.lmdb.map_size_mib == 0 {
             return Err(NodeError::config("lmdb.map_size_mib", "must be at least 1"));

@@ -34,6 +34,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod credentials;
 pub mod engine;
 mod error;

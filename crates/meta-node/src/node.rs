@@ -135,6 +135,17 @@ impl Node {
             tls: peer_tls(&config)?,
             identity: identity.clone(),
         };
+        // Connection budgets out of the descriptors this process may open.
+        let nofile = crate::conn::raise_nofile();
+        let limits = &config.limits;
+        let (clients, peers) = crate::conn::budgets(
+            nofile,
+            limits.max_client_connections,
+            limits.max_peer_connections,
+        );
+        let idle = Duration::from_secs(limits.idle_timeout_secs);
+        let api_budget = crate::conn::Budget::new("client API", clients, idle);
+        let peer_budget = crate::conn::Budget::new("peer", peers, idle);
         let api_tls = config
             .tls_files()
             .map(|files| tls::api_server_config(&files))
@@ -176,7 +187,12 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-        let transport_task = tokio::spawn(serve(raft_listener, raft.clone(), peer_security));
+        let transport_task = tokio::spawn(serve(
+            raft_listener,
+            raft.clone(),
+            peer_security,
+            peer_budget,
+        ));
 
         let initialized = raft
             .is_initialized()
@@ -261,6 +277,7 @@ impl Node {
                     api_listener,
                     config,
                     crate::transport::HANDSHAKE_TIMEOUT,
+                    api_budget,
                 ) {
                     Ok(listener) => {
                         axum::serve(listener, app)
@@ -270,7 +287,8 @@ impl Node {
                     Err(e) => Err(e),
                 },
                 None => {
-                    axum::serve(api_listener, app)
+                    let listener = crate::conn::BudgetedListener::new(api_listener, api_budget);
+                    axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown)
                         .await
                 }

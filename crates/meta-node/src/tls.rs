@@ -312,33 +312,27 @@ pub fn ensure_self_signed(dir: &Path, id: u64, hosts: &[String]) -> Result<TlsFi
 /// other.
 pub struct HttpsListener {
     addr: std::net::SocketAddr,
-    ready: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        std::net::SocketAddr,
-    )>,
+    ready: tokio::sync::mpsc::Receiver<(HttpsStream, std::net::SocketAddr)>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
+/// One client API connection over TLS, within its budget.
+pub type HttpsStream = tokio_rustls::server::TlsStream<crate::conn::Guarded<tokio::net::TcpStream>>;
+
 impl HttpsListener {
-    /// Serves TLS with `config` on `listener`.
+    /// Serves TLS with `config` on `listener`, within `budget`.
     pub fn new(
         listener: tokio::net::TcpListener,
         config: Arc<ServerConfig>,
         handshake_timeout: std::time::Duration,
+        budget: Arc<crate::conn::Budget>,
     ) -> std::io::Result<HttpsListener> {
         let addr = listener.local_addr()?;
         let (tx, ready) = tokio::sync::mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let accept_task = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("client API accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (tcp, peer) = budget.accept(&listener).await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
@@ -366,7 +360,7 @@ impl Drop for HttpsListener {
 }
 
 impl axum::serve::Listener for HttpsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Io = HttpsStream;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

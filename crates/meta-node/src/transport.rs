@@ -146,21 +146,19 @@ pub fn decode_request(frame: &[u8]) -> std::io::Result<(ClusterId, u64, PeerRequ
 }
 
 /// Serves peers' RPCs on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, raft: Raft, security: PeerSecurity) {
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    security: PeerSecurity,
+    budget: Arc<crate::conn::Budget>,
+) {
     let acceptor = security
         .tls
         .as_ref()
         .map(|tls| tokio_rustls::TlsAcceptor::from(tls.server.clone()));
     let identity = security.identity;
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("peer transport accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (tcp, peer) = budget.accept(&listener).await;
         let (raft, acceptor, identity) = (raft.clone(), acceptor.clone(), identity.clone());
         tokio::spawn(async move {
             if let Err(e) = serve_connection(tcp, peer, acceptor, raft, identity).await {
@@ -195,13 +193,12 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
 }
 
 async fn serve_connection(
-    tcp: TcpStream,
+    tcp: crate::conn::Guarded<TcpStream>,
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     raft: Raft,
     identity: Arc<Identity>,
 ) -> std::io::Result<()> {
-    tcp.set_nodelay(true)?;
     let timed_out = |what: &str| {
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -329,14 +326,43 @@ impl PeerClient {
         let mut cached = self.conn.lock().await;
         let stream = cached.take();
         let result = tokio::time::timeout(timeout, async {
-            let mut stream = match stream {
-                Some(stream) => stream,
-                None => tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
-                    .await
-                    .map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                    })??,
-            };
+            // A kept connection the peer closed meanwhile (idle deadline,
+            // restart) fails at once: one fresh connection is tried before
+            // the call counts as failed. Raft RPCs may be delivered twice.
+            if let Some(stream) = stream {
+                match self.exchange(stream, request, id).await {
+                    Ok(answered) => return Ok(answered),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+            self.exchange(stream, request, id).await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer from {} in {timeout:?}", self.addr),
+            ))
+        });
+        let (stream, response) = result?;
+        *cached = Some(stream);
+        Ok(response)
+    }
+
+    /// Sends one request on `stream` and reads its answer.
+    async fn exchange(
+        &self,
+        mut stream: Stream,
+        request: &[u8],
+        id: u64,
+    ) -> std::io::Result<(Stream, PeerResponse)> {
+        {
             write_frame(&mut stream, request).await?;
             let frame = read_frame(&mut stream).await?;
             let (answered, response): (u64, PeerResponse) =
@@ -353,17 +379,7 @@ impl PeerClient {
                 ));
             }
             Ok((stream, response))
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer from {} in {timeout:?}", self.addr),
-            ))
-        });
-        let (stream, response) = result?;
-        *cached = Some(stream);
-        Ok(response)
+        }
     }
 }
 

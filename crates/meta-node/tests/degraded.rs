@@ -171,3 +171,98 @@ fn a_node_never_starts_empty_over_a_lost_store_nor_as_another_node() {
         "{stderr}"
     );
 }
+
+#[test]
+fn idle_and_surplus_connections_cannot_stop_a_node_short_of_descriptors() {
+    use std::io::{Read, Write};
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (api, raft) = (common::free_port(), common::free_port());
+    let (api, raft) = (format!("127.0.0.1:{api}"), format!("127.0.0.1:{raft}"));
+    let dir = dirs.node("n1");
+    let log = dirs.node("n1.log");
+    // 256 descriptors in all: room for about 85 clients beside the stores.
+    let mut child = std::process::Command::new("prlimit")
+        .args([
+            "--nofile=256:256",
+            common::BIN,
+            "serve",
+            "--listen",
+            &api,
+            "--raft-listen",
+            &raft,
+        ])
+        .args([
+            "--snapshot-every",
+            "50",
+            "--idle-timeout-secs",
+            "2",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{api}");
+    let token = dir.join("root.token");
+    let client = |args: &[&str]| {
+        let mut all = vec!["--addr", &url, "--token-file", common::arg(&token)];
+        all.extend_from_slice(args);
+        common::bin(&all)
+    };
+    wait_until(20, "the node to answer", || {
+        client(&["health"]).status.success()
+    });
+
+    // 300 connections that send nothing, or half a request, and stall.
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|i| {
+            let mut c = std::net::TcpStream::connect(&api).ok()?;
+            if i % 2 == 0 {
+                let _ = c.write_all(b"GET /v1/kv/x HTTP/1.1\r\nHost: x\r\n");
+            }
+            Some(c)
+        })
+        .collect();
+    // The surplus was closed at once, the rest once idle for 2 s: every one
+    // of them reads end-of-stream (or a reset) within a few seconds.
+    for c in &mut idle {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        match c.read(&mut buf) {
+            Ok(0) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("a stalled connection is still open after 10 s")
+            }
+            Err(_) => {} // reset: closed too
+            Ok(n) => panic!("a stalled connection got {n} bytes: {:?}", &buf[..n]),
+        }
+    }
+    // The node serves, builds a snapshot (60 writes, one every 50 entries),
+    // and is still there.
+    for i in 0..60 {
+        let out = client(&["kv", "put", &format!("k{i}"), "v"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let status = client(&["--json", "cluster", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status["snapshot_index"].as_u64().is_some(), "{status}");
+    assert!(child.try_wait().unwrap().is_none(), "the node exited");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("client API connections at their limit"),
+        "{text}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
