@@ -64,6 +64,9 @@ pub struct ApiState {
     pub metrics: Arc<PrometheusRecorder>,
     /// The state machine's store (for the content hash).
     pub state_store: Arc<dyn meta_store_api::MetadataStore>,
+    /// How long a request waits for Raft (a commit, a read index) before
+    /// it is answered 503.
+    pub request_timeout: std::time::Duration,
     /// `https` when the API serves TLS, else `http` (for redirects: all
     /// nodes of a cluster serve the same).
     pub scheme: &'static str,
@@ -380,7 +383,20 @@ async fn propose(
     uri: &OriginalUri,
     command: Command,
 ) -> ApiResult<meta_raft::Response> {
-    match state.proposer.propose(command).await {
+    let Ok(proposed) =
+        tokio::time::timeout(state.request_timeout, state.proposer.propose(command)).await
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outcome_unknown",
+            format!(
+                "not committed within {:?} (no quorum?): the write may still be applied; \
+                 read before retrying",
+                state.request_timeout
+            ),
+        ));
+    };
+    match proposed {
         Ok(meta_raft::Response::Rejected(r)) | Err(ProposeError::Rejected(r)) => Err(rejection(r)),
         Ok(other) => Ok(other),
         Err(ProposeError::ForwardToLeader { leader_id, leader }) => {
@@ -414,7 +430,19 @@ async fn read_barrier(state: &ApiState, uri: &OriginalUri, stale: bool) -> ApiRe
     if stale {
         return Ok(());
     }
-    match state.raft.ensure_linearizable().await {
+    let Ok(barrier) =
+        tokio::time::timeout(state.request_timeout, state.raft.ensure_linearizable()).await
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "no read index within {:?} (no quorum?); retry, or read with ?stale=true",
+                state.request_timeout
+            ),
+        ));
+    };
+    match barrier {
         Ok(_) => Ok(()),
         Err(e) => match e.forward_to_leader() {
             Some(f) => Err(ApiError::not_leader(

@@ -22,6 +22,7 @@
 //! max_client_connections = 1024   # fewer if the file-descriptor limit is low
 //! max_peer_connections = 256
 //! idle_timeout_secs = 60           # a connection moving no byte this long is closed
+//! request_timeout_secs = 5         # a request waiting this long for Raft gets a 503
 //!
 //! [lmdb]
 //! map_size_mib = 16384
@@ -112,6 +113,10 @@ pub struct LimitsSection {
     /// A connection that moves no byte for this long is closed (clients
     /// and peers; peers' heartbeats keep theirs busy).
     pub idle_timeout_secs: u64,
+    /// A request that waits this long for Raft (a commit, a read index) is
+    /// answered `503` (`outcome_unknown` for a write, `unavailable` for a
+    /// read) instead of hanging.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for LimitsSection {
@@ -120,6 +125,7 @@ impl Default for LimitsSection {
             max_client_connections: 1024,
             max_peer_connections: 256,
             idle_timeout_secs: 60,
+            request_timeout_secs: 5,
         }
     }
 }
@@ -406,6 +412,12 @@ impl Config {
         if self.limits.idle_timeout_secs == 0 {
             return Err(NodeError::config(
                 "limits.idle_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.request_timeout_secs == 0 {
+            return Err(NodeError::config(
+                "limits.request_timeout_secs",
                 "must be at least 1",
             ));
         }

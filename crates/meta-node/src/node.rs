@@ -227,6 +227,7 @@ impl Node {
                 metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
             ),
             state_store: state_store.clone(),
+            request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             scheme: if api_tls.is_some() { "https" } else { "http" },
             identity: identity.clone(),
             auth: Arc::new(AuthState::new(

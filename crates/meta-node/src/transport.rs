@@ -128,8 +128,19 @@ async fn read_frame<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> std::io::R
             format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
         ));
     }
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await?;
+    // Grown as the bytes arrive, not allocated up front from a length a
+    // peer only claims (a trickled frame holds what it sent, no more).
+    let mut payload = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut payload)
+        .await?;
+    if payload.len() != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("frame of {len} bytes cut after {}", payload.len()),
+        ));
+    }
     Ok(payload)
 }
 

@@ -266,3 +266,43 @@ fn idle_and_surplus_connections_cannot_stop_a_node_short_of_descriptors() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn requests_without_a_quorum_get_an_answer_instead_of_hanging() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let mut nodes = cluster.form();
+    let apis = cluster.apis();
+    let leader = wait_leader(&apis[0]) as usize - 1;
+    cli_ok(&apis[leader], &["kv", "put", "before", "1"]);
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if i != leader {
+            node.kill();
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = Http::new(Duration::from_secs(60));
+    for (method, path, body, code) in [
+        (
+            reqwest::Method::PUT,
+            "/v1/kv/lonely",
+            Some("1".to_string()),
+            "outcome_unknown",
+        ),
+        (reqwest::Method::GET, "/v1/kv/before", None, "unavailable"),
+    ] {
+        let start = Instant::now();
+        let answer = rt
+            .block_on(http.send(method.clone(), &apis[leader], path, body))
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(answer.status().as_u16(), 503, "{method} {path}");
+        let body: serde_json::Value = rt.block_on(answer.json()).unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        // The default deadline is 5 s; generous for a loaded machine.
+        assert!(
+            took < Duration::from_secs(20),
+            "{method} {path} took {took:?}"
+        );
+    }
+}
