@@ -188,6 +188,9 @@ pub struct ServeArgs {
     /// Close a connection that moves no byte for this many seconds.
     #[arg(long, env = "META_NODE_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Answer 503 to a request that waits this many seconds for Raft.
+    #[arg(long, env = "META_NODE_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
     /// The cluster CA certificate (PEM).
     #[arg(long, env = "META_NODE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -232,6 +235,9 @@ impl ServeArgs {
         config.insecure |= self.insecure;
         if let Some(secs) = self.idle_timeout_secs {
             config.limits.idle_timeout_secs = secs;
+        }
+        if let Some(secs) = self.request_timeout_secs {
+            config.limits.request_timeout_secs = secs;
         }
         for (flag, field) in [
             (&self.tls_ca, &mut config.tls.ca),

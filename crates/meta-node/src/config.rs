@@ -421,6 +421,14 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        // A request waiting on Raft moves no byte: its connection must
+        // outlive its deadline, or the client gets a reset, not the 503.
+        if self.limits.idle_timeout_secs <= self.limits.request_timeout_secs {
+            return Err(NodeError::config(
+                "limits.idle_timeout_secs",
+                "must be greater than limits.request_timeout_secs",
+            ));
+        }
         if self.limits.max_client_connections == 0 || self.limits.max_peer_connections == 0 {
             return Err(NodeError::config(
                 "limits",

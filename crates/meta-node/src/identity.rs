@@ -62,6 +62,9 @@ struct IdentityFile {
     node_id: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cluster_id: Option<String>,
+    /// Set once the store durably held this node's part of a cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    held_data: bool,
 }
 
 /// The identity of a running node, shared by its peer transport.
@@ -70,6 +73,7 @@ pub struct Identity {
     path: PathBuf,
     node_id: u64,
     cluster: Mutex<ClusterId>,
+    held_data: std::sync::atomic::AtomicBool,
 }
 
 /// A peer message of another cluster.
@@ -91,9 +95,11 @@ impl Identity {
             path: path.clone(),
             problem,
         };
+        let mut held_data = false;
         let cluster = match files::read_optional(&path)? {
             Some(text) => {
                 let file: IdentityFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                held_data = file.held_data;
                 if file.node_id != node_id {
                     return Err(NodeError::config(
                         "node_id",
@@ -125,6 +131,7 @@ impl Identity {
             path,
             node_id,
             cluster: Mutex::new(cluster),
+            held_data: std::sync::atomic::AtomicBool::new(held_data),
         };
         identity.save(cluster)?;
         Ok(identity)
@@ -134,6 +141,7 @@ impl Identity {
         let file = IdentityFile {
             node_id: self.node_id,
             cluster_id: (!cluster.is_none()).then(|| cluster.to_string()),
+            held_data: self.held_data(),
         };
         let text = toml::to_string(&file).map_err(|e| NodeError::ConfigFile {
             path: self.path.clone(),
@@ -146,6 +154,24 @@ impl Identity {
             )
             .as_bytes(),
         )
+    }
+
+    /// Whether this directory's store once durably held this node's data
+    /// (then it must never start empty).
+    pub fn held_data(&self) -> bool {
+        self.held_data.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records that the store now durably holds this node's data.
+    pub fn mark_held_data(&self) -> Result<(), NodeError> {
+        if self
+            .held_data
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let cluster = self.cluster();
+        self.save(cluster)
     }
 
     /// This node's cluster id (none yet: all zero).
@@ -227,9 +253,12 @@ mod tests {
             other,
             "kept, not replaced"
         );
+        assert!(!identity.held_data());
+        identity.mark_held_data().unwrap();
         drop(identity);
         let again = Identity::open(dir.path(), 3).unwrap();
         assert_eq!(again.cluster(), other);
+        assert!(again.held_data(), "kept across restarts");
         let err = Identity::open(dir.path(), 4).unwrap_err().to_string();
         assert!(err.contains("belongs to node 3"), "{err}");
     }

@@ -20,7 +20,8 @@ fn main() -> ExitCode {
                 // peer; the transport logs its going and return instead.
                 .unwrap_or_else(|_| {
                     EnvFilter::new(
-                        "info,openraft=warn,openraft::replication=off,fjall=warn,lsm_tree=warn",
+                        "info,openraft=warn,openraft::replication=off,\
+                         openraft::engine::handler::replication_handler=error,fjall=warn,lsm_tree=warn",
                     )
                 }),
         )

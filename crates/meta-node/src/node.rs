@@ -181,7 +181,10 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            TcpNetwork::new(peer_security.clone()),
+            TcpNetwork::new(
+                peer_security.clone(),
+                Duration::from_millis(config.raft.election_timeout_min_ms / 2),
+            ),
             LogStore::new(log_store.clone()).purging_only_applied(&sm),
             sm,
         )
@@ -198,12 +201,12 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
-        // A directory that belonged to a cluster never starts empty: its
-        // store was lost, damaged or switched for another engine's. (A log
-        // on the mem engine forgets everything by design.)
+        // A directory whose store once held this node's data never starts
+        // empty: the store was lost, damaged or switched for another
+        // engine's. (A log on the mem engine forgets everything by design.)
         let cluster = identity.cluster();
         let remembers = config.log_engine() != crate::engine::Engine::Mem;
-        if remembers && !initialized && !cluster.is_none() {
+        if remembers && !initialized && identity.held_data() {
             transport_task.abort();
             let _ = raft.shutdown().await;
             let (log_dir, state_dir) = config.store_dirs();
@@ -217,6 +220,19 @@ impl Node {
             });
         }
         let bootstrapping = config.bootstrap && !initialized;
+        // Marked once the store holds an applied entry (a node that
+        // crashed before that, a learner on its first contact, a failed
+        // bootstrap, may start empty again).
+        if remembers {
+            let (identity, mut metrics) = (identity.clone(), raft.metrics());
+            tokio::spawn(async move {
+                if metrics.wait_for(|m| m.last_applied.is_some()).await.is_ok()
+                    && let Err(e) = identity.mark_held_data()
+                {
+                    tracing::warn!("recording in identity.toml that the store holds data: {e}");
+                }
+            });
+        }
         let (root_token, init_token) = credentials(&config, initialized)?;
         let state = ApiState {
             raft: raft.clone(),
@@ -249,11 +265,17 @@ impl Node {
             );
         }
         if bootstrapping {
-            identity.found_cluster()?;
+            let founded = identity.found_cluster()?;
             let me = NodeAddr::new(config.advertised_raft(), config.advertised_api());
-            raft.initialize(BTreeMap::from([(config.node_id, me)]))
+            if let Err(e) = raft
+                .initialize(BTreeMap::from([(config.node_id, me)]))
                 .await
-                .map_err(|e| NodeError::Raft(format!("initialising a single-node cluster: {e}")))?;
+            {
+                let _ = identity.unfound_cluster(founded);
+                return Err(NodeError::Raft(format!(
+                    "initialising a single-node cluster: {e}"
+                )));
+            }
             tracing::info!("initialised a new single-node cluster");
         }
         if let Some(root) = root_token {

@@ -333,9 +333,12 @@ impl PeerClient {
         request: &[u8],
         id: u64,
         timeout: Duration,
-    ) -> std::io::Result<PeerResponse> {
+    ) -> Result<PeerResponse, CallError> {
         let mut cached = self.conn.lock().await;
         let stream = cached.take();
+        // Whether the call got as far as a connection: a failure before is
+        // "unreachable", after it a failed exchange.
+        let connected = std::sync::atomic::AtomicBool::new(false);
         let result = tokio::time::timeout(timeout, async {
             // A kept connection the peer closed meanwhile (idle deadline,
             // restart) fails at once: one fresh connection is tried before
@@ -343,23 +346,33 @@ impl PeerClient {
             if let Some(stream) = stream {
                 match self.exchange(stream, request, id).await {
                     Ok(answered) => return Ok(answered),
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(e),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(CallError::Exchange(e));
+                    }
                     Err(_) => {}
                 }
             }
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
                 .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-            self.exchange(stream, request, id).await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+                .and_then(|connected| connected)
+                .map_err(CallError::Connect)?;
+            connected.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.exchange(stream, request, id)
+                .await
+                .map_err(CallError::Exchange)
         })
         .await
         .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
+            let e = std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("no answer from {} in {timeout:?}", self.addr),
-            ))
+            );
+            Err(if connected.load(std::sync::atomic::Ordering::Relaxed) {
+                CallError::Exchange(e)
+            } else {
+                CallError::Connect(e)
+            })
         });
         let (stream, response) = result?;
         *cached = Some(stream);
@@ -394,6 +407,17 @@ impl PeerClient {
     }
 }
 
+/// How a peer call failed.
+enum CallError {
+    /// No connection could be made (refused, timed out, TLS refused): the
+    /// peer is unreachable, and openraft backs off.
+    Connect(std::io::Error),
+    /// A connection was made but the exchange failed (a slow peer, a cut
+    /// connection): openraft retries at its next tick, as for any network
+    /// error — a backoff here would starve a slow follower of heartbeats.
+    Exchange(std::io::Error),
+}
+
 /// One reused connection per peer, by node id and address.
 type Clients = HashMap<(u64, String), Arc<PeerClient>>;
 
@@ -402,14 +426,19 @@ type Clients = HashMap<(u64, String), Arc<PeerClient>>;
 pub struct TcpNetwork {
     clients: Arc<Mutex<Clients>>,
     security: PeerSecurity,
+    backoff_max: Duration,
 }
 
 impl TcpNetwork {
-    /// A network that dials peers as `security` says.
-    pub fn new(security: PeerSecurity) -> TcpNetwork {
+    /// A network that dials peers as `security` says, backing off from an
+    /// unreachable peer up to `backoff_max` (keep it under the election
+    /// timeout: a peer back from a restart must hear its leader before it
+    /// calls an election).
+    pub fn new(security: PeerSecurity, backoff_max: Duration) -> TcpNetwork {
         TcpNetwork {
             clients: Arc::default(),
             security,
+            backoff_max: backoff_max.min(BACKOFF_MAX),
         }
     }
 }
@@ -441,6 +470,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
             target,
             client,
             identity: self.security.identity.clone(),
+            backoff_max: self.backoff_max,
         }
     }
 }
@@ -450,6 +480,7 @@ pub struct PeerConnection {
     target: u64,
     client: Arc<PeerClient>,
     identity: Arc<Identity>,
+    backoff_max: Duration,
 }
 
 type Rpc<T, E = openraft::error::Infallible> =
@@ -488,14 +519,17 @@ impl PeerConnection {
         self.client
             .call(&bytes, id, option.hard_ttl())
             .await
-            .map_err(|e| {
-                self.client
-                    .reachability
-                    .failed(self.target, &self.client.addr, &e);
-                // Whatever the RPC: openraft then backs off (see `backoff`)
-                // instead of retrying at once, so a down peer costs the
-                // leader neither a core nor a disk of log lines.
-                RPCError::Unreachable(Unreachable::new(&e))
+            .map_err(|e| match e {
+                // openraft then backs off (see `backoff`) instead of retrying
+                // at every tick, so a down peer costs the leader neither a
+                // core nor a disk of log lines.
+                CallError::Connect(e) => {
+                    self.client
+                        .reachability
+                        .failed(self.target, &self.client.addr, &e);
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                CallError::Exchange(e) => RPCError::Network(NetworkError::new(&e)),
             })
             .inspect(|_| {
                 self.client
@@ -505,23 +539,24 @@ impl PeerConnection {
     }
 }
 
-/// The first retry after a failed RPC waits this long (then twice as long
-/// each time, up to [`BACKOFF_MAX`]), give or take a quarter.
+/// The first retry after a peer was unreachable waits this long (then
+/// twice as long each time, up to a cap), give or take a quarter.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-/// The longest wait between retries to an unreachable peer.
+/// The longest wait between retries to an unreachable peer, whatever the
+/// Raft timing (the node caps it at half the election timeout).
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// While a peer stays unreachable, one line says so this often.
 pub const UNREACHABLE_REPORT_EVERY: Duration = Duration::from_secs(60);
 
-/// Exponential backoff from [`BACKOFF_FIRST`] to [`BACKOFF_MAX`], each
-/// delay jittered by ±25% (so peers of a restarted node do not retry in
-/// step). `seed` makes the jitter.
-pub fn backoff_delays(seed: u64) -> impl Iterator<Item = Duration> {
+/// Exponential backoff from [`BACKOFF_FIRST`] to `max`, each delay
+/// jittered by ±25% (so peers of a restarted node do not retry in step).
+/// `seed` makes the jitter.
+pub fn backoff_delays(seed: u64, max: Duration) -> impl Iterator<Item = Duration> {
     let mut state = seed | 1;
     (0u32..).map(move |i| {
         let base = BACKOFF_FIRST
             .saturating_mul(1 << i.min(16))
-            .min(BACKOFF_MAX)
+            .min(max)
             .as_millis() as u64;
         state ^= state << 13;
         state ^= state >> 7;
@@ -551,8 +586,8 @@ impl Reachability {
         match down.as_mut() {
             None => {
                 tracing::warn!(
-                    "peer node {target} at {addr} is unreachable: {error}; retrying with backoff \
-                     (up to every {BACKOFF_MAX:?}), reported again every {UNREACHABLE_REPORT_EVERY:?} while it lasts"
+                    "peer node {target} at {addr} is unreachable: {error}; retrying with backoff, \
+                     reported again every {UNREACHABLE_REPORT_EVERY:?} while it lasts"
                 );
                 *down = Some(Down {
                     since: now,
@@ -607,7 +642,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(self.target, |d| d.as_nanos() as u64 ^ self.target);
-        openraft::network::Backoff::new(backoff_delays(seed))
+        openraft::network::Backoff::new(backoff_delays(seed, self.backoff_max))
     }
 
     async fn append_entries(
@@ -663,7 +698,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter() {
-        let delays: Vec<Duration> = backoff_delays(42).take(12).collect();
+        let delays: Vec<Duration> = backoff_delays(42, BACKOFF_MAX).take(12).collect();
         for (i, d) in delays.iter().enumerate() {
             let base = BACKOFF_FIRST.saturating_mul(1 << i).min(BACKOFF_MAX);
             assert!(
@@ -672,7 +707,11 @@ mod tests {
             );
         }
         assert!(delays[11] >= BACKOFF_MAX * 3 / 4, "capped, not stuck low");
-        let other: Vec<Duration> = backoff_delays(7).take(12).collect();
+        let other: Vec<Duration> = backoff_delays(7, BACKOFF_MAX).take(12).collect();
+        let capped = backoff_delays(1, Duration::from_millis(150))
+            .nth(10)
+            .unwrap();
+        assert!(capped <= Duration::from_millis(188), "{capped:?}");
         assert_ne!(delays, other, "jittered by the seed");
     }
 }

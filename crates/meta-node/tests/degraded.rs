@@ -196,6 +196,8 @@ fn idle_and_surplus_connections_cannot_stop_a_node_short_of_descriptors() {
             "50",
             "--idle-timeout-secs",
             "2",
+            "--request-timeout-secs",
+            "1",
             "--data-dir",
         ])
         .arg(&dir)

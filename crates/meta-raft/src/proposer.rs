@@ -109,7 +109,13 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, usize, Reply)>, max_ba
                 Err(_) => break,
             }
         }
-        write_round(&raft, round).await;
+        // A caller that gave up (the API answered it `outcome_unknown` on
+        // its deadline) must not be written later behind its back: it may
+        // have read, found nothing, and retried.
+        round.retain(|(_, _, reply)| !reply.is_closed());
+        if !round.is_empty() {
+            write_round(&raft, round).await;
+        }
     }
 }
 

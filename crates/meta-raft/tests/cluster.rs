@@ -387,3 +387,42 @@ async fn concurrent_proposals_share_log_entries_and_keep_their_own_results() {
         Err(meta_raft::ProposeError::Rejected(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_proposal_whose_caller_gave_up_before_its_round_is_never_written() {
+    use meta_raft::{Proposer, Response};
+
+    let router = Router::default();
+    let dirs = tempfile::tempdir().unwrap();
+    let nodes = cluster(&router, &dirs, &[Engine::Mem, Engine::Mem, Engine::Mem], 0).await;
+    let leader = nodes[0].raft.clone();
+    let proposer = Proposer::new(leader.clone(), 256);
+    // The followers cut off (for less than an election timeout): the next
+    // round cannot commit, and the proposer waits on it.
+    router.isolate(2);
+    router.isolate(3);
+    let blocked = {
+        let proposer = proposer.clone();
+        tokio::spawn(async move { proposer.propose(put(1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Callers that give up while queued behind it (the HTTP API answers
+    // them `outcome_unknown` on its deadline; they may read and retry).
+    for i in 100..105 {
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), proposer.propose(put(i))).await;
+        assert!(gave_up.is_err(), "proposal {i} cannot have committed yet");
+    }
+    router.heal(2);
+    router.heal(3);
+    assert_eq!(blocked.await.unwrap().unwrap(), Response::Applied);
+    assert_eq!(proposer.propose(put(2)).await.unwrap(), Response::Applied);
+    let index = applied_index(&leader);
+    converge(&nodes.iter().collect::<Vec<_>>(), index).await;
+    let written = nodes[0].reader.list(b"key-", usize::MAX);
+    assert_eq!(
+        written.len(),
+        2,
+        "only the proposals whose callers waited: {written:?}"
+    );
+}
