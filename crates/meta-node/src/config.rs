@@ -286,15 +286,14 @@ impl Config {
     /// log and state use the same engine, else `<data_dir>/log-<engine>` and
     /// `<data_dir>/state-<engine>`.
     pub fn store_dirs(&self) -> (PathBuf, PathBuf) {
-        let (log, state) = (self.log_engine(), self.state_engine());
-        if log == state {
-            let dir = self.data_dir.join(log.name());
-            (dir.clone(), dir)
-        } else {
-            (
-                self.data_dir.join(format!("log-{log}")),
-                self.data_dir.join(format!("state-{state}")),
-            )
+        self.engines().dirs(&self.data_dir)
+    }
+
+    /// The engines of the log and the state machine.
+    pub fn engines(&self) -> crate::identity::Engines {
+        crate::identity::Engines {
+            log: self.log_engine(),
+            state: self.state_engine(),
         }
     }
 

@@ -8,6 +8,10 @@
 //!   it; a node refuses messages of another cluster. A node that joins
 //!   learns it from the first message of an authenticated peer and keeps
 //!   it from then on.
+//! - The **engines** of its stores: once the store held data, starting on
+//!   another engine (which would serve an empty store, or an old one left
+//!   behind by `migrate`) is refused; `meta-node migrate` in place updates
+//!   the record.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
 use crate::error::NodeError;
 use crate::files;
 
@@ -65,6 +70,158 @@ struct IdentityFile {
     /// Set once the store durably held this node's part of a cluster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     held_data: bool,
+    /// The engine of the Raft log's store (absent in files of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_engine: Option<Engine>,
+    /// The engine of the state machine's store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_engine: Option<Engine>,
+}
+
+/// The engines of a node's two stores (the same one, usually).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Engines {
+    /// The Raft log's.
+    pub log: Engine,
+    /// The state machine's.
+    pub state: Engine,
+}
+
+impl Engines {
+    /// The stores' directories in `data_dir`: `<engine>` for one store,
+    /// `log-<engine>` and `state-<engine>` for two.
+    pub fn dirs(&self, data_dir: &Path) -> (PathBuf, PathBuf) {
+        if self.log == self.state {
+            let dir = data_dir.join(self.log.name());
+            (dir.clone(), dir)
+        } else {
+            (
+                data_dir.join(format!("log-{}", self.log)),
+                data_dir.join(format!("state-{}", self.state)),
+            )
+        }
+    }
+
+    /// As the `--engine` flags that start a node on them.
+    pub fn flags(&self) -> String {
+        if self.log == self.state {
+            format!("--engine {}", self.log)
+        } else {
+            format!("--log-engine {} --state-engine {}", self.log, self.state)
+        }
+    }
+}
+
+impl fmt::Display for Engines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.log == self.state {
+            write!(f, "{}", self.log)
+        } else {
+            write!(f, "{} (log) and {} (state)", self.log, self.state)
+        }
+    }
+}
+
+/// Whether a store directory holds anything (a lock file alone is not data).
+pub fn holds_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name() != meta_store_api::LOCK_FILE)
+    })
+}
+
+/// Store directories of other engines than `engines` in `data_dir` that
+/// hold files.
+fn other_stores(data_dir: &Path, engines: Engines) -> Vec<PathBuf> {
+    let (log, state) = engines.dirs(data_dir);
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let engine = name
+                .strip_prefix("log-")
+                .or_else(|| name.strip_prefix("state-"))
+                .unwrap_or(name);
+            engine.parse::<Engine>().is_ok() && *path != log && *path != state && holds_files(path)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn write_file(path: &Path, file: &IdentityFile) -> Result<(), NodeError> {
+    let text = toml::to_string(file).map_err(|e| NodeError::ConfigFile {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    files::write_private(
+        path,
+        format!(
+            "# Written by meta-node: which node and cluster this directory belongs to.\n{text}"
+        )
+        .as_bytes(),
+    )
+}
+
+/// The role of a store directory named as a node names them: `<engine>`
+/// (both stores), `log-<engine>` or `state-<engine>`.
+fn store_role(dir: &Path, engine: Engine) -> Option<(bool, bool)> {
+    let name = dir.file_name()?.to_str()?;
+    if name == engine.name() {
+        Some((true, true))
+    } else if name.strip_prefix("log-") == Some(engine.name()) {
+        Some((true, false))
+    } else if name.strip_prefix("state-") == Some(engine.name()) {
+        Some((false, true))
+    } else {
+        None
+    }
+}
+
+/// After an offline `migrate` from `from` to `to`: if both are store
+/// directories of the same node data directory (`<data_dir>/lmdb` to
+/// `<data_dir>/fjall`, say), records the new engine in its identity file
+/// and returns the file; else changes nothing.
+pub fn record_migration(
+    from: (&Path, Engine),
+    to: (&Path, Engine),
+) -> Result<Option<PathBuf>, NodeError> {
+    let (Some(data_dir), Some(to_parent)) = (from.0.parent(), to.0.parent()) else {
+        return Ok(None);
+    };
+    let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let path = data_dir.join(IDENTITY_FILE);
+    let (Some(role), Some(text)) = (store_role(from.0, from.1), files::read_optional(&path)?)
+    else {
+        return Ok(None);
+    };
+    if store_role(to.0, to.1) != Some(role) || !same_dir(data_dir, to_parent) {
+        return Ok(None);
+    }
+    let mut file: IdentityFile = toml::from_str(&text).map_err(|e| NodeError::ConfigFile {
+        path: path.clone(),
+        problem: e.to_string(),
+    })?;
+    let (moves_log, moves_state) = role;
+    if moves_log {
+        file.log_engine = Some(to.1);
+    }
+    if moves_state {
+        file.state_engine = Some(to.1);
+    }
+    // A record of one store only (an older file) gets the other's too.
+    file.log_engine.get_or_insert(from.1);
+    file.state_engine.get_or_insert(from.1);
+    write_file(&path, &file)?;
+    Ok(Some(path))
 }
 
 /// The identity of a running node, shared by its peer transport.
@@ -72,8 +229,10 @@ struct IdentityFile {
 pub struct Identity {
     path: PathBuf,
     node_id: u64,
+    engines: Engines,
     cluster: Mutex<ClusterId>,
     held_data: std::sync::atomic::AtomicBool,
+    new: bool,
 }
 
 /// A peer message of another cluster.
@@ -87,30 +246,33 @@ pub struct ClusterMismatch {
 }
 
 impl Identity {
-    /// Reads `<data_dir>/identity.toml`, or writes it for `node_id`. A file
-    /// naming another node is refused.
-    pub fn open(data_dir: &Path, node_id: u64) -> Result<Identity, NodeError> {
+    /// Reads `<data_dir>/identity.toml`, or writes it for `node_id` on
+    /// `engines`. Refused: a file naming another node; once the store held
+    /// data, other engines than the recorded ones; with no record, another
+    /// engine's store in the directory while `engines` have none.
+    pub fn open(data_dir: &Path, node_id: u64, engines: Engines) -> Result<Identity, NodeError> {
         let path = data_dir.join(IDENTITY_FILE);
         let bad = |problem: String| NodeError::ConfigFile {
             path: path.clone(),
             problem,
         };
         let mut held_data = false;
-        let cluster = match files::read_optional(&path)? {
+        let mut recorded = None;
+        let text = files::read_optional(&path)?;
+        let new = text.is_none();
+        let cluster = match text {
             Some(text) => {
                 let file: IdentityFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
                 held_data = file.held_data;
+                if let (Some(log), Some(state)) = (file.log_engine, file.state_engine) {
+                    recorded = Some(Engines { log, state });
+                }
                 if file.node_id != node_id {
-                    return Err(NodeError::config(
-                        "node_id",
-                        format!(
-                            "this data directory ({}) belongs to node {}, not node {node_id}; \
-                             start it with --node-id {} or use another --data-dir",
-                            data_dir.display(),
-                            file.node_id,
-                            file.node_id
-                        ),
-                    ));
+                    return Err(NodeError::WrongNode {
+                        data_dir: data_dir.to_path_buf(),
+                        owner: file.node_id,
+                        asked: node_id,
+                    });
                 }
                 match file.cluster_id {
                     None => ClusterId::default(),
@@ -127,11 +289,38 @@ impl Identity {
             }
             None => ClusterId::default(),
         };
+        match recorded {
+            Some(recorded) if held_data && recorded != engines => {
+                let (log, state) = recorded.dirs(data_dir);
+                let mut stores = vec![log.clone()];
+                if state != log {
+                    stores.push(state);
+                }
+                return Err(NodeError::EngineMismatch {
+                    recorded,
+                    stores,
+                    configured: engines,
+                });
+            }
+            Some(_) => {}
+            None => {
+                let (log, state) = engines.dirs(data_dir);
+                let others = other_stores(data_dir, engines);
+                if !others.is_empty() && !holds_files(&log) && !holds_files(&state) {
+                    return Err(NodeError::OtherEngineStore {
+                        stores: others,
+                        configured: engines,
+                    });
+                }
+            }
+        }
         let identity = Identity {
             path,
             node_id,
+            engines,
             cluster: Mutex::new(cluster),
             held_data: std::sync::atomic::AtomicBool::new(held_data),
+            new,
         };
         identity.save(cluster)?;
         Ok(identity)
@@ -142,18 +331,16 @@ impl Identity {
             node_id: self.node_id,
             cluster_id: (!cluster.is_none()).then(|| cluster.to_string()),
             held_data: self.held_data(),
+            log_engine: Some(self.engines.log),
+            state_engine: Some(self.engines.state),
         };
-        let text = toml::to_string(&file).map_err(|e| NodeError::ConfigFile {
-            path: self.path.clone(),
-            problem: e.to_string(),
-        })?;
-        files::write_private(
-            &self.path,
-            format!(
-                "# Written by meta-node: which node and cluster this directory belongs to.\n{text}"
-            )
-            .as_bytes(),
-        )
+        write_file(&self.path, &file)
+    }
+
+    /// Whether there was no identity file before this start (a new data
+    /// directory, or one of a build before identity files).
+    pub fn is_new(&self) -> bool {
+        self.new
     }
 
     /// Whether this directory's store once durably held this node's data
@@ -238,9 +425,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_in_place_migration_is_recorded_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lmdb = Engines {
+            log: Engine::Lmdb,
+            state: Engine::Lmdb,
+        };
+        let identity = Identity::open(dir.path(), 1, lmdb).unwrap();
+        identity.mark_held_data().unwrap();
+        let d = dir.path();
+        // Elsewhere, or a directory not named as a node names its stores.
+        let elsewhere = tempfile::tempdir().unwrap();
+        for (from, to) in [
+            (d.join("lmdb"), elsewhere.path().join("fjall")),
+            (d.join("lmdb"), d.join("backup")),
+            (d.join("copy"), d.join("fjall")),
+        ] {
+            std::fs::create_dir_all(&to).unwrap();
+            let recorded = record_migration((&from, Engine::Lmdb), (&to, Engine::Fjall)).unwrap();
+            assert_eq!(recorded, None, "{from:?} -> {to:?}");
+        }
+        std::fs::create_dir_all(d.join("fjall")).unwrap();
+        let recorded = record_migration(
+            (&d.join("lmdb"), Engine::Lmdb),
+            (&d.join("fjall"), Engine::Fjall),
+        )
+        .unwrap();
+        assert_eq!(recorded, Some(d.join(IDENTITY_FILE)));
+        let fjall = Engines {
+            log: Engine::Fjall,
+            state: Engine::Fjall,
+        };
+        assert!(
+            Identity::open(d, 1, lmdb).is_err(),
+            "the old engine is refused"
+        );
+        let again = Identity::open(d, 1, fjall).unwrap();
+        assert!(again.held_data());
+    }
+
+    #[test]
     fn the_identity_survives_restarts_and_refuses_another_node() {
         let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::open(dir.path(), 3).unwrap();
+        let lmdb = Engines {
+            log: Engine::Lmdb,
+            state: Engine::Lmdb,
+        };
+        let identity = Identity::open(dir.path(), 3, lmdb).unwrap();
+        assert!(identity.is_new());
         assert!(identity.cluster().is_none());
         let other = ClusterId([7; 16]);
         identity.admit(ClusterId([9; 16]), false).unwrap();
@@ -256,10 +488,22 @@ mod tests {
         assert!(!identity.held_data());
         identity.mark_held_data().unwrap();
         drop(identity);
-        let again = Identity::open(dir.path(), 3).unwrap();
+        let again = Identity::open(dir.path(), 3, lmdb).unwrap();
+        assert!(!again.is_new());
         assert_eq!(again.cluster(), other);
         assert!(again.held_data(), "kept across restarts");
-        let err = Identity::open(dir.path(), 4).unwrap_err().to_string();
+        let err = Identity::open(dir.path(), 4, lmdb).unwrap_err().to_string();
         assert!(err.contains("belongs to node 3"), "{err}");
+        let split = Engines {
+            log: Engine::Lmdb,
+            state: Engine::Fjall,
+        };
+        let err = Identity::open(dir.path(), 3, split)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("data is on lmdb") && err.contains("--engine lmdb"),
+            "{err}"
+        );
     }
 }

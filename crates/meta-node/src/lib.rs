@@ -49,5 +49,5 @@ pub mod transport;
 
 pub use config::Config;
 pub use engine::Engine;
-pub use error::NodeError;
+pub use error::{EXIT_DATA_REFUSED, NodeError};
 pub use node::Node;

@@ -45,10 +45,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", report(&e));
+            match e.downcast_ref::<meta_node::NodeError>() {
+                Some(e) if e.refuses_data() => ExitCode::from(meta_node::EXIT_DATA_REFUSED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// The error and its causes, each cause once: an error that already shows
+/// its source in its own message is not followed by it again.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -74,14 +93,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate { from, to, force } => {
-            let records = offline::migrate(from, to, *force, quiet)?;
+            let migrated = offline::migrate(from, to, *force, quiet)?;
             println!(
-                "migrated {records} records from {}:{} to {}:{}",
+                "migrated {} records from {}:{} to {}:{}",
+                migrated.records,
                 from.engine,
                 from.dir.display(),
                 to.engine,
                 to.dir.display()
             );
+            if let Some(identity) = migrated.identity {
+                println!(
+                    "{} now names {} for this store: start the node on it (the old store is left as it was)",
+                    identity.display(),
+                    to.engine
+                );
+            }
             Ok(())
         }
         Command::Verify { store } => {

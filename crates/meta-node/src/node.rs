@@ -130,7 +130,11 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, NodeError> {
         config.validate()?;
         files::private_dir(&config.data_dir)?;
-        let identity = Arc::new(Identity::open(&config.data_dir, config.node_id)?);
+        let identity = Arc::new(Identity::open(
+            &config.data_dir,
+            config.node_id,
+            config.engines(),
+        )?);
         let peer_security = PeerSecurity {
             tls: peer_tls(&config)?,
             identity: identity.clone(),
@@ -152,6 +156,8 @@ impl Node {
             .transpose()?;
         let raft_config = Arc::new(raft_config(&config)?);
         let (log_dir, state_dir) = config.store_dirs();
+        let stores_existed =
+            crate::identity::holds_files(&log_dir) || crate::identity::holds_files(&state_dir);
         let log_store = open_store(&config, config.log_engine(), log_dir.clone()).await?;
         let state_store = if state_dir == log_dir {
             log_store.clone()
@@ -203,10 +209,16 @@ impl Node {
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         // A directory whose store once held this node's data never starts
         // empty: the store was lost, damaged or switched for another
-        // engine's. (A log on the mem engine forgets everything by design.)
+        // engine's. Nor does a store found without an identity file (of an
+        // older build, or the file was removed): only a truly empty
+        // directory is new. (A log on the mem engine forgets everything by
+        // design.)
         let cluster = identity.cluster();
         let remembers = config.log_engine() != crate::engine::Engine::Mem;
-        if remembers && !initialized && identity.held_data() {
+        if remembers
+            && !initialized
+            && (identity.held_data() || (identity.is_new() && stores_existed))
+        {
             transport_task.abort();
             let _ = raft.shutdown().await;
             let (log_dir, state_dir) = config.store_dirs();
@@ -216,7 +228,11 @@ impl Node {
                 } else {
                     state_dir
                 },
-                cluster: cluster.to_string(),
+                why: if identity.held_data() {
+                    format!("this data directory belongs to cluster {cluster}")
+                } else {
+                    "the store existed before this directory had an identity.toml".into()
+                },
             });
         }
         let bootstrapping = config.bootstrap && !initialized;

@@ -190,7 +190,7 @@ pub fn migrate(
     to: &StoreSpec,
     force: bool,
     quiet: bool,
-) -> Result<u64, NodeError> {
+) -> Result<Migrated, NodeError> {
     if from.dir == to.dir {
         return Err(NodeError::config(
             "--to",
@@ -215,7 +215,22 @@ pub fn migrate(
     bar.finish_and_clear();
     source.close().map_err(store_err("closing the source"))?;
     target.close().map_err(store_err("closing the target"))?;
-    Ok(stats.records)
+    let recorded =
+        crate::identity::record_migration((&from.dir, from.engine), (&to.dir, to.engine))?;
+    Ok(Migrated {
+        records: stats.records,
+        identity: recorded,
+    })
+}
+
+/// What [`migrate`] did.
+#[derive(Debug)]
+pub struct Migrated {
+    /// Records copied.
+    pub records: u64,
+    /// The data directory's identity file, when the migration was one of a
+    /// node's store in place and the file now names the new engine.
+    pub identity: Option<std::path::PathBuf>,
 }
 
 /// A SHA-256 of the store's metadata (`/meta/`, data and applied state), in
@@ -277,12 +292,12 @@ mod tests {
             store.set(b"/raft/vote", b"x", Durability::Durable).unwrap();
         }
         let to = spec(Engine::Fjall, &dir.path().join("b"));
-        assert_eq!(migrate(&from, &to, false, true).unwrap(), 501);
+        assert_eq!(migrate(&from, &to, false, true).unwrap().records, 501);
         assert_eq!(verify(&from).unwrap(), verify(&to).unwrap());
         // A second migration onto the now non-empty target needs --force.
         let err = migrate(&from, &to, false, true).unwrap_err().to_string();
         assert!(err.contains("--force"), "{err}");
-        assert_eq!(migrate(&from, &to, true, true).unwrap(), 501);
+        assert_eq!(migrate(&from, &to, true, true).unwrap().records, 501);
         let file = dir.path().join("backup.snap");
         snapshot_save(&to, &file, true).unwrap();
         let restored = spec(Engine::Lmdb, &dir.path().join("c"));

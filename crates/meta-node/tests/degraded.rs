@@ -131,48 +131,6 @@ fn wait_leader(api: &str) -> u64 {
 }
 
 #[test]
-fn a_node_never_starts_empty_over_a_lost_store_nor_as_another_node() {
-    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let (api, raft) = (common::free_port(), common::free_port());
-    let (api, raft) = (format!("127.0.0.1:{api}"), format!("127.0.0.1:{raft}"));
-    let dir = dirs.node("n1");
-    let mut node = common::Proc::start(1, "lmdb", &dir, true, &api, &raft, None);
-    cli_ok(&api, &["kv", "put", "precious", "1"]);
-    node.stop();
-    let serve = |id: &str, engine: &str| {
-        common::bin_err(&[
-            "serve",
-            "--node-id",
-            id,
-            "--engine",
-            engine,
-            "--listen",
-            &api,
-            "--raft-listen",
-            &raft,
-            "--data-dir",
-            common::arg(&dir),
-        ])
-    };
-    // Another engine's (empty) store in place of the node's data.
-    let stderr = serve("1", "fjall");
-    assert!(
-        stderr.contains("refusing to start empty over lost data"),
-        "{stderr}"
-    );
-    // The directory of node 1 started as node 5.
-    let stderr = serve("5", "lmdb");
-    assert!(stderr.contains("belongs to node 1"), "{stderr}");
-    // The store emptied (an LMDB file cut to nothing opens as a new one).
-    std::fs::write(dir.join("lmdb").join("data.mdb"), b"").unwrap();
-    let stderr = serve("1", "lmdb");
-    assert!(
-        stderr.contains("refusing to start empty over lost data"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn idle_and_surplus_connections_cannot_stop_a_node_short_of_descriptors() {
     use std::io::{Read, Write};
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));

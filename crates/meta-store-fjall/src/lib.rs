@@ -414,8 +414,10 @@ fn is_corruption(e: &fjall::Error) -> bool {
                 | LsmError::InvalidTrailer
                 | LsmError::InvalidHeader(_)
                 | LsmError::InvalidVersion(_)
+                | LsmError::Unrecoverable
         ),
         fjall::Error::JournalRecovery(_)
+        | fjall::Error::Unrecoverable
         | fjall::Error::Decompress(_)
         | fjall::Error::InvalidTrailer
         | fjall::Error::InvalidTag(_) => true,
@@ -442,15 +444,27 @@ fn fjall_error(e: fjall::Error, dir: &Path) -> Error {
         ),
         // Data that fails its checksum or does not decode: say so, and where.
         e @ (fjall::Error::Storage(_)
+        | fjall::Error::Unrecoverable
         | fjall::Error::JournalRecovery(_)
         | fjall::Error::Decompress(_)
         | fjall::Error::InvalidTrailer
         | fjall::Error::InvalidTag(_))
             if is_corruption(&e) =>
         {
+            let missing = matches!(
+                e,
+                fjall::Error::Unrecoverable | fjall::Error::Storage(fjall::LsmError::Unrecoverable)
+            );
             Error::Corruption {
                 engine: ENGINE,
-                detail: format!("{e} in the store at {}", dir.display()),
+                detail: if missing {
+                    format!(
+                        "files of the store at {} are missing or unreadable ({e})",
+                        dir.display()
+                    )
+                } else {
+                    format!("{e} in the store at {}", dir.display())
+                },
             }
         }
         other => Error::engine(ENGINE, other),

@@ -50,6 +50,8 @@ use meta_store_api::{
     RestoreStats, Result, WriteBatch, disk, limits,
 };
 
+mod file_check;
+
 const ENGINE: &str = "lmdb";
 
 /// The named database holding the records, each value behind its checksum.
@@ -106,6 +108,9 @@ impl LmdbStore {
     /// [`Error::Locked`] if another handle or process has it open.
     pub fn open(dir: &Path, options: &LmdbOptions) -> Result<LmdbStore> {
         let lock = DirLock::acquire(dir)?;
+        // Before the map exists: a truncated file must be an error, not a
+        // SIGBUS on the first read of a page past its end.
+        file_check::check(dir)?;
         let page = 4096;
         let map_size = options.map_size.div_ceil(page).max(1) * page;
         let mut open = EnvOpenOptions::new().read_txn_without_tls();
@@ -314,6 +319,13 @@ fn lmdb_error(e: heed::Error, map_size: usize, dir: &Path) -> Error {
                 detail: format!("{} in {}", err, dir.display()),
             }
         }
+        heed::Error::Mdb(MdbError::Invalid | MdbError::VersionMismatch) => Error::Corruption {
+            engine: ENGINE,
+            detail: format!(
+                "{} is not an LMDB file this build can read (bad meta page magic or version)",
+                dir.join("data.mdb").display()
+            ),
+        },
         heed::Error::EnvAlreadyOpened => Error::Locked {
             path: dir.to_path_buf(),
         },
