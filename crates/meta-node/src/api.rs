@@ -12,10 +12,6 @@
 //!   what the route needs ([`crate::auth`]): `401 unauthenticated` without
 //!   one, `403 permission_denied` with too little.
 
-// `ApiError` carries the leader's address for redirects; it is returned by
-// value from handlers, as axum expects.
-#![allow(clippy::result_large_err)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,11 +33,11 @@ use meta_raft::{
     new_api_key,
 };
 use metrics_exporter_prometheus::PrometheusRecorder;
-use openraft::error::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Principal, Scope, Token};
+use crate::membership;
 
 /// Most items one list request returns.
 pub const MAX_LIST: usize = 10_000;
@@ -74,6 +70,11 @@ pub struct ApiState {
     pub identity: Arc<crate::identity::Identity>,
     /// Authentication settings and the node's one-time init token.
     pub auth: Arc<AuthState>,
+    /// What the peer transport knows of each peer's answers.
+    pub peers: crate::transport::PeerContacts,
+    /// The longest a request may wait on purpose (`add-learner`): under
+    /// the idle deadline, which would cut the connection.
+    pub longest_wait: std::time::Duration,
 }
 
 /// How the API authenticates its callers.
@@ -124,12 +125,12 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    leader: Option<(u64, NodeAddr)>,
+    leader: Option<Box<(u64, NodeAddr)>>,
     location: Option<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -139,28 +140,28 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    fn unauthenticated(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
     }
 
-    fn permission_denied(message: impl Into<String>) -> Self {
+    pub(crate) fn permission_denied(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
     }
 
     /// Sends the client to the leader, or says there is none.
-    fn not_leader(
+    pub(crate) fn not_leader(
         state: &ApiState,
         leader_id: Option<u64>,
         leader: Option<NodeAddr>,
@@ -171,7 +172,7 @@ impl ApiError {
                 let path = uri.0.path_and_query().map_or("/", |p| p.as_str());
                 ApiError {
                     location: Some(format!("{}://{}{}", state.scheme, node.api, path)),
-                    leader: Some((id, node)),
+                    leader: Some(Box::new((id, node))),
                     ..ApiError::new(
                         StatusCode::TEMPORARY_REDIRECT,
                         "not_leader",
@@ -191,7 +192,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if let Some((id, node)) = &self.leader {
+        if let Some((id, node)) = self.leader.as_deref() {
             body["error"]["leader"] = json!({"id": id, "api": node.api});
         }
         let mut response = (self.status, Json(body)).into_response();
@@ -241,7 +242,8 @@ fn rejection(r: Rejection) -> ApiError {
     ApiError::new(status, code, r.to_string())
 }
 
-type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+/// A handler's answer.
+pub(crate) type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 
 /// Who is calling, from the `Authorization` header. Never echoes a secret.
 async fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
@@ -363,7 +365,7 @@ fn require_kv(principal: &Principal, write: bool, key: &str) -> ApiResult<()> {
 
 /// A JSON request body, whatever its `Content-Type` (so a plain
 /// `curl -d '{...}'` works); a parse error says where the JSON is wrong.
-struct JsonBody<T>(T);
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -842,13 +844,15 @@ async fn status(State(state): State<ApiState>) -> ApiResult {
     let m = state.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut progress = membership::progress(&state, &m);
     let nodes: BTreeMap<String, Value> = membership
         .nodes()
         .map(|(id, n)| {
-            (
-                id.to_string(),
-                json!({"raft": n.raft, "api": n.api, "voter": voters.contains(id)}),
-            )
+            let mut node = json!({"raft": n.raft, "api": n.api, "voter": voters.contains(id)});
+            if let Some(p) = progress.remove(id) {
+                node["progress"] = p;
+            }
+            (id.to_string(), node)
         })
         .collect();
     Ok(Json(json!({
@@ -872,8 +876,25 @@ struct MemberBody {
     api: String,
 }
 
+/// How long `cluster init` waits for the new cluster to elect a leader.
+const INIT_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBody>>) -> ApiResult {
     let JsonBody(members) = body;
+    if members.is_empty() {
+        return Err(ApiError::bad_request("a cluster needs at least one member"));
+    }
+    for m in &members {
+        for (field, addr) in [("raft", &m.raft), ("api", &m.api)] {
+            if m.id == 0 || !crate::config::is_host_port(addr) {
+                return Err(ApiError::bad_request(format!(
+                    "member {}: `{field}` `{addr}` is not host:port (no scheme, port not 0), \
+                     or the id is 0",
+                    m.id
+                )));
+            }
+        }
+    }
     let members: BTreeMap<u64, NodeAddr> = members
         .into_iter()
         .map(|m| (m.id, NodeAddr::new(m.raft, m.api)))
@@ -919,70 +940,45 @@ async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBo
         ));
     }
     state.auth.retire_init_token();
+    // Answered once a leader is elected (the members must find each
+    // other), so that the next write works.
+    let mut metrics = state.raft.metrics();
+    let leader = tokio::time::timeout(
+        INIT_LEADER_WAIT,
+        metrics.wait_for(|m| m.current_leader.is_some()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .and_then(|m| m.current_leader);
+    let warning = leader.is_none().then(|| {
+        format!(
+            "initialised, but no leader was elected within {INIT_LEADER_WAIT:?}: are the other \
+             members running and reachable at the addresses given?"
+        )
+    });
     let Some(root) = root else {
-        return Ok(Json(json!({"ok": true})));
+        return Ok(Json(
+            json!({"ok": true, "leader": leader, "warning": warning}),
+        ));
     };
     crate::credentials::keep_root_key(state.clone(), root.clone());
-    let installed =
-        crate::credentials::wait_for_key(&state.reader, &root, std::time::Duration::from_secs(10))
-            .await;
+    let installed = leader.is_some()
+        && crate::credentials::wait_for_key(
+            &state.reader,
+            &root,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
     Ok(Json(json!({
         "ok": true,
+        "leader": leader,
+        "warning": warning,
         "root_token": root.expose(),
         "root_token_file": state.auth.data_dir.join(auth::ROOT_TOKEN_FILE),
         "installed": installed,
         "note": "the root token is shown once; it is also in root_token_file (0600) on this node",
     })))
-}
-
-async fn add_learner(
-    State(state): State<ApiState>,
-    uri: OriginalUri,
-    body: JsonBody<MemberBody>,
-) -> ApiResult {
-    let JsonBody(m) = body;
-    match state
-        .raft
-        .add_learner(m.id, NodeAddr::new(m.raft, m.api), true)
-        .await
-    {
-        Ok(r) => Ok(Json(json!({"ok": true, "log_index": r.log_id.index}))),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
-            ApiError::not_leader(&state, f.leader_id, f.leader_node, &uri),
-        ),
-        Err(e) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "membership",
-            e.to_string(),
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MembershipBody {
-    voters: BTreeSet<u64>,
-    #[serde(default)]
-    retain: bool,
-}
-
-async fn change_membership(
-    State(state): State<ApiState>,
-    uri: OriginalUri,
-    body: JsonBody<MembershipBody>,
-) -> ApiResult {
-    let JsonBody(body) = body;
-    match state.raft.change_membership(body.voters, body.retain).await {
-        Ok(r) => Ok(Json(json!({"ok": true, "log_index": r.log_id.index}))),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
-            ApiError::not_leader(&state, f.leader_id, f.leader_node, &uri),
-        ),
-        Err(e) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "membership",
-            e.to_string(),
-        )),
-    }
 }
 
 /// The content hash of this node's metadata at its applied index: equal on
@@ -1084,8 +1080,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/status", get(status))
         .route("/v1/cluster/hash", get(content_hash))
         .route("/v1/cluster/init", post(cluster_init))
-        .route("/v1/cluster/learners", post(add_learner))
-        .route("/v1/cluster/membership", post(change_membership))
+        .route("/v1/cluster/learners", post(membership::add_learner))
+        .route(
+            "/v1/cluster/members/{id}",
+            axum::routing::delete(membership::remove_member),
+        )
+        .route(
+            "/v1/cluster/membership",
+            post(membership::change_membership),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,

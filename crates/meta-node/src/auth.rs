@@ -390,6 +390,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/cluster/hash", monitor()),
         route(M::POST, "/v1/cluster/init", Need::Init),
         route(M::POST, "/v1/cluster/learners", admin()),
+        route(M::DELETE, "/v1/cluster/members/{id}", admin()),
         route(M::POST, "/v1/cluster/membership", admin()),
     ]
 }

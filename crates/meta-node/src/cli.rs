@@ -312,7 +312,8 @@ pub enum ClusterCommand {
         #[arg(required = true)]
         members: Vec<String>,
     },
-    /// Add a learner (a non-voting member that catches up).
+    /// Add a learner (a non-voting member that catches up), and wait until
+    /// it caught up. Adding a learner again with another address moves it.
     AddLearner {
         /// Its node id.
         id: u64,
@@ -320,12 +321,29 @@ pub enum ClusterCommand {
         raft: String,
         /// Its client API address.
         api: String,
+        /// How long to wait for it to catch up (0: do not wait).
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
     },
-    /// Set the voters (learners not listed stay learners).
+    /// Set the voters (learners not listed stay learners; voters left out
+    /// leave the cluster). New voters must be caught up and reachable, and
+    /// most voters must be.
     Members {
         /// Voter ids, comma-separated.
         #[arg(value_delimiter = ',', required = true)]
         voters: Vec<u64>,
+        /// Skip the readiness check (a last-resort repair).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a member of the Raft cluster: a learner, or a voter (the
+    /// voters left must keep a reachable majority).
+    RemoveMember {
+        /// Node id.
+        id: u64,
+        /// Skip the readiness check of the voters left.
+        #[arg(long)]
+        force: bool,
     },
     /// The cluster map.
     Nodes,
@@ -347,6 +365,19 @@ pub enum ClusterCommand {
         /// Node id.
         id: u64,
     },
+}
+
+/// A member's progress as the leader sees it (only the leader knows).
+fn progress(p: &Value) -> String {
+    if p.is_null() {
+        return "-".into();
+    }
+    let matched = text(&p["matched_index"]);
+    match (p["reachable"].as_bool(), p["caught_up"].as_bool()) {
+        (Some(false), _) => format!("unreachable (has {matched})"),
+        (_, Some(true)) => format!("caught up ({matched})"),
+        _ => format!("behind (has {matched})"),
+    }
 }
 
 /// `shard`.
@@ -650,12 +681,13 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                                         } else {
                                             "learner".into()
                                         },
+                                        progress(&n["progress"]),
                                     ]
                                 })
                                 .collect()
                         })
                         .unwrap_or_default();
-                    out += &table(&["id", "raft", "api", "role"], rows);
+                    out += &table(&["id", "raft", "api", "role", "progress"], rows);
                     out
                 };
                 (
@@ -693,26 +725,56 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                             Some(Body::Json(json!(list))),
                         )
                         .await?,
-                    Box::new(|v| match v["root_token"].as_str() {
-                        Some(token) => format!(
-                            "initialised\nroot token: {token}\n(shown once; also in {} on that node)",
-                            text(&v["root_token_file"])
-                        ),
-                        None => "initialised".into(),
+                    Box::new(|v| {
+                        let mut out = match v["leader"].as_u64() {
+                            Some(leader) => format!("initialised; leader: node {leader}"),
+                            None => format!("initialised\nwarning: {}", text(&v["warning"])),
+                        };
+                        if let Some(token) = v["root_token"].as_str() {
+                            out.push_str(&format!(
+                                "\nroot token: {token}\n(shown once; also in {} on that node)",
+                                text(&v["root_token_file"])
+                            ));
+                        }
+                        out
                     }),
                 )
             }
-            ClusterCommand::AddLearner { id, raft, api } => {
-                let body = json!({"id": id, "raft": raft, "api": api});
+            ClusterCommand::AddLearner {
+                id,
+                raft,
+                api,
+                wait_secs,
+            } => {
+                let body = json!({"id": id, "raft": raft, "api": api, "wait_secs": wait_secs});
                 (
                     client
                         .call(Method::POST, "/v1/cluster/learners", Some(Body::Json(body)))
                         .await?,
-                    Box::new(|_| "learner added".into()),
+                    Box::new(|v| {
+                        if v["caught_up"] == json!(true) {
+                            format!(
+                                "learner added; caught up (index {})",
+                                text(&v["matched_index"])
+                            )
+                        } else {
+                            "learner added (not waited for)".into()
+                        }
+                    }),
                 )
             }
-            ClusterCommand::Members { voters } => {
-                let body = json!({"voters": voters});
+            ClusterCommand::RemoveMember { id, force } => (
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/cluster/members/{id}?force={force}"),
+                        None,
+                    )
+                    .await?,
+                Box::new(|v| format!("removed {} {}", text(&v["was"]), text(&v["removed"]))),
+            ),
+            ClusterCommand::Members { voters, force } => {
+                let body = json!({"voters": voters, "force": force});
                 (
                     client
                         .call(

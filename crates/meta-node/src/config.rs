@@ -224,6 +224,15 @@ impl Default for EngineOptions {
     }
 }
 
+/// Whether `addr` is `host:port` as nodes advertise themselves: no scheme,
+/// a host, a port that is not 0.
+pub fn is_host_port(addr: &str) -> bool {
+    !addr.contains("://")
+        && addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+        })
+}
+
 impl Config {
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Config, NodeError> {
@@ -307,12 +316,7 @@ impl Config {
                 NodeError::config(field, format!("`{addr}` is not an IP socket address (expected host:port, e.g. 127.0.0.1:7700)"))
             })?;
         }
-        let valid = |a: &str| {
-            !a.contains("://")
-                && a.rsplit_once(':').is_some_and(|(host, port)| {
-                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-                })
-        };
+        let valid = is_host_port;
         for (field, addr) in [
             ("advertise", &self.advertise),
             ("advertise_raft", &self.advertise_raft),

@@ -41,6 +41,7 @@ mod error;
 pub mod files;
 pub mod fuzzing;
 pub mod identity;
+pub mod membership;
 mod node;
 pub mod offline;
 pub mod pause;

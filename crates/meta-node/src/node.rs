@@ -184,13 +184,15 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let reader = sm.reader();
+        let network = TcpNetwork::new(
+            peer_security.clone(),
+            Duration::from_millis(config.raft.election_timeout_min_ms / 2),
+        );
+        let peers = network.contacts();
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            TcpNetwork::new(
-                peer_security.clone(),
-                Duration::from_millis(config.raft.election_timeout_min_ms / 2),
-            ),
+            network,
             LogStore::new(log_store.clone()).purging_only_applied(&sm),
             sm,
         )
@@ -267,6 +269,10 @@ impl Node {
                 config.data_dir.clone(),
                 init_token,
             )),
+            peers,
+            // A second under the idle deadline, which would cut the
+            // connection of a request that waits longer.
+            longest_wait: idle.saturating_sub(Duration::from_secs(1)),
         };
         if config.log_engine() == crate::engine::Engine::Mem {
             tracing::warn!(

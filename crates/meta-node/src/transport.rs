@@ -421,12 +421,55 @@ enum CallError {
 /// One reused connection per peer, by node id and address.
 type Clients = HashMap<(u64, String), Arc<PeerClient>>;
 
+/// When each peer last answered this node's Raft calls, and the last error
+/// reaching it: what `cluster status` shows and what membership changes
+/// check before they count a node as reachable.
+#[derive(Clone, Default)]
+pub struct PeerContacts(Arc<Mutex<HashMap<u64, Contact>>>);
+
+/// One peer's [`PeerContacts`] entry.
+#[derive(Clone, Debug, Default)]
+pub struct Contact {
+    /// When it last answered a call (any answer: it is up and reachable).
+    pub last_answer: Option<std::time::Instant>,
+    /// The last call's error, if the last call failed.
+    pub last_error: Option<String>,
+}
+
+impl PeerContacts {
+    fn answered(&self, target: u64) {
+        let mut contacts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let contact = contacts.entry(target).or_default();
+        contact.last_answer = Some(std::time::Instant::now());
+        contact.last_error = None;
+    }
+
+    fn failed(&self, target: u64, error: &std::io::Error) {
+        let mut contacts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        contacts.entry(target).or_default().last_error = Some(error.to_string());
+    }
+
+    /// What is known of `target` (nothing if this node never called it).
+    pub fn get(&self, target: u64) -> Contact {
+        let contacts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        contacts.get(&target).cloned().unwrap_or_default()
+    }
+
+    /// Whether `target` answered within `recent`.
+    pub fn answered_within(&self, target: u64, recent: Duration) -> bool {
+        self.get(target)
+            .last_answer
+            .is_some_and(|at| at.elapsed() <= recent)
+    }
+}
+
 /// Makes connections to peers, one reused connection per peer.
 #[derive(Clone)]
 pub struct TcpNetwork {
     clients: Arc<Mutex<Clients>>,
     security: PeerSecurity,
     backoff_max: Duration,
+    contacts: PeerContacts,
 }
 
 impl TcpNetwork {
@@ -439,7 +482,13 @@ impl TcpNetwork {
             clients: Arc::default(),
             security,
             backoff_max: backoff_max.min(BACKOFF_MAX),
+            contacts: PeerContacts::default(),
         }
+    }
+
+    /// What this network knows of each peer's answers.
+    pub fn contacts(&self) -> PeerContacts {
+        self.contacts.clone()
     }
 }
 
@@ -471,6 +520,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
             client,
             identity: self.security.identity.clone(),
             backoff_max: self.backoff_max,
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -481,6 +531,7 @@ pub struct PeerConnection {
     client: Arc<PeerClient>,
     identity: Arc<Identity>,
     backoff_max: Duration,
+    contacts: PeerContacts,
 }
 
 type Rpc<T, E = openraft::error::Infallible> =
@@ -527,14 +578,19 @@ impl PeerConnection {
                     self.client
                         .reachability
                         .failed(self.target, &self.client.addr, &e);
+                    self.contacts.failed(self.target, &e);
                     RPCError::Unreachable(Unreachable::new(&e))
                 }
-                CallError::Exchange(e) => RPCError::Network(NetworkError::new(&e)),
+                CallError::Exchange(e) => {
+                    self.contacts.failed(self.target, &e);
+                    RPCError::Network(NetworkError::new(&e))
+                }
             })
             .inspect(|_| {
                 self.client
                     .reachability
                     .answered(self.target, &self.client.addr);
+                self.contacts.answered(self.target);
             })
     }
 }
