@@ -160,7 +160,7 @@ fn check_voters(
             "no_quorum",
             format!(
                 "voters {voters:?} would have {ready} of {} ready, not a majority, and every \
-                 write would stop ({}); pass force to change them anyway",
+                 write would stop ({}); `--force` (API: `force`) changes them anyway",
                 voters.len(),
                 not_ready.join("; ")
             ),
