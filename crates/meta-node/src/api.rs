@@ -29,8 +29,8 @@ use axum::{Json, Router};
 use meta_raft::model::{ApiKeyId, ClusterNode, NodeState, ShardAssignment};
 use meta_raft::types::{NodeAddr, Raft};
 use meta_raft::{
-    ApiKeyCheck, ApiKeySecret, Command, MetadataReader, ProposeError, Proposer, Rejection,
-    new_api_key,
+    ApiKeyCheck, ApiKeySecret, Command, MetadataReader, Page, PageLimits, ProposeError, Proposer,
+    Rejection, new_api_key,
 };
 use metrics_exporter_prometheus::PrometheusRecorder;
 use serde::{Deserialize, Serialize};
@@ -41,9 +41,6 @@ use crate::membership;
 
 /// Most items one list request returns.
 pub const MAX_LIST: usize = 10_000;
-
-/// Largest request body: a maximal command. Larger bodies get a 413.
-pub const MAX_BODY: usize = meta_raft::MAX_COMMAND_LEN;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -72,6 +69,8 @@ pub struct ApiState {
     pub auth: Arc<AuthState>,
     /// What the peer transport knows of each peer's answers.
     pub peers: crate::transport::PeerContacts,
+    /// Size limits of values, bodies and pages.
+    pub limits: crate::config::LimitsSection,
     /// The longest a request may wait on purpose (`add-learner`): under
     /// the idle deadline, which would cut the connection.
     pub longest_wait: std::time::Duration,
@@ -424,7 +423,62 @@ struct ReadQuery {
     #[serde(default)]
     stale: bool,
     prefix: Option<String>,
+    /// Items per page at most (default 1000, at most [`MAX_LIST`]).
     limit: Option<usize>,
+    /// The cursor: the `next` of the previous page (the last key, id or
+    /// name it held).
+    start_after: Option<String>,
+    /// The shard-map version every page of a paged read must be at.
+    version: Option<u64>,
+}
+
+impl ReadQuery {
+    /// This request's page limits: `limit` items, and the node's byte cap.
+    fn page(&self, state: &ApiState) -> ApiResult<PageLimits> {
+        let max_items = self.limit.unwrap_or(1000);
+        if max_items == 0 || max_items > MAX_LIST {
+            return Err(ApiError::bad_request(format!(
+                "`limit` is between 1 and {MAX_LIST}"
+            )));
+        }
+        Ok(PageLimits {
+            max_items,
+            max_bytes: state.limits.max_page_bytes,
+        })
+    }
+
+    /// The cursor as a number (node and shard ids).
+    fn start_after_id(&self) -> ApiResult<Option<u64>> {
+        self.start_after
+            .as_deref()
+            .map(|s| {
+                s.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("`start_after` `{s}` is not a numeric id"))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The `next` cursor of a page: its last item's, if more follow.
+fn next_cursor<T, C: Serialize>(page: &Page<T>, cursor: impl Fn(&T) -> C) -> Value {
+    match page.items.last() {
+        Some(last) if page.more => json!(cursor(last)),
+        _ => Value::Null,
+    }
+}
+
+/// Refuses a value over `max_value_bytes`.
+fn check_value_len(state: &ApiState, what: &str, len: usize) -> ApiResult<()> {
+    let max = state.limits.max_value_bytes;
+    if len > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("{what} is {len} bytes; the limit (limits.max_value_bytes) is {max}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Makes a read linearizable unless the client asked for a stale one.
@@ -494,26 +548,27 @@ async fn kv_list(
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
-    let prefix = q.prefix.unwrap_or_default();
+    let prefix = q.prefix.clone().unwrap_or_default();
     require_kv(&principal, false, &prefix).map_err(|_| {
         ApiError::permission_denied(format!(
             "this key may not list under `{prefix}`: a prefix-scoped key lists with \
              ?prefix= at or under its own prefix"
         ))
     })?;
+    let limits = q.page(&state)?;
     read_barrier(&state, &uri, q.stale).await?;
-    let limit = q.limit.unwrap_or(1000);
-    if limit > MAX_LIST {
-        return Err(ApiError::bad_request(format!(
-            "`limit` is at most {MAX_LIST}"
-        )));
-    }
-    let items = state.reader.list(prefix.as_bytes(), limit);
-    let items: Vec<Value> = items
+    let page = state.reader.list_page(
+        prefix.as_bytes(),
+        q.start_after.as_deref().map(str::as_bytes),
+        limits,
+    );
+    let next = next_cursor(&page, |(k, _)| String::from_utf8_lossy(k).into_owned());
+    let items: Vec<Value> = page
+        .items
         .into_iter()
         .map(|(k, v)| json!({"key": String::from_utf8_lossy(&k), "value": String::from_utf8_lossy(&v)}))
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(json!({ "items": items, "next": next })))
 }
 
 async fn kv_put(
@@ -525,6 +580,7 @@ async fn kv_put(
 ) -> ApiResult {
     require_kv(&principal, true, &key)?;
     let value = body?;
+    check_value_len(&state, "the value", value.len())?;
     std::str::from_utf8(&value)
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
     propose_ok(
@@ -571,6 +627,9 @@ async fn kv_cas(
 ) -> ApiResult {
     let JsonBody(body) = body;
     require_kv(&principal, true, &body.key)?;
+    for (what, value) in [("`expected`", &body.expected), ("`new`", &body.new)] {
+        check_value_len(&state, what, value.as_ref().map_or(0, String::len))?;
+    }
     let command = Command::CompareAndSwap {
         key: body.key.into_bytes(),
         expected: body.expected.map(String::into_bytes),
@@ -602,9 +661,12 @@ async fn nodes_get(
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
+    let (limits, start_after) = (q.page(&state)?, q.start_after_id()?);
     read_barrier(&state, &uri, q.stale).await?;
-    let nodes: Vec<Value> = state.reader.cluster_map().iter().map(node_json).collect();
-    Ok(Json(json!({ "nodes": nodes })))
+    let page = state.reader.cluster_page(start_after, limits);
+    let next = next_cursor(&page, |n| n.id.to_string());
+    let nodes: Vec<Value> = page.items.iter().map(node_json).collect();
+    Ok(Json(json!({ "nodes": nodes, "next": next })))
 }
 
 async fn node_put(
@@ -638,10 +700,36 @@ async fn shards_get(
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
+    let (limits, start_after) = (q.page(&state)?, q.start_after_id()?);
     read_barrier(&state, &uri, q.stale).await?;
     let map = state.reader.shard_map();
+    // Pages of one map: each names its version; a client that passes it
+    // on gets 409 if the map changed between its pages.
+    if let Some(version) = q.version.filter(|v| *v != map.version) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_version",
+            format!(
+                "the shard map is at version {}, not {version}: it changed between pages; \
+                 read it again from the first page",
+                map.version
+            ),
+        ));
+    }
+    let from = start_after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    let page = meta_raft::take_page(
+        map.shards.range((from, std::ops::Bound::Unbounded)),
+        limits,
+        |(_, a)| a.replicas.len() * 8,
+    );
+    let next = next_cursor(&page, |(id, _)| id.to_string());
+    let shards: serde_json::Map<String, Value> = page
+        .items
+        .iter()
+        .map(|(id, a)| (id.to_string(), json!({"replicas": a.replicas})))
+        .collect();
     Ok(Json(
-        json!({"version": map.version, "shards": map.shards.iter().map(|(id, a)| (id.to_string(), json!({"replicas": a.replicas}))).collect::<serde_json::Map<_, _>>()}),
+        json!({"version": map.version, "shards": shards, "next": next}),
     ))
 }
 
@@ -739,14 +827,16 @@ async fn apikey_list(
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
+    let limits = q.page(&state)?;
     read_barrier(&state, &uri, q.stale).await?;
-    let keys: Vec<Value> = state
-        .reader
-        .api_keys()
+    let page = state.reader.api_keys_page(q.start_after.as_deref(), limits);
+    let next = next_cursor(&page, |k| k.id.0.clone());
+    let keys: Vec<Value> = page
+        .items
         .into_iter()
         .map(|k| json!({"id": k.id.0, "name": k.name, "scopes": k.scopes, "created_at_ms": k.created_at_ms, "expires_at_ms": k.expires_at_ms, "revoked_at_ms": k.revoked_at_ms}))
         .collect();
-    Ok(Json(json!({ "api_keys": keys })))
+    Ok(Json(json!({ "api_keys": keys, "next": next })))
 }
 
 async fn apikey_revoke(
@@ -801,9 +891,12 @@ async fn config_list(
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
 ) -> ApiResult {
+    let limits = q.page(&state)?;
     read_barrier(&state, &uri, q.stale).await?;
+    let page = state.reader.config_page(q.start_after.as_deref(), limits);
+    let next = next_cursor(&page, |(name, _)| name.clone());
     Ok(Json(
-        json!({"config": state.reader.config_all().into_iter().collect::<BTreeMap<_, _>>()}),
+        json!({"config": page.items.into_iter().collect::<BTreeMap<_, _>>(), "next": next}),
     ))
 }
 
@@ -827,7 +920,9 @@ async fn config_put(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let value = String::from_utf8(body?.to_vec())
+    let body = body?;
+    check_value_len(&state, "the value", body.len())?;
+    let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
     propose_ok(&state, &uri, Command::SetConfig { name, value }).await
 }
@@ -1064,7 +1159,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
         .route("/v1/kv", get(kv_list))
-        .route("/v1/kv/{*key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv_get)
+                .put(kv_put)
+                .delete(kv_delete)
+                // A value's body is the value: refused past the limit, before
+                // more of it is read.
+                .layer(DefaultBodyLimit::max(state.limits.max_value_bytes)),
+        )
         .route("/v1/cas", post(kv_cas))
         .route("/v1/cluster/nodes", get(nodes_get))
         .route("/v1/cluster/nodes/{id}", put(node_put).delete(node_delete))
@@ -1095,6 +1198,6 @@ pub fn router(state: ApiState) -> Router {
         ))
         .fallback(fallback)
         .layer(axum::middleware::map_response(json_errors))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(state.limits.max_request_bytes()))
         .with_state(state)
 }

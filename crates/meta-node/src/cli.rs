@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::auth::Token;
-use crate::client::{Body, Client, encode_path};
+use crate::client::{Body, Client, encode_path, encode_query};
 use crate::config::Config;
 use crate::credentials::read_token;
 use crate::engine::{Engine, StoreSpec};
@@ -624,10 +624,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                 Box::new(|_| "ok".into()),
             ),
             KvCommand::List { prefix, limit } => {
-                let path = format!(
-                    "/v1/kv?prefix={}&limit={limit}",
-                    encode_path(prefix).replace('/', "%2F")
-                );
+                let path = format!("/v1/kv?prefix={}", encode_query(prefix));
                 let render = |v: &Value| {
                     let rows = v["items"]
                         .as_array()
@@ -641,7 +638,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                     table(&["key", "value"], rows)
                 };
                 (
-                    client.call(Method::GET, &path, None).await?,
+                    client.get_all(&path, "items", *limit).await?,
                     Box::new(render),
                 )
             }
@@ -806,7 +803,9 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                     table(&["id", "address", "state", "labels"], rows)
                 };
                 (
-                    client.call(Method::GET, "/v1/cluster/nodes", None).await?,
+                    client
+                        .get_all("/v1/cluster/nodes?", "nodes", usize::MAX)
+                        .await?,
                     Box::new(render),
                 )
             }
@@ -866,7 +865,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                     )
                 };
                 (
-                    client.call(Method::GET, "/v1/shards", None).await?,
+                    client.get_all("/v1/shards?", "shards", usize::MAX).await?,
                     Box::new(render),
                 )
             }
@@ -948,7 +947,9 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                     table(&["id", "name", "scopes", "status"], rows)
                 };
                 (
-                    client.call(Method::GET, "/v1/apikeys", None).await?,
+                    client
+                        .get_all("/v1/apikeys?", "api_keys", usize::MAX)
+                        .await?,
                     Box::new(render),
                 )
             }
@@ -1002,7 +1003,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                     table(&["name", "value"], rows)
                 };
                 (
-                    client.call(Method::GET, "/v1/config", None).await?,
+                    client.get_all("/v1/config?", "config", usize::MAX).await?,
                     Box::new(render),
                 )
             }

@@ -115,6 +115,62 @@ impl Client {
         }))
     }
 
+    /// GETs the pages of a listing at `path` (which ends in `?` or a
+    /// query), up to `max_items` items of `field` (an array, or an object
+    /// such as the shard map), following each page's `next`; a shard map is
+    /// read at the version of its first page (409 if it changed meanwhile).
+    /// The answer is the first page's, with `field` holding every item read
+    /// and `next` the cursor after them (null once everything was read).
+    pub async fn get_all(
+        &self,
+        path: &str,
+        field: &str,
+        max_items: usize,
+    ) -> anyhow::Result<Value> {
+        let sep = if path.ends_with('?') { "" } else { "&" };
+        let page_path = |read: usize, after: Option<(&str, Option<u64>)>| {
+            let mut p = format!(
+                "{path}{sep}limit={}",
+                (max_items - read).min(crate::api::MAX_LIST)
+            );
+            if let Some((next, version)) = after {
+                p.push_str(&format!("&start_after={}", encode_query(next)));
+                if let Some(version) = version {
+                    p.push_str(&format!("&version={version}"));
+                }
+            }
+            p
+        };
+        let count = |v: &Value| match v {
+            Value::Array(a) => a.len(),
+            Value::Object(o) => o.len(),
+            _ => 0,
+        };
+        let mut answer = self.call(Method::GET, &page_path(0, None), None).await?;
+        loop {
+            let read = count(&answer[field]);
+            let Some(next) = answer["next"].as_str().map(str::to_owned) else {
+                break;
+            };
+            if read >= max_items {
+                break;
+            }
+            let version = answer["version"].as_u64();
+            let page = self
+                .call(Method::GET, &page_path(read, Some((&next, version))), None)
+                .await?;
+            match (&mut answer[field], &page[field]) {
+                (Value::Array(all), Value::Array(items)) => all.extend(items.iter().cloned()),
+                (Value::Object(all), Value::Object(items)) => {
+                    all.extend(items.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+                _ => bail!("a page of {path} has no `{field}`"),
+            }
+            answer["next"] = page["next"].clone();
+        }
+        Ok(answer)
+    }
+
     /// Sends a request and returns the JSON answer, or the API's error as
     /// `code: message`.
     pub async fn call(
@@ -197,6 +253,11 @@ pub enum Body {
     Json(Value),
     /// Raw text (values of `kv put` and `config set`).
     Text(String),
+}
+
+/// A query parameter's value, percent-encoded.
+pub fn encode_query(value: &str) -> String {
+    encode_path(value).replace('/', "%2F")
 }
 
 /// Percent-encodes a key for a URL path (keeps `/`, so nested keys read

@@ -23,6 +23,8 @@
 //! max_peer_connections = 256
 //! idle_timeout_secs = 60           # a connection moving no byte this long is closed
 //! request_timeout_secs = 5         # a request waiting this long for Raft gets a 503
+//! max_value_bytes = 1048576        # the largest value a client may write (at most 16 MiB)
+//! max_page_bytes = 4194304         # one page of a listing holds at most this many bytes
 //!
 //! [lmdb]
 //! map_size_mib = 16384
@@ -117,6 +119,28 @@ pub struct LimitsSection {
     /// answered `503` (`outcome_unknown` for a write, `unavailable` for a
     /// read) instead of hanging.
     pub request_timeout_secs: u64,
+    /// The largest value a client may write (a key's value, a config
+    /// entry), in bytes: a larger body is refused `413` before more of it
+    /// is read. Request bodies are capped at twice this plus 64 KiB (a
+    /// compare-and-swap carries two values; a shard map is one body).
+    pub max_value_bytes: usize,
+    /// One page of a listing holds at most this many bytes of keys and
+    /// values (its first item always comes, whatever its size).
+    pub max_page_bytes: usize,
+}
+
+/// The most `limits.max_value_bytes` may be: what fits in one Raft command
+/// with its key.
+pub const MAX_VALUE_BYTES_CEILING: usize = meta_raft::MAX_COMMAND_LEN - 4096;
+
+impl LimitsSection {
+    /// The largest request body accepted.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_value_bytes
+            .saturating_mul(2)
+            .saturating_add(64 << 10)
+            .min(meta_raft::MAX_COMMAND_LEN)
+    }
 }
 
 impl Default for LimitsSection {
@@ -126,6 +150,8 @@ impl Default for LimitsSection {
             max_peer_connections: 256,
             idle_timeout_secs: 60,
             request_timeout_secs: 5,
+            max_value_bytes: 1 << 20,
+            max_page_bytes: 4 << 20,
         }
     }
 }
@@ -436,6 +462,21 @@ impl Config {
             return Err(NodeError::config(
                 "limits",
                 "max_client_connections and max_peer_connections must be at least 1",
+            ));
+        }
+        if self.limits.max_value_bytes == 0 || self.limits.max_value_bytes > MAX_VALUE_BYTES_CEILING
+        {
+            return Err(NodeError::config(
+                "limits.max_value_bytes",
+                format!(
+                    "must be between 1 and {MAX_VALUE_BYTES_CEILING} (16 MiB less room for the key)"
+                ),
+            ));
+        }
+        if self.limits.max_page_bytes < 1024 {
+            return Err(NodeError::config(
+                "limits.max_page_bytes",
+                "must be at least 1024",
             ));
         }
         if self.lmdb.map_size_mib == 0 {

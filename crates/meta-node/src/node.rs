@@ -270,6 +270,7 @@ impl Node {
                 init_token,
             )),
             peers,
+            limits: config.limits.clone(),
             // A second under the idle deadline, which would cut the
             // connection of a request that waits longer.
             longest_wait: idle.saturating_sub(Duration::from_secs(1)),

@@ -76,4 +76,6 @@ pub use log_store::LogStore;
 pub use model::{Command, Envelope, MAX_COMMAND_LEN, Rejection, Response};
 pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};
-pub use views::{ApiKeyCheck, ApiKeyInfo, MetadataReader};
+pub use views::{
+    ApiKeyCheck, ApiKeyInfo, MetadataReader, PAGE_ITEM_OVERHEAD, Page, PageLimits, take_page,
+};

@@ -123,6 +123,63 @@ pub struct ApiKeyInfo {
     pub revoked_at_ms: Option<u64>,
 }
 
+/// How much one page of a listing may hold: at most `max_items` items and,
+/// past its first item, at most `max_bytes` (keys and values, plus a fixed
+/// overhead per item) — so an answer's size is bounded whatever the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Items at most.
+    pub max_items: usize,
+    /// Bytes at most (one item over it is still returned alone).
+    pub max_bytes: usize,
+}
+
+impl PageLimits {
+    /// No limit (for tests and offline tools).
+    pub const ALL: PageLimits = PageLimits {
+        max_items: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+/// Bytes counted per item on top of its key and value.
+pub const PAGE_ITEM_OVERHEAD: usize = 64;
+
+/// One page of a listing, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Whether more items follow the last one (ask again with it as the
+    /// cursor).
+    pub more: bool,
+}
+
+/// Takes items while `limits` allow; `size` is an item's bytes (without
+/// [`PAGE_ITEM_OVERHEAD`]).
+pub fn take_page<T>(
+    items: impl Iterator<Item = T>,
+    limits: PageLimits,
+    size: impl Fn(&T) -> usize,
+) -> Page<T> {
+    let mut items = items.peekable();
+    let (mut page, mut bytes) = (Vec::new(), 0usize);
+    while let Some(next) = items.peek() {
+        let len = size(next).saturating_add(PAGE_ITEM_OVERHEAD);
+        if page.len() >= limits.max_items
+            || (!page.is_empty() && bytes.saturating_add(len) > limits.max_bytes)
+        {
+            break;
+        }
+        bytes = bytes.saturating_add(len);
+        page.extend(items.next());
+    }
+    Page {
+        more: items.peek().is_some(),
+        items: page,
+    }
+}
+
 /// Reads the replicated metadata from this node's in-memory views: no
 /// engine call, no Raft round. What it returns is this node's applied
 /// state (a stale read); for a linearizable read, first ask Raft for a read
@@ -212,18 +269,7 @@ impl MetadataReader {
 
     /// Every API key, without secrets or hashes.
     pub fn api_keys(&self) -> Vec<ApiKeyInfo> {
-        self.views()
-            .api_keys
-            .values()
-            .map(|r| ApiKeyInfo {
-                id: r.id.clone(),
-                name: r.name.clone(),
-                scopes: r.scopes.clone(),
-                created_at_ms: r.created_at_ms,
-                expires_at_ms: r.expires_at_ms,
-                revoked_at_ms: r.revoked_at_ms,
-            })
-            .collect()
+        self.api_keys_page(None, PageLimits::ALL).items
     }
 
     /// A config entry.
@@ -251,6 +297,92 @@ impl MetadataReader {
             .cloned()
     }
 
+    /// A page of the cluster map, by id, after `start_after`.
+    pub fn cluster_page(
+        &self,
+        start_after: Option<NodeId>,
+        limits: PageLimits,
+    ) -> Page<ClusterNode> {
+        let cluster = self.views().cluster;
+        let from = start_after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        take_page(
+            cluster
+                .range((from, std::ops::Bound::Unbounded))
+                .map(|(_, n)| n.clone()),
+            limits,
+            |n| {
+                n.address.len()
+                    + n.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            },
+        )
+    }
+
+    /// A page of the API keys (without secrets or hashes), by id, after
+    /// `start_after`.
+    pub fn api_keys_page(&self, start_after: Option<&str>, limits: PageLimits) -> Page<ApiKeyInfo> {
+        let keys = self.views().api_keys;
+        let from = start_after.map_or(std::ops::Bound::Unbounded, |id| {
+            std::ops::Bound::Excluded(ApiKeyId(id.to_string()))
+        });
+        take_page(
+            keys.range((from, std::ops::Bound::Unbounded))
+                .map(|(_, r)| ApiKeyInfo {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                    scopes: r.scopes.clone(),
+                    created_at_ms: r.created_at_ms,
+                    expires_at_ms: r.expires_at_ms,
+                    revoked_at_ms: r.revoked_at_ms,
+                }),
+            limits,
+            |k| k.id.0.len() + k.name.len() + k.scopes.iter().map(String::len).sum::<usize>(),
+        )
+    }
+
+    /// A page of the config entries, by name, after `start_after`.
+    pub fn config_page(
+        &self,
+        start_after: Option<&str>,
+        limits: PageLimits,
+    ) -> Page<(String, String)> {
+        let config = self.views().config;
+        let from = start_after.map_or(std::ops::Bound::Unbounded, |name| {
+            std::ops::Bound::Excluded(name.to_string())
+        });
+        take_page(
+            config
+                .range((from, std::ops::Bound::Unbounded))
+                .map(|(k, v)| (k.clone(), v.clone())),
+            limits,
+            |(k, v)| k.len() + v.len(),
+        )
+    }
+
+    /// A page of the user keys starting with `prefix`, in order, after
+    /// `start_after` (a key before the prefix starts it).
+    pub fn list_page(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limits: PageLimits,
+    ) -> Page<(Vec<u8>, Vec<u8>)> {
+        let kv = self.views().kv;
+        let from = match start_after {
+            Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_vec()),
+            _ => std::ops::Bound::Included(prefix.to_vec()),
+        };
+        take_page(
+            kv.range((from, std::ops::Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone())),
+            limits,
+            |(k, v)| k.len() + v.len(),
+        )
+    }
+
     /// User keys starting with `prefix`, in order, at most `limit`.
     pub fn list(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let kv = self.views().kv;
@@ -259,5 +391,72 @@ impl MetadataReader {
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(keys: &[(&str, usize)]) -> MetadataReader {
+        let mut views = Views::default();
+        for (key, len) in keys {
+            views.kv.insert(key.as_bytes().to_vec(), vec![b'v'; *len]);
+        }
+        MetadataReader {
+            views: Arc::new(RwLock::new(views)),
+        }
+    }
+
+    fn keys(page: &Page<(Vec<u8>, Vec<u8>)>) -> Vec<String> {
+        page.items
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pages_stop_at_items_or_bytes_and_resume_after_the_cursor() {
+        let r = reader(&[
+            ("a/1", 10),
+            ("a/2", 10),
+            ("a/3", 1000),
+            ("a/4", 10),
+            ("b/1", 10),
+        ]);
+        let by_items = PageLimits {
+            max_items: 2,
+            max_bytes: usize::MAX,
+        };
+        let first = r.list_page(b"a/", None, by_items);
+        assert_eq!(
+            (keys(&first), first.more),
+            (vec!["a/1".into(), "a/2".into()], true)
+        );
+        let second = r.list_page(b"a/", Some(b"a/2"), by_items);
+        assert_eq!(
+            (keys(&second), second.more),
+            (vec!["a/3".into(), "a/4".into()], false)
+        );
+        // Bytes: a/3 does not fit after a/1 and a/2, and comes alone next.
+        let by_bytes = PageLimits {
+            max_items: 100,
+            max_bytes: 300,
+        };
+        let first = r.list_page(b"a/", None, by_bytes);
+        assert_eq!(
+            (keys(&first), first.more),
+            (vec!["a/1".into(), "a/2".into()], true)
+        );
+        let big = r.list_page(b"a/", Some(b"a/2"), by_bytes);
+        assert_eq!(
+            (keys(&big), big.more),
+            (vec!["a/3".into()], true),
+            "alone, never skipped"
+        );
+        // A cursor before the prefix starts at the prefix; one past it is empty.
+        assert_eq!(keys(&r.list_page(b"a/", Some(b"0"), by_items)).len(), 2);
+        let past = r.list_page(b"a/", Some(b"a/9"), by_items);
+        assert!(past.items.is_empty() && !past.more);
     }
 }

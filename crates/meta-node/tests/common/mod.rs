@@ -347,6 +347,38 @@ impl Proc {
         Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &tls, logs)
     }
 
+    /// [`Proc::start`] with `config` (TOML) as its config file.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_configured(
+        id: u64,
+        engine: &str,
+        dir: &Path,
+        bootstrap: bool,
+        api: &str,
+        raft: &str,
+        config: &str,
+    ) -> Proc {
+        let file = dir.with_extension("toml");
+        std::fs::write(&file, config).unwrap();
+        let [ca, cert, key] = node_tls(dir, id);
+        let mut extra: Vec<std::ffi::OsString> = vec!["--config".into(), file.into()];
+        for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
+            extra.push(flag.into());
+            extra.push(file.into());
+        }
+        Proc::start_with(
+            id,
+            engine,
+            dir,
+            bootstrap,
+            api,
+            raft,
+            None,
+            &extra,
+            Some(TEST_LOGS),
+        )
+    }
+
     /// A node exactly as `serve` starts with no TLS configuration: its
     /// own CA and certificate in `<dir>/tls/`, plain HTTP on loopback.
     pub(crate) fn start_zero_config(engine: &str, dir: &Path, api: &str, raft: &str) -> Proc {
