@@ -231,9 +231,11 @@ fn rejection(r: Rejection) -> ApiError {
         Rejection::InvalidKey { .. } => "invalid_key",
         Rejection::ValueTooLarge { .. } => "payload_too_large",
         Rejection::UnsupportedEnvelope { .. } | Rejection::Malformed { .. } => "bad_request",
+        Rejection::NoSpace { .. } => "quota_exceeded",
     };
     let status = match code {
         "not_found" => StatusCode::NOT_FOUND,
+        "quota_exceeded" => StatusCode::INSUFFICIENT_STORAGE,
         "invalid_key" | "bad_request" => StatusCode::BAD_REQUEST,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::CONFLICT,
@@ -935,6 +937,45 @@ async fn config_delete(
     propose_ok(&state, &uri, Command::DeleteConfig { name }).await
 }
 
+fn alarm_json(a: &meta_raft::Alarm) -> Value {
+    let kind = match a.kind {
+        meta_raft::AlarmKind::Quota => "quota",
+        meta_raft::AlarmKind::Disk => "disk",
+    };
+    json!({"kind": kind, "node": a.node, "raised_at_ms": a.raised_at_ms, "detail": a.detail})
+}
+
+/// The raised space alarms, and the data's size against this node's quota.
+async fn alarms_get(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(q): Query<ReadQuery>,
+) -> ApiResult {
+    read_barrier(&state, &uri, q.stale).await?;
+    let alarms: Vec<Value> = state.reader.alarms().iter().map(alarm_json).collect();
+    Ok(Json(json!({
+        "alarms": alarms,
+        "data_bytes": state.reader.data_bytes(),
+        "quota_bytes": state.limits.quota_bytes,
+        "min_free_disk_bytes": state.limits.min_free_disk_bytes,
+        "free_disk_bytes": meta_store_api::disk::available_bytes(state.identity.data_dir()),
+    })))
+}
+
+/// Clears every alarm (raised again at the next check if the cause is
+/// still there).
+async fn alarms_clear(State(state): State<ApiState>, uri: OriginalUri) -> ApiResult {
+    propose_ok(
+        &state,
+        &uri,
+        Command::ClearAlarm {
+            kind: None,
+            node: None,
+        },
+    )
+    .await
+}
+
 async fn status(State(state): State<ApiState>) -> ApiResult {
     let m = state.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
@@ -960,6 +1001,7 @@ async fn status(State(state): State<ApiState>) -> ApiResult {
         "snapshot_index": m.snapshot.map(|l| l.index),
         "purged_index": m.purged.map(|l| l.index),
         "members": nodes,
+        "alarms": state.reader.alarms().iter().map(alarm_json).collect::<Vec<_>>(),
     })))
 }
 
@@ -1183,6 +1225,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/status", get(status))
         .route("/v1/cluster/hash", get(content_hash))
         .route("/v1/cluster/init", post(cluster_init))
+        .route("/v1/cluster/alarms", get(alarms_get).delete(alarms_clear))
         .route("/v1/cluster/learners", post(membership::add_learner))
         .route(
             "/v1/cluster/members/{id}",

@@ -389,6 +389,8 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/cluster/status", Need::Authenticated),
         route(M::GET, "/v1/cluster/hash", monitor()),
         route(M::POST, "/v1/cluster/init", Need::Init),
+        route(M::GET, "/v1/cluster/alarms", monitor()),
+        route(M::DELETE, "/v1/cluster/alarms", admin()),
         route(M::POST, "/v1/cluster/learners", admin()),
         route(M::DELETE, "/v1/cluster/members/{id}", admin()),
         route(M::POST, "/v1/cluster/membership", admin()),

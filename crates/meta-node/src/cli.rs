@@ -336,6 +336,11 @@ pub enum ClusterCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The raised space alarms, and the data's size against the quota.
+    Alarms,
+    /// Clear every space alarm (raised again at the next check if its
+    /// cause is still there).
+    ClearAlarms,
     /// Remove a member of the Raft cluster: a learner, or a voter (the
     /// voters left must keep a reachable majority).
     RemoveMember {
@@ -760,6 +765,35 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                     }),
                 )
             }
+            ClusterCommand::Alarms => (
+                client.call(Method::GET, "/v1/cluster/alarms", None).await?,
+                Box::new(|v| {
+                    let mut out = format!(
+                        "data: {} bytes of a {}-byte quota\n",
+                        text(&v["data_bytes"]),
+                        text(&v["quota_bytes"])
+                    );
+                    let rows = v["alarms"]
+                        .as_array()
+                        .map(|alarms| {
+                            alarms
+                                .iter()
+                                .map(|a| {
+                                    vec![text(&a["kind"]), text(&a["node"]), text(&a["detail"])]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out += &table(&["kind", "node", "detail"], rows);
+                    out
+                }),
+            ),
+            ClusterCommand::ClearAlarms => (
+                client
+                    .call(Method::DELETE, "/v1/cluster/alarms", None)
+                    .await?,
+                Box::new(|_| "alarms cleared".into()),
+            ),
             ClusterCommand::RemoveMember { id, force } => (
                 client
                     .call(

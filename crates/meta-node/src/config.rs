@@ -25,6 +25,8 @@
 //! request_timeout_secs = 5         # a request waiting this long for Raft gets a 503
 //! max_value_bytes = 1048576        # the largest value a client may write (at most 16 MiB)
 //! max_page_bytes = 4194304         # one page of a listing holds at most this many bytes
+//! quota_bytes = 2147483648         # over it, the space alarm: new data refused (507)
+//! min_free_disk_bytes = 268435456  # less free disk than this raises it too
 //!
 //! [lmdb]
 //! map_size_mib = 16384
@@ -127,6 +129,15 @@ pub struct LimitsSection {
     /// One page of a listing holds at most this many bytes of keys and
     /// values (its first item always comes, whatever its size).
     pub max_page_bytes: usize,
+    /// The storage quota: once the data (keys and values, counted the same
+    /// on every node and engine) is larger, the leader raises the
+    /// replicated space alarm: writes that add data get `507
+    /// quota_exceeded` until it is back under 90% of this. The leader's
+    /// setting applies: give every node the same.
+    pub quota_bytes: u64,
+    /// A node whose data directory's filesystem has fewer free bytes raises
+    /// the same alarm (for its own disk), cleared once 10% above again.
+    pub min_free_disk_bytes: u64,
 }
 
 /// The most `limits.max_value_bytes` may be: what fits in one Raft command
@@ -152,6 +163,8 @@ impl Default for LimitsSection {
             request_timeout_secs: 5,
             max_value_bytes: 1 << 20,
             max_page_bytes: 4 << 20,
+            quota_bytes: 2 << 30,
+            min_free_disk_bytes: 256 << 20,
         }
     }
 }
@@ -471,6 +484,12 @@ impl Config {
                 format!(
                     "must be between 1 and {MAX_VALUE_BYTES_CEILING} (16 MiB less room for the key)"
                 ),
+            ));
+        }
+        if self.limits.quota_bytes == 0 {
+            return Err(NodeError::config(
+                "limits.quota_bytes",
+                "must be at least 1",
             ));
         }
         if self.limits.max_page_bytes < 1024 {

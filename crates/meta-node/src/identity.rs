@@ -337,6 +337,11 @@ impl Identity {
         write_file(&self.path, &file)
     }
 
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Whether there was no identity file before this start (a new data
     /// directory, or one of a build before identity files).
     pub fn is_new(&self) -> bool {

@@ -29,6 +29,7 @@
 //! **Architecture invariant:** this is the only crate that knows every
 //! engine; everything below it sees `MetadataStore` only.
 
+pub mod alarm;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -40,6 +40,7 @@ pub struct Node {
     stop_api: watch::Sender<bool>,
     api_task: JoinHandle<()>,
     transport_task: JoinHandle<()>,
+    alarm_task: JoinHandle<()>,
 }
 
 async fn open_store(
@@ -189,6 +190,7 @@ impl Node {
             Duration::from_millis(config.raft.election_timeout_min_ms / 2),
         );
         let peers = network.contacts();
+        let alarm_network = network.clone();
         let raft = Raft::new(
             config.node_id,
             raft_config,
@@ -252,9 +254,23 @@ impl Node {
             });
         }
         let (root_token, init_token) = credentials(&config, initialized)?;
+        let proposer = meta_raft::Proposer::new(raft.clone(), 256);
+        let alarm_task = tokio::spawn(
+            crate::alarm::Watch {
+                node_id: config.node_id,
+                raft: raft.clone(),
+                proposer: proposer.clone(),
+                reader: reader.clone(),
+                network: alarm_network,
+                data_dir: config.data_dir.clone(),
+                quota_bytes: config.limits.quota_bytes,
+                min_free_disk_bytes: config.limits.min_free_disk_bytes,
+            }
+            .run(),
+        );
         let state = ApiState {
             raft: raft.clone(),
-            proposer: meta_raft::Proposer::new(raft.clone(), 256),
+            proposer,
             reader: reader.clone(),
             node_id: config.node_id,
             metrics: Arc::new(
@@ -358,6 +374,7 @@ impl Node {
             stop_api,
             api_task,
             transport_task,
+            alarm_task,
         })
     }
 
@@ -396,6 +413,7 @@ impl Node {
             api_task.abort();
         }
         self.transport_task.abort();
+        self.alarm_task.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

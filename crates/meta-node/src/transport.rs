@@ -87,6 +87,15 @@ pub enum PeerRequest {
     Vote(VoteRequest<u64>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A node tells the leader its disk went under (`Some`: raise this
+    /// alarm) or back over (`None`: clear it) its free-space watermark.
+    /// Accepted only for the sender's own disk.
+    DiskAlarm {
+        /// The sender, proven by its certificate.
+        node: u64,
+        /// The alarm to raise, or `None` to clear the sender's.
+        raise: Option<meta_raft::Alarm>,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -98,6 +107,8 @@ pub enum PeerResponse {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     /// To `InstallSnapshot`.
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    /// To `DiskAlarm`: proposed and applied, or why not.
+    DiskAlarm(Result<(), String>),
 }
 
 async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
@@ -200,7 +211,26 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
         PeerRequest::AppendEntries(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::Vote(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::InstallSnapshot(rpc) => rpc.vote.leader_id.voted_for(),
+        PeerRequest::DiskAlarm { node, .. } => Some(*node),
     }
+}
+
+/// Proposes a node's disk alarm (or its clearing) on the leader.
+async fn disk_alarm(raft: &Raft, node: u64, raise: Option<meta_raft::Alarm>) -> Result<(), String> {
+    let command = match raise {
+        Some(alarm) if alarm.kind == meta_raft::AlarmKind::Disk && alarm.node == node => {
+            meta_raft::Command::RaiseAlarm(alarm)
+        }
+        Some(_) => return Err("a node may only raise the disk alarm of its own disk".into()),
+        None => meta_raft::Command::ClearAlarm {
+            kind: Some(meta_raft::AlarmKind::Disk),
+            node: Some(node),
+        },
+    };
+    raft.client_write(meta_raft::Envelope::new(&command))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 async fn serve_connection(
@@ -260,7 +290,10 @@ async fn serve_connection(
         // its first leader's. (Not `is_initialized`: a granted vote counts
         // there, and a node's first contact with its cluster is often the
         // founder's vote request.)
-        let from_leader = !matches!(request, PeerRequest::Vote(_));
+        let from_leader = matches!(
+            request,
+            PeerRequest::AppendEntries(_) | PeerRequest::InstallSnapshot(_)
+        );
         let adopt = from_leader
             && identity.cluster().is_none()
             && raft
@@ -281,6 +314,9 @@ async fn serve_connection(
             PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
             PeerRequest::InstallSnapshot(rpc) => {
                 PeerResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            PeerRequest::DiskAlarm { node, raise } => {
+                PeerResponse::DiskAlarm(disk_alarm(&raft, node, raise).await)
             }
         };
         let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
@@ -489,6 +525,27 @@ impl TcpNetwork {
     /// What this network knows of each peer's answers.
     pub fn contacts(&self) -> PeerContacts {
         self.contacts.clone()
+    }
+
+    /// Asks the leader to raise (`Some`) or clear (`None`) this node's
+    /// disk alarm.
+    pub async fn report_disk_alarm(
+        &self,
+        leader: u64,
+        leader_addr: &NodeAddr,
+        node: u64,
+        raise: Option<meta_raft::Alarm>,
+    ) -> Result<(), String> {
+        let connection = self.clone().new_client(leader, leader_addr).await;
+        let request = PeerRequest::DiskAlarm { node, raise };
+        match connection
+            .call(request, &RPCOption::new(Duration::from_secs(5)))
+            .await
+        {
+            Ok(PeerResponse::DiskAlarm(answer)) => answer,
+            Ok(_) => Err("the leader answered another request".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

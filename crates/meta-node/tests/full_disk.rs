@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use common::{Dirs, Proc, ProcCluster, Rng, cli, cli_ok, converged_hash, free_port};
 
+/// The disk is let fill for real: the free-space watermark (which would
+/// raise the space alarm first, see `space_alarm.rs`) is off.
+const NO_WATERMARK: &str = "[limits]\nmin_free_disk_bytes = 0\n";
+
 /// A tmpfs mounted on a directory; unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -113,7 +117,7 @@ fn full_disk_campaign(engine: &str) {
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let mut node = Proc::start(1, engine, &dir, true, &api, &raft, None);
+    let mut node = Proc::start_configured(1, engine, &dir, true, &api, &raft, NO_WATERMARK);
     let value = incompressible(32 * 1024);
     let mut acked = Vec::new();
     let mut refusal = None;
@@ -156,7 +160,7 @@ fn full_disk_campaign(engine: &str) {
     // Space back: the node restarts on its data, everything acknowledged
     // is there, and it takes writes again.
     tmpfs.grow("256m");
-    let node = Proc::start(1, engine, &dir, true, &api, &raft, None);
+    let node = Proc::start_configured(1, engine, &dir, true, &api, &raft, NO_WATERMARK);
     for key in &acked {
         let out = cli(&api, &["kv", "get", key]);
         assert!(
@@ -184,6 +188,79 @@ fn fjall_full_disk_is_a_clear_error_and_recovers_once_space_is_back() {
     full_disk_campaign("fjall");
 }
 
+/// With the free-space watermark on (4 MiB of a 12 MiB disk), the node
+/// raises the space alarm before its disk fills: writes get `507` while the
+/// node keeps serving reads, and once the disk has room again the alarm
+/// clears by itself and writes go on. Nothing acknowledged is lost.
+fn watermark_campaign(engine: &str) {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let dir = dirs.node("n1");
+    let tmpfs = match Tmpfs::mount(&dir, "12m") {
+        Ok(tmpfs) => tmpfs,
+        Err(why) => {
+            eprintln!("watermark/{engine}: not run, cannot mount a tmpfs here: {why}");
+            return;
+        }
+    };
+    let (api, raft) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let config = "[limits]\nmin_free_disk_bytes = 4194304\n";
+    let mut node = Proc::start_configured(1, engine, &dir, true, &api, &raft, config);
+    let value = incompressible(32 * 1024);
+    let mut acked = Vec::new();
+    let refusal = loop {
+        let key = format!("w/{:05}", acked.len());
+        let out = cli(&api, &["kv", "put", &key, &value]);
+        if out.status.success() {
+            acked.push(key);
+        } else {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        assert!(acked.len() < 2_000, "12 MiB cannot hold 64 MiB of values");
+    };
+    assert!(
+        refusal.contains("quota_exceeded") && refusal.contains("disk free"),
+        "refused by the alarm, not by a full disk: {refusal}"
+    );
+    // Still serving: nothing stopped.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(node.try_wait().is_none(), "the node is still running");
+    cli_ok(&api, &["health"]);
+    cli_ok(&api, &["kv", "get", &acked[0]]);
+    // Room again: the alarm clears, writes go on.
+    tmpfs.grow("256m");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cli(&api, &["kv", "put", "after/room", "ok"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "the alarm never cleared");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for key in &acked {
+        assert!(
+            cli(&api, &["kv", "get", key]).status.success(),
+            "{key} lost"
+        );
+    }
+    eprintln!(
+        "watermark/{engine}: {} writes acknowledged, then refused with 507 before the disk filled",
+        acked.len()
+    );
+}
+
+#[test]
+fn lmdb_the_disk_watermark_stops_new_data_before_the_disk_is_full() {
+    watermark_campaign("lmdb");
+}
+
+#[test]
+fn fjall_the_disk_watermark_stops_new_data_before_the_disk_is_full() {
+    watermark_campaign("fjall");
+}
+
 /// In a 3-node cluster only node 2's disk fills: it stops, the other two
 /// go on taking writes (electing a new leader if node 2 led), and once
 /// its disk has room node 2 restarts, catches up and holds exactly what
@@ -191,7 +268,8 @@ fn fjall_full_disk_is_a_clear_error_and_recovers_once_space_is_back() {
 #[test]
 fn a_cluster_goes_on_when_one_disk_fills_and_that_node_catches_up_once_space_is_back() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let mut cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    cluster.config = Some(NO_WATERMARK.into());
     let full = 1;
     let tmpfs = match Tmpfs::mount(&cluster.dir(full), "12m") {
         Ok(tmpfs) => tmpfs,

@@ -147,6 +147,56 @@ pub enum Command {
     /// if it had its own entry; a rejected one does not affect the others.
     /// Batches do not nest.
     Batch(Vec<Command>),
+    /// Raises a space alarm (replaces one of the same kind and node):
+    /// while any is raised, commands that add data are rejected with
+    /// [`Rejection::NoSpace`] on every replica; deletes go on.
+    RaiseAlarm(Alarm),
+    /// Clears the alarms of `kind` (`None`: all) raised for `node` (`None`:
+    /// any node).
+    ClearAlarm {
+        /// The kind, or every kind.
+        kind: Option<AlarmKind>,
+        /// The node, or every node.
+        node: Option<NodeId>,
+    },
+}
+
+impl Command {
+    /// Whether the command can add data (refused during a space alarm).
+    /// Deletes, revocations and alarms themselves can always be applied.
+    pub fn adds_data(&self) -> bool {
+        matches!(
+            self,
+            Command::UpsertNode(_)
+                | Command::SetShardMap { .. }
+                | Command::CreateApiKey(_)
+                | Command::SetConfig { .. }
+                | Command::Put { .. }
+                | Command::CompareAndSwap { new: Some(_), .. }
+        )
+    }
+}
+
+/// Why the cluster stopped taking new data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// The data outgrew the storage quota (`limits.quota_bytes`).
+    Quota,
+    /// A node's disk has less free space than its watermark.
+    Disk,
+}
+
+/// A replicated space alarm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// What raised it.
+    pub kind: AlarmKind,
+    /// The node that raised it (whose disk, for [`AlarmKind::Disk`]).
+    pub node: NodeId,
+    /// When, Unix milliseconds.
+    pub raised_at_ms: u64,
+    /// What was measured, in words.
+    pub detail: String,
 }
 
 /// What applying a log entry produced: identical on every replica.
@@ -234,6 +284,15 @@ pub enum Rejection {
     Malformed {
         /// Why.
         reason: String,
+    },
+    /// A space alarm is raised: the command would add data.
+    #[error(
+        "the cluster is out of space and takes no new data until the alarm clears \
+         (deletes still work): {alarms}"
+    )]
+    NoSpace {
+        /// The raised alarms, in words.
+        alarms: String,
     },
 }
 

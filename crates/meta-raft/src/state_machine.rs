@@ -25,11 +25,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::model::{Command, MAX_COMMAND_LEN, Rejection, Response};
+use crate::model::{Alarm, Command, MAX_COMMAND_LEN, Rejection, Response};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::views::{MetadataReader, SHARD_MAP, Views};
+use crate::views::{ALARMS, MetadataReader, SHARD_MAP, Views};
 
 /// The state machine's last applied log id and membership.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,7 +289,43 @@ fn try_apply(
     command: Command,
     batch: &mut WriteBatch,
 ) -> Result<Response, Rejection> {
+    if !views.alarms.is_empty() && command.adds_data() {
+        let alarms: Vec<String> = views
+            .alarms
+            .iter()
+            .map(|a| format!("{:?} alarm of node {}: {}", a.kind, a.node, a.detail))
+            .collect();
+        return Err(Rejection::NoSpace {
+            alarms: alarms.join("; "),
+        });
+    }
     match command {
+        Command::RaiseAlarm(alarm) => {
+            let mut alarms: Vec<Alarm> = views
+                .alarms
+                .iter()
+                .filter(|a| (a.kind, a.node) != (alarm.kind, alarm.node))
+                .cloned()
+                .collect();
+            alarms.push(alarm);
+            alarms.sort_by_key(|a| (a.kind, a.node));
+            batch.put(key(MetaNamespace::Sys, ALARMS)?, encode(&alarms));
+            views.alarms = Arc::new(alarms);
+        }
+        Command::ClearAlarm { kind, node } => {
+            let alarms: Vec<Alarm> = views
+                .alarms
+                .iter()
+                .filter(|a| !(kind.is_none_or(|k| k == a.kind) && node.is_none_or(|n| n == a.node)))
+                .cloned()
+                .collect();
+            if alarms.is_empty() {
+                batch.delete(key(MetaNamespace::Sys, ALARMS)?);
+            } else {
+                batch.put(key(MetaNamespace::Sys, ALARMS)?, encode(&alarms));
+            }
+            views.alarms = Arc::new(alarms);
+        }
         Command::Batch(commands) => {
             if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
                 return Err(Rejection::Malformed {

@@ -11,13 +11,15 @@ use meta_store_api::keys::{Key, MetaNamespace};
 
 use crate::apikey::ApiKeySecret;
 use crate::codec::{CodecError, decode};
-use crate::model::{ApiKeyId, ApiKeyRecord, ClusterNode, NodeId, ShardMap};
+use crate::model::{Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, NodeId, ShardMap};
 use crate::state_machine::AppliedState;
 
 /// The name of the shard map's record in the shard namespace.
 pub(crate) const SHARD_MAP: &str = "map";
 /// The name of the applied state's record in the sys namespace.
 pub(crate) const APPLIED: &str = "applied";
+/// The name of the raised alarms' record in the sys namespace.
+pub(crate) const ALARMS: &str = "alarms";
 
 /// All metadata, in memory.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +29,8 @@ pub(crate) struct Views {
     pub(crate) api_keys: OrdMap<ApiKeyId, ApiKeyRecord>,
     pub(crate) config: OrdMap<String, String>,
     pub(crate) kv: OrdMap<Vec<u8>, Vec<u8>>,
+    /// Raised space alarms, by kind and node.
+    pub(crate) alarms: Arc<Vec<Alarm>>,
 }
 
 /// Why a stored metadata record could not be loaded.
@@ -84,6 +88,9 @@ impl Views {
                 }
                 MetaNamespace::Sys if name == APPLIED.as_bytes() => {
                     applied = decode(&value).map_err(record)?;
+                }
+                MetaNamespace::Sys if name == ALARMS.as_bytes() => {
+                    views.alarms = Arc::new(decode(&value).map_err(record)?);
                 }
                 _ => return Err(LoadError::Unexpected(shown())),
             }
@@ -295,6 +302,51 @@ impl MetadataReader {
             .kv
             .get(key)
             .cloned()
+    }
+
+    /// The raised space alarms.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .alarms
+            .as_ref()
+            .clone()
+    }
+
+    /// The logical size of the metadata: the bytes of every key and value
+    /// (user keys, config, cluster map, shard map, API keys), the same on
+    /// every replica and engine. What `quota_bytes` limits; the files on
+    /// disk are larger (engine overhead, the Raft log, snapshots).
+    pub fn data_bytes(&self) -> u64 {
+        let views = self.views();
+        let kv: usize = views.kv.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let config: usize = views.config.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let cluster: usize = views
+            .cluster
+            .values()
+            .map(|n| {
+                8 + n.address.len()
+                    + n.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        let keys: usize = views
+            .api_keys
+            .values()
+            .map(|k| {
+                64 + k.id.0.len() + k.name.len() + k.scopes.iter().map(String::len).sum::<usize>()
+            })
+            .sum();
+        let shards: usize = views
+            .shards
+            .shards
+            .values()
+            .map(|a| 8 + 8 * a.replicas.len())
+            .sum();
+        (kv + config + cluster + keys + shards) as u64
     }
 
     /// A page of the cluster map, by id, after `start_after`.

@@ -257,3 +257,99 @@ async fn api_keys_verify_in_constant_time_and_honour_revocation_and_expiry() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].revoked_at_ms, Some(3_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_space_alarm_refuses_new_data_on_every_engine_keeps_deletes_and_survives_reopen() {
+    use meta_raft::{Alarm, AlarmKind};
+    let alarm = |kind, node| {
+        Command::RaiseAlarm(Alarm {
+            kind,
+            node,
+            raised_at_ms: 5,
+            detail: "test".into(),
+        })
+    };
+    let put = |k: &str| Command::Put {
+        key: k.as_bytes().to_vec(),
+        value: b"v".to_vec(),
+    };
+    let mut hashes = Vec::new();
+    for engine in Engine::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let store = engine.open(dir.path());
+        let mut sm = StateMachine::open(store.clone()).await.unwrap();
+        let responses = apply(
+            &mut sm,
+            1,
+            commands(vec![
+                put("a"),
+                put("b"),
+                alarm(AlarmKind::Quota, 1),
+                alarm(AlarmKind::Disk, 2),
+                put("c"),
+                Command::CompareAndSwap {
+                    key: b"a".to_vec(),
+                    expected: Some(b"v".to_vec()),
+                    new: Some(b"w".to_vec()),
+                },
+                Command::CompareAndSwap {
+                    key: b"a".to_vec(),
+                    expected: Some(b"v".to_vec()),
+                    new: None,
+                },
+                Command::Delete { key: b"b".to_vec() },
+                node(3),
+                Command::ClearAlarm {
+                    kind: Some(AlarmKind::Quota),
+                    node: None,
+                },
+                put("d"),
+            ]),
+        )
+        .await;
+        let no_space = |r: &Response| matches!(r, Response::Rejected(Rejection::NoSpace { .. }));
+        assert!(
+            responses[..4].iter().all(|r| *r == Response::Applied),
+            "{engine:?}: {responses:?}"
+        );
+        assert!(
+            no_space(&responses[4]) && no_space(&responses[5]),
+            "{responses:?}"
+        );
+        assert_eq!(
+            responses[6..8],
+            [Response::Applied, Response::Applied],
+            "deletes go on"
+        );
+        assert!(no_space(&responses[8]));
+        assert_eq!(responses[9], Response::Applied);
+        assert!(no_space(&responses[10]), "the disk alarm is still raised");
+        let reader = sm.reader();
+        assert_eq!(reader.alarms().len(), 1);
+        assert_eq!(reader.alarms()[0].kind, AlarmKind::Disk);
+        assert_eq!(
+            (reader.get(b"a"), reader.get(b"b"), reader.get(b"c")),
+            (None, None, None)
+        );
+        hashes.push(content_hash(&*store));
+        drop(sm);
+        // Reopened: the alarm is still raised.
+        let mut sm = StateMachine::open(store.clone()).await.unwrap();
+        assert_eq!(sm.reader().alarms().len(), 1);
+        let responses = apply(
+            &mut sm,
+            12,
+            commands(vec![
+                Command::ClearAlarm {
+                    kind: None,
+                    node: Some(2),
+                },
+                put("e"),
+            ]),
+        )
+        .await;
+        assert_eq!(responses, [Response::Applied, Response::Applied]);
+        assert!(sm.reader().alarms().is_empty());
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}

@@ -338,17 +338,10 @@ impl Proc {
         pause: Option<&Pause>,
         logs: Option<&str>,
     ) -> Proc {
-        let [ca, cert, key] = node_tls(dir, id);
-        let mut tls: Vec<std::ffi::OsString> = Vec::new();
-        for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
-            tls.push(flag.into());
-            tls.push(file.into());
-        }
-        Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &tls, logs)
+        Proc::start_tls(id, engine, dir, bootstrap, api, raft, pause, None, logs)
     }
 
     /// [`Proc::start`] with `config` (TOML) as its config file.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_configured(
         id: u64,
         engine: &str,
@@ -358,15 +351,7 @@ impl Proc {
         raft: &str,
         config: &str,
     ) -> Proc {
-        let file = dir.with_extension("toml");
-        std::fs::write(&file, config).unwrap();
-        let [ca, cert, key] = node_tls(dir, id);
-        let mut extra: Vec<std::ffi::OsString> = vec!["--config".into(), file.into()];
-        for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
-            extra.push(flag.into());
-            extra.push(file.into());
-        }
-        Proc::start_with(
+        Proc::start_tls(
             id,
             engine,
             dir,
@@ -374,9 +359,37 @@ impl Proc {
             api,
             raft,
             None,
-            &extra,
+            Some(config),
             Some(TEST_LOGS),
         )
+    }
+
+    /// A node with a certificate from [`test_ca`], optionally a config file.
+    #[allow(clippy::too_many_arguments)]
+    fn start_tls(
+        id: u64,
+        engine: &str,
+        dir: &Path,
+        bootstrap: bool,
+        api: &str,
+        raft: &str,
+        pause: Option<&Pause>,
+        config: Option<&str>,
+        logs: Option<&str>,
+    ) -> Proc {
+        let [ca, cert, key] = node_tls(dir, id);
+        let mut extra: Vec<std::ffi::OsString> = Vec::new();
+        for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
+            extra.push(flag.into());
+            extra.push(file.into());
+        }
+        if let Some(config) = config {
+            let file = dir.with_extension("toml");
+            std::fs::write(&file, config).unwrap();
+            extra.push("--config".into());
+            extra.push(file.into());
+        }
+        Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &extra, logs)
     }
 
     /// A node exactly as `serve` starts with no TLS configuration: its
@@ -611,6 +624,8 @@ pub(crate) struct ProcCluster<'a> {
     pub(crate) links: Option<links::Links>,
     /// Nodes log as the binary does by default (not [`TEST_LOGS`]).
     pub(crate) default_logs: bool,
+    /// Every node's config file, if any (TOML).
+    pub(crate) config: Option<String>,
 }
 
 impl<'a> ProcCluster<'a> {
@@ -623,6 +638,7 @@ impl<'a> ProcCluster<'a> {
             dirs,
             links: None,
             default_logs: false,
+            config: None,
         }
     }
 
@@ -650,7 +666,18 @@ impl<'a> ProcCluster<'a> {
         let (api, raft) = &self.addrs[i];
         let (id, dir) = (i as u64 + 1, self.dir(i));
         let logs = (!self.default_logs).then_some(TEST_LOGS);
-        Proc::start_logging(id, &self.engines[i], &dir, false, api, raft, pause, logs)
+        let config = self.config.as_deref();
+        Proc::start_tls(
+            id,
+            &self.engines[i],
+            &dir,
+            false,
+            api,
+            raft,
+            pause,
+            config,
+            logs,
+        )
     }
 
     /// Starts every node and makes them one cluster (`cluster init`).
