@@ -21,6 +21,8 @@
 //! [limits]
 //! max_client_connections = 1024   # fewer if the file-descriptor limit is low
 //! max_peer_connections = 256
+//! max_connections_per_address = 128 # from one IP address, on each port
+//! header_timeout_secs = 10         # a request's headers must arrive within this
 //! idle_timeout_secs = 60           # a connection moving no byte this long is closed
 //! request_timeout_secs = 5         # a request waiting this long for Raft gets a 503
 //! max_value_bytes = 1048576        # the largest value a client may write (at most 16 MiB)
@@ -114,6 +116,14 @@ pub struct LimitsSection {
     pub max_client_connections: usize,
     /// Open incoming peer connections at most.
     pub max_peer_connections: usize,
+    /// Open connections from one IP address at most (on each port): one
+    /// host cannot take every slot.
+    pub max_connections_per_address: usize,
+    /// A client must send a request's headers within this many seconds
+    /// of starting it (or of the connection's previous answer): a
+    /// trickling client (slowloris) is cut off well before the idle
+    /// deadline.
+    pub header_timeout_secs: u64,
     /// A connection that moves no byte for this long is closed (clients
     /// and peers; peers' heartbeats keep theirs busy).
     pub idle_timeout_secs: u64,
@@ -159,6 +169,8 @@ impl Default for LimitsSection {
         LimitsSection {
             max_client_connections: 1024,
             max_peer_connections: 256,
+            max_connections_per_address: 128,
+            header_timeout_secs: 10,
             idle_timeout_secs: 60,
             request_timeout_secs: 5,
             max_value_bytes: 1 << 20,
@@ -469,6 +481,12 @@ impl Config {
             return Err(NodeError::config(
                 "limits.idle_timeout_secs",
                 "must be greater than limits.request_timeout_secs",
+            ));
+        }
+        if self.limits.max_connections_per_address == 0 || self.limits.header_timeout_secs == 0 {
+            return Err(NodeError::config(
+                "limits",
+                "max_connections_per_address and header_timeout_secs must be at least 1",
             ));
         }
         if self.limits.max_client_connections == 0 || self.limits.max_peer_connections == 0 {

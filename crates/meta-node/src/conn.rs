@@ -10,8 +10,10 @@
 //! connections: running out of descriptors must refuse a client, never
 //! fail a snapshot and stop Raft.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -69,54 +71,110 @@ pub fn budgets(nofile: u64, clients: usize, peers: usize) -> (usize, usize) {
     (fit(2, clients), fit(1, peers))
 }
 
-/// A budget of open connections for one listener.
+/// A budget of open connections for one listener: in all, and from any
+/// one address.
 pub struct Budget {
     what: &'static str,
     slots: Arc<Semaphore>,
     max: usize,
+    per_address: usize,
+    by_address: Mutex<HashMap<IpAddr, usize>>,
     refused: AtomicU64,
     reported: Mutex<Option<Instant>>,
     idle: Duration,
 }
 
+/// One address's hold on its share of a [`Budget`], given back on drop.
+struct AddressSlot {
+    budget: Arc<Budget>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut by_address = self
+            .budget
+            .by_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = by_address.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
 impl Budget {
-    /// `max` open connections at once on the `what` listener, each closed
-    /// after `idle` without a byte moving.
-    pub fn new(what: &'static str, max: usize, idle: Duration) -> Arc<Budget> {
+    /// `max` open connections at once on the `what` listener, at most
+    /// `per_address` of them from one IP address, each closed after `idle`
+    /// without a byte moving.
+    pub fn new(what: &'static str, max: usize, per_address: usize, idle: Duration) -> Arc<Budget> {
         Arc::new(Budget {
             what,
             slots: Arc::new(Semaphore::new(max)),
             max,
+            per_address: per_address.max(1),
+            by_address: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
             reported: Mutex::new(None),
             idle,
         })
     }
 
-    /// Admits `io` if a slot is free (it keeps it until dropped), else
-    /// `None`: the caller drops the connection, which closes it.
-    pub fn admit<S>(&self, io: S) -> Option<Guarded<S>> {
+    /// Admits `io` from `peer` if a slot is free, overall and for that
+    /// address (it keeps them until dropped), else `None`: the caller drops
+    /// the connection, which closes it.
+    pub fn admit<S>(self: &Arc<Self>, io: S, peer: Option<IpAddr>) -> Option<Guarded<S>> {
+        let address = match peer {
+            Some(ip) => {
+                let mut by_address = self
+                    .by_address
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let count = by_address.entry(ip).or_insert(0);
+                if *count >= self.per_address {
+                    drop(by_address);
+                    self.refuse(&format!(
+                        "{ip} holds its limit of {} connections",
+                        self.per_address
+                    ));
+                    return None;
+                }
+                *count += 1;
+                Some(AddressSlot {
+                    budget: self.clone(),
+                    ip,
+                })
+            }
+            None => None,
+        };
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Some(Guarded {
                 inner: io,
                 _permit: permit,
+                _address: address,
                 idle: self.idle,
                 deadline: Box::pin(tokio::time::sleep(self.idle)),
             }),
             Err(_) => {
-                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
-                let due = reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(60));
-                if due {
-                    tracing::warn!(
-                        "{} connections at their limit ({}): refusing new ones ({refused} so far)",
-                        self.what,
-                        self.max
-                    );
-                    *reported = Some(Instant::now());
-                }
+                self.refuse(&format!("all {} connections are open", self.max));
                 None
             }
+        }
+    }
+
+    /// Counts a refusal; says so at most once a minute.
+    fn refuse(&self, why: &str) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        if reported.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(
+                "{} connections at their limit ({why}): refusing new ones ({refused} so far)",
+                self.what,
+            );
+            *reported = Some(Instant::now());
         }
     }
 }
@@ -125,14 +183,14 @@ impl Budget {
     /// The next connection on `listener` this budget admits (with
     /// `TCP_NODELAY`): the surplus is closed, accept errors pause.
     pub async fn accept(
-        &self,
+        self: &Arc<Self>,
         listener: &tokio::net::TcpListener,
     ) -> (Guarded<tokio::net::TcpStream>, std::net::SocketAddr) {
         loop {
             match listener.accept().await {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    if let Some(io) = self.admit(tcp) {
+                    if let Some(io) = self.admit(tcp, Some(peer.ip())) {
                         return (io, peer);
                     }
                 }
@@ -155,6 +213,7 @@ impl Budget {
 pub struct Guarded<S> {
     inner: S,
     _permit: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
 }
@@ -290,19 +349,38 @@ mod tests {
     #[tokio::test]
     async fn a_full_budget_refuses_and_an_idle_connection_is_closed() {
         use tokio::io::AsyncReadExt;
-        let budget = Budget::new("test", 1, Duration::from_millis(100));
+        let budget = Budget::new("test", 1, 1, Duration::from_millis(100));
         let (a, _a_peer) = tokio::io::duplex(64);
         let (b, _b_peer) = tokio::io::duplex(64);
-        let mut first = budget.admit(a).expect("a free slot");
-        assert!(budget.admit(b).is_none(), "the budget is full");
+        let mut first = budget.admit(a, None).expect("a free slot");
+        assert!(budget.admit(b, None).is_none(), "the budget is full");
         let mut buf = [0u8; 8];
         let err = first.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop(first);
         let (c, _c_peer) = tokio::io::duplex(64);
         assert!(
-            budget.admit(c).is_some(),
+            budget.admit(c, None).is_some(),
             "a closed connection frees its slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_address_gets_its_share_and_no_more() {
+        let budget = Budget::new("test", 10, 2, Duration::from_secs(60));
+        let (one, two) = ("10.0.0.1".parse().ok(), "10.0.0.2".parse().ok());
+        let io = || tokio::io::duplex(64).0;
+        let a = budget.admit(io(), one).expect("first");
+        let _b = budget.admit(io(), one).expect("second");
+        assert!(
+            budget.admit(io(), one).is_none(),
+            "a third from one address"
+        );
+        let _c = budget.admit(io(), two).expect("another address");
+        drop(a);
+        assert!(
+            budget.admit(io(), one).is_some(),
+            "a closed one frees the address's slot"
         );
     }
 }

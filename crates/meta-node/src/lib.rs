@@ -41,6 +41,7 @@ pub mod engine;
 mod error;
 pub mod files;
 pub mod fuzzing;
+pub mod http;
 pub mod identity;
 pub mod membership;
 mod node;

@@ -149,8 +149,9 @@ impl Node {
             limits.max_peer_connections,
         );
         let idle = Duration::from_secs(limits.idle_timeout_secs);
-        let api_budget = crate::conn::Budget::new("client API", clients, idle);
-        let peer_budget = crate::conn::Budget::new("peer", peers, idle);
+        let per_address = limits.max_connections_per_address;
+        let api_budget = crate::conn::Budget::new("client API", clients, per_address, idle);
+        let peer_budget = crate::conn::Budget::new("peer", peers, per_address, idle);
         let api_tls = config
             .tls_files()
             .map(|files| tls::api_server_config(&files))
@@ -330,11 +331,13 @@ impl Node {
         // root key in place.
         let (stop_api, mut stopped) = watch::channel(false);
         let app = router(state.clone());
+        let header_timeout_secs = config.limits.header_timeout_secs;
         let api_task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            let served = match api_tls {
+            let header_timeout = Duration::from_secs(header_timeout_secs);
+            match api_tls {
                 Some(config) => match tls::HttpsListener::new(
                     api_listener,
                     config,
@@ -342,21 +345,14 @@ impl Node {
                     api_budget,
                 ) {
                     Ok(listener) => {
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(shutdown)
-                            .await
+                        crate::http::serve(listener, app, header_timeout, shutdown).await;
                     }
-                    Err(e) => Err(e),
+                    Err(e) => tracing::error!("client API stopped: {e}"),
                 },
                 None => {
                     let listener = crate::conn::BudgetedListener::new(api_listener, api_budget);
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
+                    crate::http::serve(listener, app, header_timeout, shutdown).await;
                 }
-            };
-            if let Err(e) = served {
-                tracing::error!("client API stopped: {e}");
             }
         });
 

@@ -129,7 +129,38 @@ async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
     stream.flush().await
 }
 
-async fn read_frame<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> std::io::Result<Vec<u8>> {
+/// Bytes of incoming peer frames held at once, over every connection of
+/// the peer port: past it, reading a frame waits for memory to be given
+/// back (a frame's bytes are counted as they arrive).
+pub const FRAME_MEMORY: usize = 256 << 20;
+/// An incoming frame must arrive whole within this, plus a second per
+/// 4 MiB of it, once its length is read: a trickled frame is cut off.
+pub const FRAME_TIME_BASE: Duration = Duration::from_secs(5);
+
+/// The memory budget incoming frames share (permits of 1 KiB).
+#[derive(Clone)]
+pub struct FrameBudget(Arc<tokio::sync::Semaphore>);
+
+impl FrameBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> FrameBudget {
+        FrameBudget(Arc::new(tokio::sync::Semaphore::new(bytes.div_ceil(1024))))
+    }
+}
+
+impl Default for FrameBudget {
+    fn default() -> FrameBudget {
+        FrameBudget::new(FRAME_MEMORY)
+    }
+}
+
+/// Reads one frame. With a `budget` (the server side): its bytes are
+/// counted against it as they arrive (the permit returned gives them back
+/// when dropped) and the whole frame must arrive within its deadline.
+async fn read_frame<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    budget: Option<&FrameBudget>,
+) -> std::io::Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>)> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -139,20 +170,48 @@ async fn read_frame<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> std::io::R
             format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
         ));
     }
-    // Grown as the bytes arrive, not allocated up front from a length a
-    // peer only claims (a trickled frame holds what it sent, no more).
-    let mut payload = Vec::with_capacity(len.min(64 * 1024));
-    (&mut *stream)
-        .take(len as u64)
-        .read_to_end(&mut payload)
-        .await?;
-    if payload.len() != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("frame of {len} bytes cut after {}", payload.len()),
-        ));
+    let within = FRAME_TIME_BASE + Duration::from_secs((len >> 22) as u64);
+    let read = async {
+        // Grown as the bytes arrive, not allocated up front from a length
+        // a peer only claims (a trickled frame holds what it sent, no more).
+        let mut payload = Vec::with_capacity(len.min(64 * 1024));
+        let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+        while payload.len() < len {
+            let chunk = (len - payload.len()).min(64 * 1024);
+            if let Some(budget) = budget {
+                let permit = budget
+                    .0
+                    .clone()
+                    .acquire_many_owned(chunk.div_ceil(1024) as u32)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                match held.as_mut() {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            let got = (&mut *stream)
+                .take(chunk as u64)
+                .read_to_end(&mut payload)
+                .await?;
+            if got == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("frame of {len} bytes cut after {}", payload.len()),
+                ));
+            }
+        }
+        Ok((payload, held))
+    };
+    if budget.is_none() {
+        return read.await;
     }
-    Ok(payload)
+    tokio::time::timeout(within, read).await.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("a frame of {len} bytes did not arrive within {within:?}"),
+        )
+    })?
 }
 
 /// Decodes one request frame's payload: the sender's cluster id, a request
@@ -179,11 +238,13 @@ pub async fn serve(
         .as_ref()
         .map(|tls| tokio_rustls::TlsAcceptor::from(tls.server.clone()));
     let identity = security.identity;
+    let frames = FrameBudget::default();
     loop {
         let (tcp, peer) = budget.accept(&listener).await;
         let (raft, acceptor, identity) = (raft.clone(), acceptor.clone(), identity.clone());
+        let frames = frames.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(tcp, peer, acceptor, raft, identity).await {
+            if let Err(e) = serve_connection(tcp, peer, acceptor, raft, identity, frames).await {
                 // Authenticated peers that break the rules are worth a
                 // warning; strangers failing the handshake are noise.
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -239,6 +300,7 @@ async fn serve_connection(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     raft: Raft,
     identity: Arc<Identity>,
+    frames: FrameBudget,
 ) -> std::io::Result<()> {
     let timed_out = |what: &str| {
         std::io::Error::new(
@@ -269,7 +331,7 @@ async fn serve_connection(
         ));
     }
     loop {
-        let frame = match read_frame(&mut stream).await {
+        let (frame, _held) = match read_frame(&mut stream, Some(&frames)).await {
             Ok(frame) => frame,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
@@ -424,7 +486,7 @@ impl PeerClient {
     ) -> std::io::Result<(Stream, PeerResponse)> {
         {
             write_frame(&mut stream, request).await?;
-            let frame = read_frame(&mut stream).await?;
+            let (frame, _) = read_frame(&mut stream, None).await?;
             let (answered, response): (u64, PeerResponse) =
                 postcard::from_bytes(&frame).map_err(|e| {
                     std::io::Error::new(
@@ -808,6 +870,49 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(len: usize) -> Vec<u8> {
+        let mut bytes = (len as u32).to_be_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(7u8, len));
+        bytes
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_share_a_memory_budget_and_a_trickled_one_is_cut_off() {
+        let budget = FrameBudget::new(128 * 1024);
+        let (mut a, mut a_peer) = tokio::io::duplex(1 << 20);
+        let (mut b, mut b_peer) = tokio::io::duplex(1 << 20);
+        a_peer.write_all(&frame(100 * 1024)).await.unwrap();
+        b_peer.write_all(&frame(100 * 1024)).await.unwrap();
+        let (first, held) = read_frame(&mut a, Some(&budget)).await.unwrap();
+        assert_eq!(first.len(), 100 * 1024);
+        // The second waits for the first's memory...
+        let second = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                read_frame(&mut b, Some(&budget))
+                    .await
+                    .map(|(f, _)| f.len())
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!second.is_finished(), "over the budget, it waits");
+        drop(held);
+        assert_eq!(second.await.unwrap().unwrap(), 100 * 1024);
+        // ... and a frame whose bytes stop coming is cut off.
+        let (mut c, mut c_peer) = tokio::io::duplex(1 << 20);
+        c_peer.write_all(&frame(1 << 20)[..1000]).await.unwrap();
+        let err = read_frame(&mut c, Some(&budget)).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        // Over the limit: refused before any of it is read.
+        let (mut d, mut d_peer) = tokio::io::duplex(64);
+        d_peer
+            .write_all(&((MAX_FRAME + 1) as u32).to_be_bytes())
+            .await
+            .unwrap();
+        let err = read_frame(&mut d, Some(&budget)).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter() {

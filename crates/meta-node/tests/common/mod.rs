@@ -398,6 +398,31 @@ impl Proc {
         Proc::start_with(1, engine, dir, true, api, raft, None, &[], Some(TEST_LOGS))
     }
 
+    /// [`Proc::start_zero_config`] (plain HTTP on loopback) with `config`
+    /// (TOML) as its config file.
+    pub(crate) fn start_plain_configured(
+        engine: &str,
+        dir: &Path,
+        api: &str,
+        raft: &str,
+        config: &str,
+    ) -> Proc {
+        let file = dir.with_extension("toml");
+        std::fs::write(&file, config).unwrap();
+        let extra: Vec<std::ffi::OsString> = vec!["--config".into(), file.into()];
+        Proc::start_with(
+            1,
+            engine,
+            dir,
+            true,
+            api,
+            raft,
+            None,
+            &extra,
+            Some(TEST_LOGS),
+        )
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn start_with(
         id: u64,
@@ -444,7 +469,7 @@ impl Proc {
             log: log_path,
             child: Some(child),
         };
-        remember_node(api, dir, !extra.is_empty());
+        remember_node(api, dir, extra.iter().any(|a| a == "--tls-cert"));
         wait_until(20, &format!("node {id} to answer /health"), || {
             cli(&proc.api, &["health"]).status.success()
         });

@@ -1,0 +1,75 @@
+//! The client API's HTTP/1 server loop: axum's router on hyper, with a
+//! deadline on every request's headers (`limits.header_timeout_secs`), so
+//! a client that trickles its headers (slowloris) is cut off long before
+//! the idle deadline, which a byte every few seconds would keep away.
+//! Connections are admitted by the listener's [`Budget`](crate::conn::Budget)
+//! and closed when idle; on shutdown the listener stops and connections
+//! finish their request in flight.
+
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// Serves `app` on the connections `listener` accepts until `shutdown`
+/// completes, then waits for the open connections to finish.
+pub async fn serve<L>(
+    mut listener: L,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: axum::serve::Listener,
+{
+    // Dropped by every connection task when it ends: `closed` tells the
+    // loop all are done.
+    let (done_tx, done_rx) = watch::channel(());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let io = tokio::select! {
+            (io, _addr) = listener.accept() => io,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(
+            app.clone()
+                .map_request(|request: Request<Incoming>| request.map(Body::new)),
+        );
+        let (mut stop, done) = (stop_rx.clone(), done_rx.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let mut connection = pin!(
+                builder
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades()
+            );
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!("client connection: {e}");
+                    }
+                }
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    done_tx.closed().await;
+}
