@@ -210,13 +210,17 @@ impl IntoResponse for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
+        let text = e.body_text();
+        if text.contains(crate::http::BODY_TIMED_OUT) {
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", text);
+        }
         let status = e.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "payload_too_large"
         } else {
             "bad_request"
         };
-        ApiError::new(status, code, e.body_text())
+        ApiError::new(status, code, text)
     }
 }
 

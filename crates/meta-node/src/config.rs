@@ -23,6 +23,7 @@
 //! max_peer_connections = 256
 //! max_connections_per_address = 128 # from one IP address, on each port
 //! header_timeout_secs = 10         # a request's headers must arrive within this
+//! body_timeout_secs = 30           # and its body within this after them
 //! idle_timeout_secs = 60           # a connection moving no byte this long is closed
 //! request_timeout_secs = 5         # a request waiting this long for Raft gets a 503
 //! max_value_bytes = 1048576        # the largest value a client may write (at most 16 MiB)
@@ -124,6 +125,9 @@ pub struct LimitsSection {
     /// trickling client (slowloris) is cut off well before the idle
     /// deadline.
     pub header_timeout_secs: u64,
+    /// A request's body must arrive whole within this many seconds of its
+    /// headers (`408 request_timeout` otherwise).
+    pub body_timeout_secs: u64,
     /// A connection that moves no byte for this long is closed (clients
     /// and peers; peers' heartbeats keep theirs busy).
     pub idle_timeout_secs: u64,
@@ -171,6 +175,7 @@ impl Default for LimitsSection {
             max_peer_connections: 256,
             max_connections_per_address: 128,
             header_timeout_secs: 10,
+            body_timeout_secs: 30,
             idle_timeout_secs: 60,
             request_timeout_secs: 5,
             max_value_bytes: 1 << 20,
@@ -483,10 +488,14 @@ impl Config {
                 "must be greater than limits.request_timeout_secs",
             ));
         }
-        if self.limits.max_connections_per_address == 0 || self.limits.header_timeout_secs == 0 {
+        if self.limits.max_connections_per_address == 0
+            || self.limits.header_timeout_secs == 0
+            || self.limits.body_timeout_secs == 0
+        {
             return Err(NodeError::config(
                 "limits",
-                "max_connections_per_address and header_timeout_secs must be at least 1",
+                "max_connections_per_address, header_timeout_secs and body_timeout_secs must be \
+                 at least 1",
             ));
         }
         if self.limits.max_client_connections == 0 || self.limits.max_peer_connections == 0 {

@@ -89,6 +89,10 @@ fn open_lmdb(_: &Path, _: &EngineOptions) -> meta_store_api::Result<Arc<dyn Meta
     unreachable!("checked by Engine::available")
 }
 
+/// Table files a fjall store of the node keeps open: two stores fit in the
+/// node's descriptor reserve with room for snapshots and peers.
+pub const FJALL_MAX_CACHED_FILES: usize = 40;
+
 #[cfg(feature = "fjall")]
 fn open_fjall(
     dir: &Path,
@@ -96,6 +100,9 @@ fn open_fjall(
 ) -> meta_store_api::Result<Arc<dyn MetadataStore>> {
     let fjall = meta_store_fjall::FjallOptions {
         cache_size: options.fjall_cache_size_mib.saturating_mul(1 << 20),
+        // Inside the descriptors the node keeps out of its connection
+        // budgets (`conn::RESERVED_FDS`), with room for a second store.
+        max_cached_files: FJALL_MAX_CACHED_FILES,
         ..meta_store_fjall::FjallOptions::default()
     };
     Ok(Arc::new(meta_store_fjall::FjallStore::open(dir, &fjall)?))

@@ -1,13 +1,16 @@
 //! The client API's HTTP/1 server loop: axum's router on hyper, with a
-//! deadline on every request's headers (`limits.header_timeout_secs`), so
-//! a client that trickles its headers (slowloris) is cut off long before
-//! the idle deadline, which a byte every few seconds would keep away.
+//! deadline on every request's headers (`limits.header_timeout_secs`) and
+//! on its body (`limits.body_timeout_secs`, from the end of the headers),
+//! so a client that trickles its request (slowloris) is cut off long
+//! before the idle deadline, which a byte every few seconds would keep
+//! away.
 //! Connections are admitted by the listener's [`Budget`](crate::conn::Budget)
 //! and closed when idle; on shutdown the listener stops and connections
 //! finish their request in flight.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,12 +22,52 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// What a body whose deadline passed says (the API answers `408`).
+pub const BODY_TIMED_OUT: &str = "request body not received in time";
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    within: Duration,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = hyper::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let within = self.within;
+            return Poll::Ready(Some(Err(format!(
+                "{BODY_TIMED_OUT} (limits.body_timeout_secs: {within:?})"
+            )
+            .into())));
+        }
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves `app` on the connections `listener` accepts until `shutdown`
 /// completes, then waits for the open connections to finish.
 pub async fn serve<L>(
     mut listener: L,
     app: Router,
     header_timeout: Duration,
+    body_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) where
     L: axum::serve::Listener,
@@ -39,10 +82,16 @@ pub async fn serve<L>(
             (io, _addr) = listener.accept() => io,
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(
-            app.clone()
-                .map_request(|request: Request<Incoming>| request.map(Body::new)),
-        );
+        let service =
+            TowerToHyperService::new(app.clone().map_request(move |request: Request<Incoming>| {
+                request.map(|inner| {
+                    Body::new(DeadlineBody {
+                        inner,
+                        deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                        within: body_timeout,
+                    })
+                })
+            }));
         let (mut stop, done) = (stop_rx.clone(), done_rx.clone());
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();

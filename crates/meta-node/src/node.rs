@@ -332,11 +332,13 @@ impl Node {
         let (stop_api, mut stopped) = watch::channel(false);
         let app = router(state.clone());
         let header_timeout_secs = config.limits.header_timeout_secs;
+        let body_timeout_secs = config.limits.body_timeout_secs;
         let api_task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
             let header_timeout = Duration::from_secs(header_timeout_secs);
+            let body_timeout = Duration::from_secs(body_timeout_secs);
             match api_tls {
                 Some(config) => match tls::HttpsListener::new(
                     api_listener,
@@ -345,13 +347,14 @@ impl Node {
                     api_budget,
                 ) {
                     Ok(listener) => {
-                        crate::http::serve(listener, app, header_timeout, shutdown).await;
+                        crate::http::serve(listener, app, header_timeout, body_timeout, shutdown)
+                            .await;
                     }
                     Err(e) => tracing::error!("client API stopped: {e}"),
                 },
                 None => {
                     let listener = crate::conn::BudgetedListener::new(api_listener, api_budget);
-                    crate::http::serve(listener, app, header_timeout, shutdown).await;
+                    crate::http::serve(listener, app, header_timeout, body_timeout, shutdown).await;
                 }
             }
         });

@@ -197,3 +197,50 @@ fn oversized_and_trickled_peer_frames_cost_bounded_memory_and_are_cut_off() {
     // The node still serves.
     assert!(common::cli(&api, &["kv", "put", "a", "1"]).status.success());
 }
+
+/// A body trickled after its headers is answered `408` at its deadline.
+#[test]
+fn a_trickled_body_gets_a_408_at_its_deadline() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let raft = format!("127.0.0.1:{}", common::free_port());
+    let _node = Proc::start_plain_configured(
+        "lmdb",
+        &dirs.node("n1"),
+        &api,
+        &raft,
+        "[limits]\nbody_timeout_secs = 2\n",
+    );
+    let token = common::token(&api).unwrap();
+    let mut conn = TcpStream::connect(&api).unwrap();
+    let started = Instant::now();
+    write!(
+        conn,
+        "PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n0123456789"
+    )
+    .unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = conn.write_all(b"x");
+        let mut buf = [0u8; 4096];
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -62,6 +62,10 @@ pub struct FjallOptions {
     pub cache_size: u64,
     /// Background threads for flushes and compactions. Default: 2.
     pub worker_threads: usize,
+    /// Table files kept open at most (fjall's own default is 900, more
+    /// than a process with a low descriptor limit may spare). At least 10.
+    /// Default: 64.
+    pub max_cached_files: usize,
 }
 
 impl Default for FjallOptions {
@@ -69,6 +73,7 @@ impl Default for FjallOptions {
         FjallOptions {
             cache_size: 64 << 20,
             worker_threads: 2,
+            max_cached_files: 64,
         }
     }
 }
@@ -102,6 +107,7 @@ impl FjallStore {
         let err = |e| fjall_error(e, dir);
         let db = Database::builder(dir.join(DB_DIR))
             .cache_size(options.cache_size)
+            .max_cached_files(Some(options.max_cached_files.max(10)))
             .worker_threads(options.worker_threads.max(1))
             .open()
             .map_err(err)?;
