@@ -21,6 +21,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| {
                     EnvFilter::new(
                         "info,openraft=warn,openraft::replication=off,\
+                         openraft::network::snapshot_transport=error,\
                          openraft::engine::handler::replication_handler=error,fjall=warn,lsm_tree=warn",
                     )
                 }),

@@ -121,6 +121,74 @@ fn a_down_follower_costs_the_leader_a_few_log_lines_and_little_cpu() {
     });
 }
 
+/// A follower cut off from the leader for 30 s (its peer port unreachable
+/// through the links) costs the leader a few log lines and little CPU;
+/// once the link is back it catches up and holds what the others hold.
+#[test]
+fn a_follower_partitioned_for_30_s_costs_the_leader_little_and_catches_up() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let mut cluster = ProcCluster::with_links(&dirs, &["lmdb", "fjall", "lmdb"], 7);
+    cluster.default_logs = true;
+    let nodes = cluster.form();
+    let apis = cluster.apis();
+    let leader = wait_leader(&apis[0]);
+    let follower = (0..3).find(|&i| i as u64 + 1 != leader).unwrap();
+    let leader_i = leader as usize - 1;
+    cli_ok(&apis[leader_i], &["kv", "put", "before", "1"]);
+    let links = cluster.links.as_ref().unwrap();
+    let leader_pid = nodes[leader_i].pid().unwrap();
+    let (lines_before, cpu_before) = (log_lines(&nodes[leader_i].log).len(), cpu_time(leader_pid));
+    links.cut(follower, true);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = Http::new(Duration::from_secs(5));
+    let start = Instant::now();
+    let mut written = 0;
+    while start.elapsed() < Duration::from_secs(30) {
+        // Through whichever node leads (the cut follower may call
+        // elections the others refuse; the leader stays).
+        let answer = rt
+            .block_on(http.send(
+                reqwest::Method::PUT,
+                &apis[leader_i],
+                &format!("/v1/kv/partitioned/{written}"),
+                Some("v".into()),
+            ))
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        written += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu_time(leader_pid) - cpu_before;
+    let added = log_lines(&nodes[leader_i].log)[lines_before..].to_vec();
+    assert!(
+        added.len() < 50,
+        "the leader wrote {} log lines in 30 s with a follower partitioned:\n{}",
+        added.len(),
+        added.join("\n")
+    );
+    let share = cpu.as_secs_f64() / elapsed.as_secs_f64();
+    assert!(
+        share < 0.2,
+        "the leader used {:.0}% of a core ({cpu:?} in {elapsed:?}) with a follower partitioned",
+        share * 100.0
+    );
+    links.cut(follower, false);
+    let all: Vec<&common::Proc> = nodes.iter().collect();
+    converged_hash(&all);
+    let listed = cli_ok(
+        &apis[follower],
+        &["kv", "list", "partitioned/", "--limit", "100000"],
+    );
+    assert_eq!(listed["items"].as_array().unwrap().len(), written);
+    eprintln!(
+        "partition: leader wrote {} log lines and used {:.1}% of a core over {elapsed:.1?} \
+         ({written} writes); the follower caught up",
+        added.len(),
+        share * 100.0
+    );
+}
+
 fn wait_leader(api: &str) -> u64 {
     let mut leader = None;
     wait_until(20, "a leader", || {

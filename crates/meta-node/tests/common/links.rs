@@ -4,7 +4,7 @@
 //! forwards and drop connections (the RPCs in flight on them are lost;
 //! the sender reconnects), from a seeded generator.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub(crate) struct Links {
     pub(crate) advertised: Vec<String>,
     faults: Arc<Mutex<Faults>>,
     dropped: Arc<AtomicU64>,
+    /// Per node: its link is cut (nothing reaches its peer port).
+    cut: Vec<Arc<AtomicBool>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -56,9 +58,11 @@ impl Links {
             rng: super::Rng(seed | 1),
         }));
         let dropped = Arc::new(AtomicU64::new(0));
+        let cut: Vec<Arc<AtomicBool>> = targets.iter().map(|_| Arc::default()).collect();
         let advertised = targets
             .iter()
-            .map(|target| {
+            .zip(&cut)
+            .map(|(target, cut)| {
                 // A port no node of this process was or will be given.
                 let port = super::free_port();
                 let listener = runtime
@@ -70,6 +74,7 @@ impl Links {
                     target.clone(),
                     faults.clone(),
                     dropped.clone(),
+                    cut.clone(),
                 ));
                 addr
             })
@@ -78,8 +83,16 @@ impl Links {
             advertised,
             faults,
             dropped,
+            cut,
             _runtime: runtime,
         }
+    }
+
+    /// Cuts (`true`) or restores node `i`'s link: while cut, every
+    /// connection to its peer port is closed (a partition of that node
+    /// from the leader's replication).
+    pub(crate) fn cut(&self, i: usize, cut: bool) {
+        self.cut[i].store(cut, Ordering::Relaxed);
     }
 
     /// From now on, each forwarded chunk cuts its connection with
@@ -102,9 +115,14 @@ async fn serve(
     target: String,
     faults: Arc<Mutex<Faults>>,
     dropped: Arc<AtomicU64>,
+    cut: Arc<AtomicBool>,
 ) {
     while let Ok((inbound, _)) = listener.accept().await {
-        let (target, faults, dropped) = (target.clone(), faults.clone(), dropped.clone());
+        if cut.load(Ordering::Relaxed) {
+            continue;
+        }
+        let (target, faults, dropped, cut) =
+            (target.clone(), faults.clone(), dropped.clone(), cut.clone());
         tokio::spawn(async move {
             // A node that is down refuses: so does its link.
             let Ok(outbound) = TcpStream::connect(&target).await else {
@@ -120,6 +138,11 @@ async fn serve(
             tokio::select! {
                 () = pump(from_client, to_node, &faults, &dropped) => {}
                 () = pump(from_node, to_client, &faults, &dropped) => {}
+                () = async {
+                    while !cut.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                } => {}
             }
         });
     }
