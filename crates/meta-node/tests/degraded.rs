@@ -43,6 +43,29 @@ fn log_lines(path: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Writes `<prefix>/<n>` to the node at `api`, 10 a second, for `secs`; each
+/// must be acknowledged. How many, and how long it took.
+fn write_for(api: &str, prefix: &str, secs: Duration) -> (usize, Duration) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = Http::new(Duration::from_secs(5));
+    let start = Instant::now();
+    let mut written = 0;
+    while start.elapsed() < secs {
+        let answer = rt
+            .block_on(http.send(
+                reqwest::Method::PUT,
+                api,
+                &format!("/v1/kv/{prefix}/{written}"),
+                Some("v".into()),
+            ))
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+        written += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (written, start.elapsed())
+}
+
 #[test]
 fn a_down_follower_costs_the_leader_a_few_log_lines_and_little_cpu() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
@@ -59,24 +82,7 @@ fn a_down_follower_costs_the_leader_a_few_log_lines_and_little_cpu() {
     let leader_pid = nodes[leader_i].pid().unwrap();
     let (lines_before, cpu_before) = (log_lines(&nodes[leader_i].log).len(), cpu_time(leader_pid));
     // 10 s of writes, 10 a second, all acknowledged by the two others.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let http = Http::new(Duration::from_secs(5));
-    let start = Instant::now();
-    let mut written = 0;
-    while start.elapsed() < Duration::from_secs(10) {
-        let answer = rt
-            .block_on(http.send(
-                reqwest::Method::PUT,
-                &apis[leader_i],
-                &format!("/v1/kv/during/{written}"),
-                Some("v".into()),
-            ))
-            .unwrap();
-        assert!(answer.status().is_success(), "{}", answer.status());
-        written += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let elapsed = start.elapsed();
+    let (written, elapsed) = write_for(&apis[leader_i], "during", Duration::from_secs(10));
     let cpu = cpu_time(leader_pid) - cpu_before;
     let lines = log_lines(&nodes[leader_i].log);
     let added = &lines[lines_before..];
@@ -139,26 +145,7 @@ fn a_follower_partitioned_for_30_s_costs_the_leader_little_and_catches_up() {
     let leader_pid = nodes[leader_i].pid().unwrap();
     let (lines_before, cpu_before) = (log_lines(&nodes[leader_i].log).len(), cpu_time(leader_pid));
     links.cut(follower, true);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let http = Http::new(Duration::from_secs(5));
-    let start = Instant::now();
-    let mut written = 0;
-    while start.elapsed() < Duration::from_secs(30) {
-        // Through whichever node leads (the cut follower may call
-        // elections the others refuse; the leader stays).
-        let answer = rt
-            .block_on(http.send(
-                reqwest::Method::PUT,
-                &apis[leader_i],
-                &format!("/v1/kv/partitioned/{written}"),
-                Some("v".into()),
-            ))
-            .unwrap();
-        assert!(answer.status().is_success(), "{}", answer.status());
-        written += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let elapsed = start.elapsed();
+    let (written, elapsed) = write_for(&apis[leader_i], "partitioned", Duration::from_secs(30));
     let cpu = cpu_time(leader_pid) - cpu_before;
     let added = log_lines(&nodes[leader_i].log)[lines_before..].to_vec();
     assert!(

@@ -63,16 +63,19 @@ fn closed_by_server(mut conn: &TcpStream) -> bool {
     }
 }
 
+/// A plain-HTTP node on loopback with `config`; its API and peer addresses.
+fn start(dirs: &Dirs, config: &str) -> (Proc, String, String) {
+    let api = format!("127.0.0.1:{}", common::free_port());
+    let raft = format!("127.0.0.1:{}", common::free_port());
+    let node = Proc::start_plain_configured("lmdb", &dirs.node("n1"), &api, &raft, config);
+    (node, api, raft)
+}
+
 #[test]
 fn a_slowloris_from_one_address_leaves_other_clients_unaffected() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let raft = format!("127.0.0.1:{}", common::free_port());
-    let _node = Proc::start_plain_configured(
-        "lmdb",
-        &dirs.node("n1"),
-        &api,
-        &raft,
+    let (_node, api, _) = start(
+        &dirs,
         "[limits]\nheader_timeout_secs = 3\nmax_connections_per_address = 128\n",
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -144,10 +147,7 @@ fn rss(pid: u32) -> u64 {
 #[test]
 fn oversized_and_trickled_peer_frames_cost_bounded_memory_and_are_cut_off() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let raft = format!("127.0.0.1:{}", common::free_port());
-    let node =
-        Proc::start_plain_configured("lmdb", &dirs.node("n1"), &api, &raft, "insecure = true\n");
+    let (node, api, raft) = start(&dirs, "insecure = true\n");
     let pid = node.pid().unwrap();
     let before = rss(pid);
     let target: SocketAddr = raft.parse().unwrap();
@@ -202,15 +202,7 @@ fn oversized_and_trickled_peer_frames_cost_bounded_memory_and_are_cut_off() {
 #[test]
 fn a_trickled_body_gets_a_408_at_its_deadline() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let api = format!("127.0.0.1:{}", common::free_port());
-    let raft = format!("127.0.0.1:{}", common::free_port());
-    let _node = Proc::start_plain_configured(
-        "lmdb",
-        &dirs.node("n1"),
-        &api,
-        &raft,
-        "[limits]\nbody_timeout_secs = 2\n",
-    );
+    let (_node, api, _) = start(&dirs, "[limits]\nbody_timeout_secs = 2\n");
     let token = common::token(&api).unwrap();
     let mut conn = TcpStream::connect(&api).unwrap();
     let started = Instant::now();

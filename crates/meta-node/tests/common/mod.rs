@@ -301,6 +301,13 @@ impl Pause {
     }
 }
 
+/// `--config <dir>.toml`, with `config` written there.
+fn config_args(dir: &Path, config: &str) -> Vec<std::ffi::OsString> {
+    let file = dir.with_extension("toml");
+    std::fs::write(&file, config).unwrap();
+    vec!["--config".into(), file.into()]
+}
+
 impl Proc {
     /// Starts a node with a certificate from [`test_ca`] (so it serves
     /// HTTPS and can join others) and waits until it answers; armed with
@@ -384,10 +391,7 @@ impl Proc {
             extra.push(file.into());
         }
         if let Some(config) = config {
-            let file = dir.with_extension("toml");
-            std::fs::write(&file, config).unwrap();
-            extra.push("--config".into());
-            extra.push(file.into());
+            extra.extend(config_args(dir, config));
         }
         Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &extra, logs)
     }
