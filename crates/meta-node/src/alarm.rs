@@ -56,20 +56,33 @@ pub enum Change {
     ClearQuota,
     /// Clear this node's disk alarm.
     ClearDisk,
+    /// Clear the disk alarm of a node that is no longer a member.
+    ClearDiskOf(u64),
 }
 
 /// Decides what to change, from what was measured: `used` bytes of data
-/// (judged only by the leader), `free` bytes on this node's disk.
+/// (judged only by the leader), `free` bytes on this node's disk, and the
+/// cluster's `members` (a leader clears the disk alarms of nodes that left).
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     node_id: u64,
     leading: bool,
     alarms: &[Alarm],
+    members: &[u64],
     used: u64,
     free: Option<u64>,
     quota_bytes: u64,
     min_free_disk_bytes: u64,
 ) -> Vec<Change> {
     let mut changes = Vec::new();
+    if leading {
+        for gone in alarms
+            .iter()
+            .filter(|a| a.kind == AlarmKind::Disk && !members.contains(&a.node))
+        {
+            changes.push(Change::ClearDiskOf(gone.node));
+        }
+    }
     let quota_raised = alarms.iter().any(|a| a.kind == AlarmKind::Quota);
     if leading && !quota_raised && used > quota_bytes {
         changes.push(Change::Raise(Alarm {
@@ -129,12 +142,31 @@ impl Watch {
         };
         let leading = leader == self.node_id;
         let alarms = self.reader.alarms();
-        let used = if leading { self.reader.data_bytes() } else { 0 };
-        let free = meta_store_api::disk::available_bytes(&self.data_dir);
+        let members: Vec<u64> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        // A walk over every key: off the async workers.
+        let used = if leading {
+            let reader = self.reader.clone();
+            tokio::task::spawn_blocking(move || reader.data_bytes())
+                .await
+                .map_err(|e| format!("measuring the data: {e}"))?
+        } else {
+            0
+        };
+        let data_dir = self.data_dir.clone();
+        let free =
+            tokio::task::spawn_blocking(move || meta_store_api::disk::available_bytes(&data_dir))
+                .await
+                .map_err(|e| format!("measuring the disk: {e}"))?;
         let changes = decide(
             self.node_id,
             leading,
             &alarms,
+            &members,
             used,
             free,
             self.quota_bytes,
@@ -149,6 +181,9 @@ impl Watch {
                 Change::ClearDisk => {
                     tracing::info!("clearing this node's disk alarm: its disk has room again")
                 }
+                Change::ClearDiskOf(node) => tracing::info!(
+                    "clearing the disk alarm of node {node}: it is no longer a member"
+                ),
             }
             if leading {
                 let command = match change {
@@ -161,6 +196,10 @@ impl Watch {
                         kind: Some(AlarmKind::Disk),
                         node: Some(self.node_id),
                     },
+                    Change::ClearDiskOf(node) => Command::ClearAlarm {
+                        kind: Some(AlarmKind::Disk),
+                        node: Some(node),
+                    },
                 };
                 self.proposer
                     .propose(command)
@@ -170,7 +209,7 @@ impl Watch {
                 let raise = match change {
                     Change::Raise(alarm) => Some(alarm),
                     Change::ClearDisk => None,
-                    Change::ClearQuota => continue,
+                    Change::ClearQuota | Change::ClearDiskOf(_) => continue,
                 };
                 let leader_addr = m
                     .membership_config
@@ -209,29 +248,34 @@ mod tests {
         };
         // Over the quota: only a leader raises it.
         assert!(raise(
-            &decide(1, true, &[], 101, Some(1000), 100, 10),
+            &decide(1, true, &[], &[1, 2, 3], 101, Some(1000), 100, 10),
             AlarmKind::Quota
         ));
-        assert!(decide(2, false, &[], 101, Some(1000), 100, 10).is_empty());
+        assert!(decide(2, false, &[], &[1, 2, 3], 101, Some(1000), 100, 10).is_empty());
         // Cleared under 90%, not at 95%.
         let quota = [alarm(AlarmKind::Quota, 1)];
-        assert!(decide(1, true, &quota, 95, Some(1000), 100, 10).is_empty());
+        assert!(decide(1, true, &quota, &[1, 2, 3], 95, Some(1000), 100, 10).is_empty());
         assert_eq!(
-            decide(3, true, &quota, 90, Some(1000), 100, 10),
+            decide(3, true, &quota, &[1, 2, 3], 90, Some(1000), 100, 10),
             vec![Change::ClearQuota]
         );
         // A disk under its watermark, on any node; cleared 10% above it.
         assert!(raise(
-            &decide(2, false, &[], 0, Some(9), 100, 10),
+            &decide(2, false, &[], &[1, 2, 3], 0, Some(9), 100, 10),
             AlarmKind::Disk
         ));
         let disk = [alarm(AlarmKind::Disk, 2)];
-        assert!(decide(2, false, &disk, 0, Some(10), 100, 10).is_empty());
+        assert!(decide(2, false, &disk, &[1, 2, 3], 0, Some(10), 100, 10).is_empty());
         assert_eq!(
-            decide(2, false, &disk, 0, Some(11), 100, 10),
+            decide(2, false, &disk, &[1, 2, 3], 0, Some(11), 100, 10),
             vec![Change::ClearDisk]
         );
-        // Another node's disk alarm is not this node's to clear.
-        assert!(decide(3, true, &disk, 0, Some(1000), 100, 10).is_empty());
+        // Another node's disk alarm is not this node's to clear, unless
+        // that node left the cluster.
+        assert!(decide(3, true, &disk, &[1, 2, 3], 0, Some(1000), 100, 10).is_empty());
+        assert_eq!(
+            decide(3, true, &disk, &[1, 3], 0, Some(1000), 100, 10),
+            vec![Change::ClearDiskOf(2)]
+        );
     }
 }

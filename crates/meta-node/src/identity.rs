@@ -191,10 +191,12 @@ pub fn record_migration(
     from: (&Path, Engine),
     to: (&Path, Engine),
 ) -> Result<Option<PathBuf>, NodeError> {
-    let (Some(data_dir), Some(to_parent)) = (from.0.parent(), to.0.parent()) else {
-        return Ok(None);
+    let parent = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
     };
-    let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+    let (data_dir, to_parent) = (parent(from.0), parent(to.0));
+    let same_dir = match (data_dir.canonicalize(), to_parent.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
@@ -203,7 +205,7 @@ pub fn record_migration(
     else {
         return Ok(None);
     };
-    if store_role(to.0, to.1) != Some(role) || !same_dir(data_dir, to_parent) {
+    if !same_dir || store_role(to.0, to.1) != Some(role) {
         return Ok(None);
     }
     let mut file: IdentityFile = toml::from_str(&text).map_err(|e| NodeError::ConfigFile {
@@ -211,15 +213,29 @@ pub fn record_migration(
         problem: e.to_string(),
     })?;
     let (moves_log, moves_state) = role;
-    if moves_log {
-        file.log_engine = Some(to.1);
+    let recorded = Engines {
+        log: file.log_engine.unwrap_or(from.1),
+        state: file.state_engine.unwrap_or(from.1),
+    };
+    // Only the store the file names as current, into the layout a node
+    // starts on (a split store migrated on its own would leave a layout no
+    // flag can name).
+    if (moves_log && recorded.log != from.1) || (moves_state && recorded.state != from.1) {
+        return Ok(None);
     }
-    if moves_state {
-        file.state_engine = Some(to.1);
+    let moved = Engines {
+        log: if moves_log { to.1 } else { recorded.log },
+        state: if moves_state { to.1 } else { recorded.state },
+    };
+    let (log_dir, state_dir) = moved.dirs(&data_dir);
+    let names = |p: &Path| p.file_name().map(|n| n.to_os_string());
+    let lands = (moves_log && names(&log_dir) == names(to.0))
+        || (moves_state && names(&state_dir) == names(to.0));
+    if !lands {
+        return Ok(None);
     }
-    // A record of one store only (an older file) gets the other's too.
-    file.log_engine.get_or_insert(from.1);
-    file.state_engine.get_or_insert(from.1);
+    file.log_engine = Some(moved.log);
+    file.state_engine = Some(moved.state);
     write_file(&path, &file)?;
     Ok(Some(path))
 }
@@ -289,29 +305,29 @@ impl Identity {
             }
             None => ClusterId::default(),
         };
-        match recorded {
-            Some(recorded) if held_data && recorded != engines => {
-                let (log, state) = recorded.dirs(data_dir);
-                let mut stores = vec![log.clone()];
-                if state != log {
-                    stores.push(state);
-                }
-                return Err(NodeError::EngineMismatch {
-                    recorded,
-                    stores,
+        if let Some(recorded) = recorded.filter(|r| held_data && *r != engines) {
+            let (log, state) = recorded.dirs(data_dir);
+            let mut stores = vec![log.clone()];
+            if state != log {
+                stores.push(state);
+            }
+            return Err(NodeError::EngineMismatch {
+                recorded,
+                stores,
+                configured: engines,
+            });
+        }
+        // The configured stores are new, another engine's are not: that
+        // store may hold a vote or log entries even before anything was
+        // applied (and an identity file of an older build records nothing).
+        let (log, state) = engines.dirs(data_dir);
+        if !holds_files(&log) && !holds_files(&state) {
+            let others = other_stores(data_dir, engines);
+            if !others.is_empty() {
+                return Err(NodeError::OtherEngineStore {
+                    stores: others,
                     configured: engines,
                 });
-            }
-            Some(_) => {}
-            None => {
-                let (log, state) = engines.dirs(data_dir);
-                let others = other_stores(data_dir, engines);
-                if !others.is_empty() && !holds_files(&log) && !holds_files(&state) {
-                    return Err(NodeError::OtherEngineStore {
-                        stores: others,
-                        configured: engines,
-                    });
-                }
             }
         }
         let identity = Identity {

@@ -276,19 +276,41 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
     }
 }
 
-/// Proposes a node's disk alarm (or its clearing) on the leader.
+/// Proposes a node's disk alarm (or its clearing) on the leader: only for
+/// a member of the cluster, only for its own disk, with a short detail.
 async fn disk_alarm(raft: &Raft, node: u64, raise: Option<meta_raft::Alarm>) -> Result<(), String> {
+    let member = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&node)
+        .is_some();
+    if !member {
+        return Err(format!("node {node} is not a member of this cluster"));
+    }
     let command = match raise {
-        Some(alarm) if alarm.kind == meta_raft::AlarmKind::Disk && alarm.node == node => {
+        Some(alarm)
+            if alarm.kind == meta_raft::AlarmKind::Disk
+                && alarm.node == node
+                && alarm.detail.len() <= meta_raft::MAX_ALARM_DETAIL =>
+        {
             meta_raft::Command::RaiseAlarm(alarm)
         }
-        Some(_) => return Err("a node may only raise the disk alarm of its own disk".into()),
+        Some(_) => {
+            return Err(format!(
+                "a node may only raise the disk alarm of its own disk, with a detail of at most \
+                 {} bytes",
+                meta_raft::MAX_ALARM_DETAIL
+            ));
+        }
         None => meta_raft::Command::ClearAlarm {
             kind: Some(meta_raft::AlarmKind::Disk),
             node: Some(node),
         },
     };
-    raft.client_write(meta_raft::Envelope::new(&command))
+    let envelope = meta_raft::Envelope::checked(&command).map_err(|e| e.to_string())?;
+    raft.client_write(envelope)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())

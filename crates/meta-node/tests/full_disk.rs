@@ -221,7 +221,7 @@ fn watermark_campaign(engine: &str) {
         assert!(acked.len() < 2_000, "12 MiB cannot hold 64 MiB of values");
     };
     assert!(
-        refusal.contains("quota_exceeded") && refusal.contains("disk free"),
+        refusal.contains("quota_exceeded") && refusal.contains("Disk alarm of node 1"),
         "refused by the alarm, not by a full disk: {refusal}"
     );
     // Still serving: nothing stopped.

@@ -73,7 +73,9 @@ mod views;
 
 pub use apikey::{ApiKeySecret, new_api_key};
 pub use log_store::LogStore;
-pub use model::{Alarm, AlarmKind, Command, Envelope, MAX_COMMAND_LEN, Rejection, Response};
+pub use model::{
+    Alarm, AlarmKind, Command, Envelope, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response,
+};
 pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};
 pub use views::{

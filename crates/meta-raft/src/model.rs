@@ -162,8 +162,10 @@ pub enum Command {
 }
 
 impl Command {
-    /// Whether the command can add data (refused during a space alarm).
-    /// Deletes, revocations and alarms themselves can always be applied.
+    /// Whether the command can add data (refused during a space alarm,
+    /// except changes of the cluster and shard maps that do not make them
+    /// larger: see the state machine). Deletes, revocations and alarms
+    /// themselves can always be applied.
     pub fn adds_data(&self) -> bool {
         matches!(
             self,
@@ -176,6 +178,9 @@ impl Command {
         )
     }
 }
+
+/// The longest [`Alarm::detail`], in bytes: a longer one is rejected.
+pub const MAX_ALARM_DETAIL: usize = 512;
 
 /// Why the cluster stopped taking new data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -288,10 +293,11 @@ pub enum Rejection {
     /// A space alarm is raised: the command would add data.
     #[error(
         "the cluster is out of space and takes no new data until the alarm clears \
-         (deletes still work): {alarms}"
+         (deletes still work): {alarms}; see GET /v1/cluster/alarms"
     )]
     NoSpace {
-        /// The raised alarms, in words.
+        /// Which alarms are raised (kind and node; the details are in the
+        /// alarms' record).
         alarms: String,
     },
 }

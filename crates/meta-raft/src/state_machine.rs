@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::model::{Alarm, Command, MAX_COMMAND_LEN, Rejection, Response};
+use crate::model::{Alarm, Command, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -289,18 +289,27 @@ fn try_apply(
     command: Command,
     batch: &mut WriteBatch,
 ) -> Result<Response, Rejection> {
-    if !views.alarms.is_empty() && command.adds_data() {
+    if !views.alarms.is_empty() && command.adds_data() && !replaces_without_growing(views, &command)
+    {
         let alarms: Vec<String> = views
             .alarms
             .iter()
-            .map(|a| format!("{:?} alarm of node {}: {}", a.kind, a.node, a.detail))
+            .map(|a| format!("{:?} alarm of node {}", a.kind, a.node))
             .collect();
         return Err(Rejection::NoSpace {
-            alarms: alarms.join("; "),
+            alarms: alarms.join(", "),
         });
     }
     match command {
         Command::RaiseAlarm(alarm) => {
+            if alarm.detail.len() > MAX_ALARM_DETAIL {
+                return Err(Rejection::Malformed {
+                    reason: format!(
+                        "an alarm's detail is {} bytes, over {MAX_ALARM_DETAIL}",
+                        alarm.detail.len()
+                    ),
+                });
+            }
             let mut alarms: Vec<Alarm> = views
                 .alarms
                 .iter()
@@ -309,7 +318,9 @@ fn try_apply(
                 .collect();
             alarms.push(alarm);
             alarms.sort_by_key(|a| (a.kind, a.node));
-            batch.put(key(MetaNamespace::Sys, ALARMS)?, encode(&alarms));
+            let bytes = encode(&alarms);
+            check_value(bytes.len())?;
+            batch.put(key(MetaNamespace::Sys, ALARMS)?, bytes);
             views.alarms = Arc::new(alarms);
         }
         Command::ClearAlarm { kind, node } => {
@@ -428,6 +439,22 @@ fn try_apply(
         }
     }
     Ok(Response::Applied)
+}
+
+/// Whether `command` only replaces a cluster-map node or the shard map
+/// with one no larger (by encoded size): allowed during a space alarm, so
+/// an operator can still mark nodes down and move shards.
+fn replaces_without_growing(views: &Views, command: &Command) -> bool {
+    match command {
+        Command::UpsertNode(node) => views
+            .cluster
+            .get(&node.id)
+            .is_some_and(|old| encode(node).len() <= encode(old).len()),
+        Command::SetShardMap { shards, .. } => {
+            encode(shards).len() <= encode(&views.shards.shards).len()
+        }
+        _ => false,
+    }
 }
 
 /// Sets (`Some`) or deletes (`None`) a user key.

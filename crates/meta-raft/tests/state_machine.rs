@@ -283,7 +283,7 @@ async fn a_space_alarm_refuses_new_data_on_every_engine_keeps_deletes_and_surviv
             1,
             commands(vec![
                 put("a"),
-                put("b"),
+                node(1),
                 alarm(AlarmKind::Quota, 1),
                 alarm(AlarmKind::Disk, 2),
                 put("c"),
@@ -297,8 +297,25 @@ async fn a_space_alarm_refuses_new_data_on_every_engine_keeps_deletes_and_surviv
                     expected: Some(b"v".to_vec()),
                     new: None,
                 },
-                Command::Delete { key: b"b".to_vec() },
+                Command::Delete { key: b"a".to_vec() },
                 node(3),
+                Command::UpsertNode(ClusterNode {
+                    id: 1,
+                    address: "10.0.0.1:7000".into(),
+                    state: NodeState::Down,
+                    labels: BTreeMap::from([("zone".to_string(), "z1".to_string())]),
+                }),
+                alarm(AlarmKind::Disk, 9),
+                Command::RaiseAlarm(Alarm {
+                    kind: AlarmKind::Disk,
+                    node: 9,
+                    raised_at_ms: 5,
+                    detail: "x".repeat(meta_raft::MAX_ALARM_DETAIL + 1),
+                }),
+                Command::ClearAlarm {
+                    kind: None,
+                    node: Some(9),
+                },
                 Command::ClearAlarm {
                     kind: Some(AlarmKind::Quota),
                     node: None,
@@ -317,20 +334,36 @@ async fn a_space_alarm_refuses_new_data_on_every_engine_keeps_deletes_and_surviv
             "{responses:?}"
         );
         assert_eq!(
-            responses[6..8],
-            [Response::Applied, Response::Applied],
-            "deletes go on"
+            responses[6],
+            Response::Applied,
+            "a delete by compare-and-swap goes on"
         );
-        assert!(no_space(&responses[8]));
-        assert_eq!(responses[9], Response::Applied);
-        assert!(no_space(&responses[10]), "the disk alarm is still raised");
+        assert_eq!(responses[7], Response::Applied, "a delete goes on");
+        assert!(no_space(&responses[8]), "a new node adds data");
+        assert_eq!(
+            responses[9],
+            Response::Applied,
+            "marking a node down does not"
+        );
+        assert_eq!(responses[10], Response::Applied);
+        assert!(
+            matches!(
+                responses[11],
+                Response::Rejected(Rejection::Malformed { .. })
+            ),
+            "an oversized detail: {:?}",
+            responses[11]
+        );
+        assert_eq!(responses[12..14], [Response::Applied, Response::Applied]);
+        assert!(
+            no_space(&responses[14]),
+            "the disk alarm is still raised: {responses:?}"
+        );
         let reader = sm.reader();
         assert_eq!(reader.alarms().len(), 1);
         assert_eq!(reader.alarms()[0].kind, AlarmKind::Disk);
-        assert_eq!(
-            (reader.get(b"a"), reader.get(b"b"), reader.get(b"c")),
-            (None, None, None)
-        );
+        assert_eq!((reader.get(b"a"), reader.get(b"c")), (None, None));
+        assert_eq!(reader.node(1).unwrap().state, NodeState::Down);
         hashes.push(content_hash(&*store));
         drop(sm);
         // Reopened: the alarm is still raised.
@@ -338,7 +371,7 @@ async fn a_space_alarm_refuses_new_data_on_every_engine_keeps_deletes_and_surviv
         assert_eq!(sm.reader().alarms().len(), 1);
         let responses = apply(
             &mut sm,
-            12,
+            16,
             commands(vec![
                 Command::ClearAlarm {
                     kind: None,

@@ -176,7 +176,7 @@ pub(crate) fn check(dir: &Path) -> Result<()> {
         file: &file,
         page_size: meta.page_size,
         pages,
-        seen: vec![false; pages as usize],
+        seen: std::collections::HashSet::new(),
     };
     walk.trees(&[("main", meta.main_root), ("free-page", meta.free_root)])
         .map_err(|problem| {
@@ -209,7 +209,7 @@ struct Walk<'f> {
     file: &'f File,
     page_size: u64,
     pages: u64,
-    seen: Vec<bool>,
+    seen: std::collections::HashSet<u64>,
 }
 
 impl Walk<'_> {
@@ -217,7 +217,7 @@ impl Walk<'_> {
         if pgno >= self.pages {
             return Err(format!("page {pgno} of the {tree} tree is past its end"));
         }
-        if std::mem::replace(&mut self.seen[pgno as usize], true) {
+        if !self.seen.insert(pgno) {
             return Err(format!("page {pgno} of the {tree} tree is reached twice"));
         }
         let mut page = vec![0u8; self.page_size as usize];
@@ -234,8 +234,10 @@ impl Walk<'_> {
     }
 
     fn trees(&mut self, roots: &[(&str, u64)]) -> std::result::Result<(), String> {
-        let mut stack: Vec<(String, u64)> =
-            roots.iter().map(|(t, r)| (t.to_string(), *r)).collect();
+        let mut stack: Vec<(std::rc::Rc<str>, u64)> = roots
+            .iter()
+            .map(|(t, r)| (std::rc::Rc::from(*t), *r))
+            .collect();
         while let Some((tree, pgno)) = stack.pop() {
             if pgno == P_INVALID {
                 continue;
@@ -247,6 +249,9 @@ impl Walk<'_> {
             }
             let bad = || format!("page {pgno} of the {tree} tree is malformed");
             let lower = usize::from(u16_at(&page, 12));
+            if lower > page.len() {
+                return Err(bad());
+            }
             let count = lower.checked_sub(PAGE_HEADER).ok_or_else(bad)? / 2;
             for i in 0..count {
                 let at = usize::from(u16_at(&page, PAGE_HEADER + 2 * i));
@@ -269,7 +274,7 @@ impl Walk<'_> {
                 } else if node_flags & F_SUBDATA != 0 {
                     let db = page.get(data..data + 48).ok_or_else(bad)?;
                     let name = String::from_utf8_lossy(&page[at + NODE_HEADER..data]);
-                    stack.push((format!("`{name}`"), u64_at(db, 40)));
+                    stack.push((format!("`{name}`").into(), u64_at(db, 40)));
                 }
             }
         }

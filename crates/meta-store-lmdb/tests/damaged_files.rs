@@ -162,3 +162,37 @@ fn a_file_short_only_of_unused_pages_opens_whole() {
         .set(b"/meta/kv/after", b"still writable", Durability::Durable)
         .unwrap();
 }
+
+/// Garbage where the tree pages should be, in a file shorter than its
+/// meta pages say: the walk answers (an error, or a store that opens), it
+/// never panics or crashes the process.
+#[test]
+fn garbage_pages_in_a_short_file_are_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    let file = data_file(dir.path());
+    let original = std::fs::read(&file).unwrap();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..40 {
+        let mut bytes = original.clone();
+        // Keep the two meta pages, scramble up to 200 bytes elsewhere, and
+        // cut a few pages so the file is walked.
+        for _ in 0..(next() % 200) {
+            let at = 8192 + (next() as usize % (bytes.len() - 8192));
+            bytes[at] = next() as u8;
+        }
+        bytes.truncate(bytes.len() - 4096 * (1 + next() as usize % 4));
+        std::fs::write(&file, &bytes).unwrap();
+        match open(dir.path()) {
+            Err(Error::Corruption { .. }) => {}
+            Err(other) => panic!("expected a corruption error, got {other}"),
+            Ok(store) => store.close().unwrap(),
+        }
+    }
+}
