@@ -72,6 +72,25 @@ pub async fn serve<L>(
 ) where
     L: axum::serve::Listener,
 {
+    // hyper's header deadline also runs while a kept-alive connection waits
+    // for its next request: say so, so that clients close it first.
+    let keep_alive = axum::http::HeaderValue::from_str(&format!(
+        "timeout={}",
+        header_timeout.as_secs().saturating_sub(1).max(1)
+    ))
+    .expect("digits are a valid header value");
+    let app = app.layer(axum::middleware::map_response(
+        move |mut response: axum::response::Response| {
+            let keep_alive = keep_alive.clone();
+            async move {
+                response.headers_mut().insert(
+                    axum::http::header::HeaderName::from_static("keep-alive"),
+                    keep_alive,
+                );
+                response
+            }
+        },
+    ));
     // Dropped by every connection task when it ends: `closed` tells the
     // loop all are done.
     let (done_tx, done_rx) = watch::channel(());

@@ -230,6 +230,14 @@ fn a_trickled_body_gets_a_408_at_its_deadline() {
     }
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // Clients are told when an idle kept-alive connection will be closed
+    // (the header deadline, 10 s by default).
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("keep-alive: timeout=9"),
+        "{answer}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
