@@ -5,8 +5,9 @@
 //! write) saying why, nothing acknowledged is lost, and once space is back
 //! the restarted node serves everything and takes writes again.
 //!
-//! Mounting needs root (or `CAP_SYS_ADMIN`); where `mount` is refused the
-//! test says so and checks nothing. Injected write errors that run
+//! Mounting needs root (or `CAP_SYS_ADMIN`). Where `mount` is refused the
+//! tests fail, saying why, unless `META_TEST_NO_MOUNT=1` opts them out
+//! (then each says it checked nothing). Injected write errors that run
 //! everywhere are in `meta-raft`'s `tests/failpoints.rs`
 //! (`a_write_error_at_every_failpoint_…`).
 
@@ -68,6 +69,23 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A 12 MiB tmpfs on `dir`; where mounting is refused, a failure — or,
+/// with `META_TEST_NO_MOUNT=1`, `None` and a line saying `what` checked
+/// nothing.
+fn mount_or_opt_out(dir: &Path, what: &str) -> Option<Tmpfs> {
+    match Tmpfs::mount(dir, "12m") {
+        Ok(tmpfs) => Some(tmpfs),
+        Err(why) if std::env::var_os("META_TEST_NO_MOUNT").is_some_and(|v| v == "1") => {
+            eprintln!("{what}: SKIPPED (META_TEST_NO_MOUNT=1): cannot mount a tmpfs here: {why}");
+            None
+        }
+        Err(why) => panic!(
+            "{what}: cannot mount a tmpfs here ({why}); run as root (or with CAP_SYS_ADMIN), \
+             or set META_TEST_NO_MOUNT=1 to skip the full-disk tests"
+        ),
+    }
+}
+
 /// Waits up to `secs` for the node's process to exit by itself.
 fn exits_within(node: &mut Proc, secs: u64) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -106,12 +124,8 @@ fn assert_stopped_on_full_disk(node: &Proc) {
 fn full_disk_campaign(engine: &str) {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let dir = dirs.node("n1");
-    let tmpfs = match Tmpfs::mount(&dir, "12m") {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            eprintln!("full_disk/{engine}: not run, cannot mount a tmpfs here: {why}");
-            return;
-        }
+    let Some(tmpfs) = mount_or_opt_out(&dir, &format!("full_disk/{engine}")) else {
+        return;
     };
     let (api, raft) = (
         format!("127.0.0.1:{}", free_port()),
@@ -195,12 +209,8 @@ fn fjall_full_disk_is_a_clear_error_and_recovers_once_space_is_back() {
 fn watermark_campaign(engine: &str) {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let dir = dirs.node("n1");
-    let tmpfs = match Tmpfs::mount(&dir, "12m") {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            eprintln!("watermark/{engine}: not run, cannot mount a tmpfs here: {why}");
-            return;
-        }
+    let Some(tmpfs) = mount_or_opt_out(&dir, &format!("watermark/{engine}")) else {
+        return;
     };
     let (api, raft) = (
         format!("127.0.0.1:{}", free_port()),
@@ -271,12 +281,8 @@ fn a_cluster_goes_on_when_one_disk_fills_and_that_node_catches_up_once_space_is_
     let mut cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
     cluster.config = Some(NO_WATERMARK.into());
     let full = 1;
-    let tmpfs = match Tmpfs::mount(&cluster.dir(full), "12m") {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            eprintln!("full_disk/cluster: not run, cannot mount a tmpfs here: {why}");
-            return;
-        }
+    let Some(tmpfs) = mount_or_opt_out(&cluster.dir(full), "full_disk/cluster") else {
+        return;
     };
     let mut nodes = cluster.form();
     let value = incompressible(16 * 1024);
