@@ -15,6 +15,8 @@ pub struct Row {
     pub backend: String,
     /// Cases that passed.
     pub passed: usize,
+    /// Cases that do not apply to the backend (they checked nothing).
+    pub skipped: usize,
     /// Failed cases and their messages.
     pub failures: Vec<(String, String)>,
     /// Wall time of the row.
@@ -48,6 +50,7 @@ pub fn run() -> Vec<Row> {
     rows.push(Row {
         backend: format!("matrix {n}x{n}", n = BACKENDS.len()),
         passed: if matrix.is_ok() { pairs } else { 0 },
+        skipped: 0,
         failures: match matrix {
             Ok(_) => Vec::new(),
             Err(panic) => vec![("cross_engine_matrix".into(), panic_message(&*panic))],
@@ -61,7 +64,11 @@ pub fn run() -> Vec<Row> {
 fn row(backend: String, outcomes: &[CaseOutcome], seconds: f64) -> Row {
     Row {
         backend,
-        passed: outcomes.iter().filter(|o| o.failure.is_none()).count(),
+        passed: outcomes
+            .iter()
+            .filter(|o| o.failure.is_none() && o.skipped.is_none())
+            .count(),
+        skipped: outcomes.iter().filter(|o| o.skipped.is_some()).count(),
         failures: outcomes
             .iter()
             .filter_map(|o| o.failure.clone().map(|f| (o.name.to_string(), f)))
@@ -70,18 +77,20 @@ fn row(backend: String, outcomes: &[CaseOutcome], seconds: f64) -> Row {
     }
 }
 
-/// Renders the report; the last line is `conformance: N passed, M failed`.
+/// Renders the report; the last line is `conformance: N passed, M failed,
+/// K skipped`.
 pub fn render(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<12} {:>7} {:>7} {:>9}\n",
-        "backend", "passed", "failed", "seconds"
+        "{:<12} {:>7} {:>7} {:>8} {:>9}\n",
+        "backend", "passed", "failed", "skipped", "seconds"
     );
     for r in rows {
         out += &format!(
-            "{:<12} {:>7} {:>7} {:>9.2}\n",
+            "{:<12} {:>7} {:>7} {:>8} {:>9.2}\n",
             r.backend,
             r.passed,
             r.failures.len(),
+            r.skipped,
             r.seconds
         );
     }
@@ -97,6 +106,7 @@ pub fn render(rows: &[Row]) -> String {
     }
     let passed: usize = rows.iter().map(|r| r.passed).sum();
     let failed: usize = rows.iter().map(|r| r.failures.len()).sum();
-    out += &format!("\nconformance: {passed} passed, {failed} failed\n");
+    let skipped: usize = rows.iter().map(|r| r.skipped).sum();
+    out += &format!("\nconformance: {passed} passed, {failed} failed, {skipped} skipped\n");
     out
 }

@@ -18,13 +18,14 @@ fn xtask_conformance_report_ends_with_the_summary_line() {
     let rows = vec![xtask::conformance::Row {
         backend: "x".into(),
         passed: 3,
+        skipped: 2,
         failures: vec![("case".into(), "boom".into())],
         seconds: 0.1,
     }];
     let report = xtask::conformance::render(&rows);
     assert!(report.contains("FAILED x / case"), "{report}");
     assert!(
-        report.ends_with("conformance: 3 passed, 1 failed\n"),
+        report.ends_with("conformance: 3 passed, 1 failed, 2 skipped\n"),
         "{report}"
     );
 }

@@ -120,13 +120,38 @@ impl std::fmt::Debug for Case {
     }
 }
 
+/// What a case that does not apply to the engine unwinds with (see
+/// [`skip`]): counted as *skipped*, never as passed.
+#[derive(Debug)]
+pub struct Skipped(pub &'static str);
+
+/// Ends the running case as skipped: it does not apply to this engine (a
+/// reopen case on an engine that keeps nothing), so it checked nothing.
+pub fn skip(why: &'static str) -> ! {
+    std::panic::resume_unwind(Box::new(Skipped(why)))
+}
+
+/// Runs `case` as a `#[test]`: a [`skip`] says so on the test's output
+/// (and the test passes, having checked nothing: `cargo xtask conformance`
+/// counts it as skipped); a failure fails the test.
+pub fn run_as_test(case: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(case)) {
+        match payload.downcast::<Skipped>() {
+            Ok(skipped) => eprintln!("SKIPPED: {}", skipped.0),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+}
+
 /// The outcome of one case in [`run_all`].
 #[derive(Clone, Debug)]
 pub struct CaseOutcome {
     /// The case's name.
     pub name: &'static str,
-    /// `None` when it passed, else the failure message.
+    /// `None` when it passed or was skipped, else the failure message.
     pub failure: Option<String>,
+    /// Why it was skipped (it does not apply to this engine), if it was.
+    pub skipped: Option<&'static str>,
     /// How long it ran.
     pub duration: Duration,
 }
@@ -138,9 +163,17 @@ pub fn run_all(factory: HarnessFactory<'_>) -> Vec<CaseOutcome> {
         .map(|case| {
             let start = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| (case.run)(factory)));
+            let (failure, skipped) = match result {
+                Ok(()) => (None, None),
+                Err(payload) => match payload.downcast::<Skipped>() {
+                    Ok(skipped) => (None, Some(skipped.0)),
+                    Err(panic) => (Some(panic_message(&*panic)), None),
+                },
+            };
             CaseOutcome {
                 name: case.name,
-                failure: result.err().map(|panic| panic_message(&*panic)),
+                failure,
+                skipped,
                 duration: start.elapsed(),
             }
         })
@@ -178,7 +211,7 @@ macro_rules! __emit_conformance_tests {
                 let factory = || -> ::std::boxed::Box<dyn $crate::conformance::Harness> {
                     ::std::boxed::Box::new($make_harness)
                 };
-                $crate::conformance::cases::$case(&factory);
+                $crate::conformance::run_as_test(|| $crate::conformance::cases::$case(&factory));
             }
         )*
     };
