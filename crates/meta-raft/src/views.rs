@@ -187,6 +187,20 @@ pub fn take_page<T>(
     }
 }
 
+impl From<&ApiKeyRecord> for ApiKeyInfo {
+    /// Everything of the record but the secret's hash.
+    fn from(r: &ApiKeyRecord) -> ApiKeyInfo {
+        ApiKeyInfo {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            scopes: r.scopes.clone(),
+            created_at_ms: r.created_at_ms,
+            expires_at_ms: r.expires_at_ms,
+            revoked_at_ms: r.revoked_at_ms,
+        }
+    }
+}
+
 /// Reads the replicated metadata from this node's in-memory views: no
 /// engine call, no Raft round. What it returns is this node's applied
 /// state (a stale read); for a linearizable read, first ask Raft for a read
@@ -264,14 +278,7 @@ impl MetadataReader {
         if record.expires_at_ms.is_some_and(|at| now_ms >= at) {
             return Err(ApiKeyCheck::Expired);
         }
-        Ok(ApiKeyInfo {
-            id: record.id,
-            name: record.name,
-            scopes: record.scopes,
-            created_at_ms: record.created_at_ms,
-            expires_at_ms: record.expires_at_ms,
-            revoked_at_ms: record.revoked_at_ms,
-        })
+        Ok(ApiKeyInfo::from(&record))
     }
 
     /// Every API key, without secrets or hashes.
@@ -381,14 +388,7 @@ impl MetadataReader {
         });
         take_page(
             keys.range((from, std::ops::Bound::Unbounded))
-                .map(|(_, r)| ApiKeyInfo {
-                    id: r.id.clone(),
-                    name: r.name.clone(),
-                    scopes: r.scopes.clone(),
-                    created_at_ms: r.created_at_ms,
-                    expires_at_ms: r.expires_at_ms,
-                    revoked_at_ms: r.revoked_at_ms,
-                }),
+                .map(|(_, r)| ApiKeyInfo::from(r)),
             limits,
             |k| k.id.0.len() + k.name.len() + k.scopes.iter().map(String::len).sum::<usize>(),
         )
@@ -437,12 +437,11 @@ impl MetadataReader {
 
     /// User keys starting with `prefix`, in order, at most `limit`.
     pub fn list(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let kv = self.views().kv;
-        kv.range::<_, Vec<u8>>(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        let limits = PageLimits {
+            max_items: limit,
+            max_bytes: usize::MAX,
+        };
+        self.list_page(prefix, None, limits).items
     }
 }
 
