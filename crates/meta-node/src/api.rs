@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Principal, Scope, Token};
-use crate::membership;
+use crate::{kv_api, membership};
 
 /// Most items one list request returns.
 pub const MAX_LIST: usize = 10_000;
@@ -126,6 +126,9 @@ pub struct ApiError {
     message: String,
     leader: Option<Box<(u64, NodeAddr)>>,
     location: Option<String>,
+    /// More fields of the error object (`revision` on a failed
+    /// precondition).
+    extra: Vec<(&'static str, Value)>,
 }
 
 impl ApiError {
@@ -136,7 +139,14 @@ impl ApiError {
             message: message.into(),
             leader: None,
             location: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds a field to the error object.
+    pub(crate) fn with(mut self, field: &'static str, value: impl Serialize) -> Self {
+        self.extra.push((field, json!(value)));
+        self
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
@@ -193,6 +203,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({"error": {"code": self.code, "message": self.message}});
         if let Some((id, node)) = self.leader.as_deref() {
             body["error"]["leader"] = json!({"id": id, "api": node.api});
+        }
+        for (field, value) in self.extra {
+            body["error"][field] = value;
         }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -358,7 +371,7 @@ async fn authorize(
 }
 
 /// The handler-level check of `kv` routes: the exact key (or list prefix).
-fn require_kv(principal: &Principal, write: bool, key: &str) -> ApiResult<()> {
+pub(crate) fn require_kv(principal: &Principal, write: bool, key: &str) -> ApiResult<()> {
     if principal.may(&auth::kv_scope(write, key)) {
         return Ok(());
     }
@@ -385,7 +398,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
 
 /// Proposes a command through Raft (group commit: concurrent requests share
 /// one log entry and one fsync); a rejection becomes a 4xx.
-async fn propose(
+pub(crate) async fn propose(
     state: &ApiState,
     uri: &OriginalUri,
     command: Command,
@@ -424,23 +437,27 @@ async fn propose_ok(state: &ApiState, uri: &OriginalUri, command: Command) -> Ap
     Ok(Json(json!({"ok": true})))
 }
 
+/// The query of a read: consistency, paging, raw values.
 #[derive(Deserialize, Default)]
-struct ReadQuery {
+pub(crate) struct ReadQuery {
     #[serde(default)]
-    stale: bool,
-    prefix: Option<String>,
+    pub(crate) stale: bool,
+    pub(crate) prefix: Option<String>,
+    /// Answer a value's raw bytes (`GET /v1/kv/{key}`).
+    #[serde(default)]
+    pub(crate) raw: bool,
     /// Items per page at most (default 1000, at most [`MAX_LIST`]).
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// The cursor: the `next` of the previous page (the last key, id or
     /// name it held).
-    start_after: Option<String>,
+    pub(crate) start_after: Option<String>,
     /// The shard-map version every page of a paged read must be at.
-    version: Option<u64>,
+    pub(crate) version: Option<u64>,
 }
 
 impl ReadQuery {
     /// This request's page limits: `limit` items, and the node's byte cap.
-    fn page(&self, state: &ApiState) -> ApiResult<PageLimits> {
+    pub(crate) fn page(&self, state: &ApiState) -> ApiResult<PageLimits> {
         let max_items = self.limit.unwrap_or(1000);
         if max_items == 0 || max_items > MAX_LIST {
             return Err(ApiError::bad_request(format!(
@@ -467,7 +484,7 @@ impl ReadQuery {
 }
 
 /// The `next` cursor of a page: its last item's, if more follow.
-fn next_cursor<T, C: Serialize>(page: &Page<T>, cursor: impl Fn(&T) -> C) -> Value {
+pub(crate) fn next_cursor<T, C: Serialize>(page: &Page<T>, cursor: impl Fn(&T) -> C) -> Value {
     match page.items.last() {
         Some(last) if page.more => json!(cursor(last)),
         _ => Value::Null,
@@ -475,7 +492,7 @@ fn next_cursor<T, C: Serialize>(page: &Page<T>, cursor: impl Fn(&T) -> C) -> Val
 }
 
 /// Refuses a value over `max_value_bytes`.
-fn check_value_len(state: &ApiState, what: &str, len: usize) -> ApiResult<()> {
+pub(crate) fn check_value_len(state: &ApiState, what: &str, len: usize) -> ApiResult<()> {
     let max = state.limits.max_value_bytes;
     if len > max {
         return Err(ApiError::new(
@@ -488,7 +505,11 @@ fn check_value_len(state: &ApiState, what: &str, len: usize) -> ApiResult<()> {
 }
 
 /// Makes a read linearizable unless the client asked for a stale one.
-async fn read_barrier(state: &ApiState, uri: &OriginalUri, stale: bool) -> ApiResult<()> {
+pub(crate) async fn read_barrier(
+    state: &ApiState,
+    uri: &OriginalUri,
+    stale: bool,
+) -> ApiResult<()> {
     if stale {
         return Ok(());
     }
@@ -520,128 +541,6 @@ async fn read_barrier(state: &ApiState, uri: &OriginalUri, stale: bool) -> ApiRe
             )),
         },
     }
-}
-
-fn utf8(bytes: Vec<u8>, what: &str) -> ApiResult<String> {
-    String::from_utf8(bytes).map_err(|_| {
-        ApiError::internal(format!(
-            "{what} is not UTF-8 (written through the library API?)"
-        ))
-    })
-}
-
-async fn kv_get(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    Path(key): Path<String>,
-    Query(q): Query<ReadQuery>,
-) -> ApiResult {
-    require_kv(&principal, false, &key)?;
-    read_barrier(&state, &uri, q.stale).await?;
-    let value = state
-        .reader
-        .get(key.as_bytes())
-        .ok_or_else(|| ApiError::not_found(format!("no key `{key}`")))?;
-    Ok(Json(
-        json!({"key": key, "value": utf8(value, "the value")?}),
-    ))
-}
-
-async fn kv_list(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    Query(q): Query<ReadQuery>,
-) -> ApiResult {
-    let prefix = q.prefix.clone().unwrap_or_default();
-    require_kv(&principal, false, &prefix).map_err(|_| {
-        ApiError::permission_denied(format!(
-            "this key may not list under `{prefix}`: a prefix-scoped key lists with \
-             ?prefix= at or under its own prefix"
-        ))
-    })?;
-    let limits = q.page(&state)?;
-    read_barrier(&state, &uri, q.stale).await?;
-    let page = state.reader.list_page(
-        prefix.as_bytes(),
-        q.start_after.as_deref().map(str::as_bytes),
-        limits,
-    );
-    let next = next_cursor(&page, |(k, _)| String::from_utf8_lossy(k).into_owned());
-    let items: Vec<Value> = page
-        .items
-        .into_iter()
-        .map(|(k, v)| json!({"key": String::from_utf8_lossy(&k), "value": String::from_utf8_lossy(&v)}))
-        .collect();
-    Ok(Json(json!({ "items": items, "next": next })))
-}
-
-async fn kv_put(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    Path(key): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    require_kv(&principal, true, &key)?;
-    let value = body?;
-    check_value_len(&state, "the value", value.len())?;
-    std::str::from_utf8(&value)
-        .map_err(|_| ApiError::bad_request("the value must be UTF-8 text"))?;
-    propose_ok(
-        &state,
-        &uri,
-        Command::Put {
-            key: key.into_bytes(),
-            value: value.to_vec(),
-        },
-    )
-    .await
-}
-
-async fn kv_delete(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    Path(key): Path<String>,
-) -> ApiResult {
-    require_kv(&principal, true, &key)?;
-    propose_ok(
-        &state,
-        &uri,
-        Command::Delete {
-            key: key.into_bytes(),
-        },
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CasBody {
-    key: String,
-    expected: Option<String>,
-    new: Option<String>,
-}
-
-async fn kv_cas(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    body: JsonBody<CasBody>,
-) -> ApiResult {
-    let JsonBody(body) = body;
-    require_kv(&principal, true, &body.key)?;
-    for (what, value) in [("`expected`", &body.expected), ("`new`", &body.new)] {
-        check_value_len(&state, what, value.as_ref().map_or(0, String::len))?;
-    }
-    let command = Command::CompareAndSwap {
-        key: body.key.into_bytes(),
-        expected: body.expected.map(String::into_bytes),
-        new: body.new.map(String::into_bytes),
-    };
-    propose_ok(&state, &uri, command).await
 }
 
 #[derive(Serialize, Deserialize)]
@@ -1204,17 +1103,18 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
-        .route("/v1/kv", get(kv_list))
+        .route("/v1/kv", get(kv_api::list).delete(kv_api::delete_prefix))
         .route(
             "/v1/kv/{*key}",
-            get(kv_get)
-                .put(kv_put)
-                .delete(kv_delete)
+            get(kv_api::get)
+                .put(kv_api::put)
+                .delete(kv_api::delete)
                 // A value's body is the value: refused past the limit, before
                 // more of it is read.
                 .layer(DefaultBodyLimit::max(state.limits.max_value_bytes)),
         )
-        .route("/v1/cas", post(kv_cas))
+        .route("/v1/cas", post(kv_api::cas))
+        .route("/v1/txn", post(kv_api::txn))
         .route("/v1/cluster/nodes", get(nodes_get))
         .route("/v1/cluster/nodes/{id}", put(node_put).delete(node_delete))
         .route("/v1/shards", get(shards_get).put(shards_put))

@@ -369,6 +369,8 @@ pub fn routes() -> Vec<Route> {
         route(M::PUT, "/v1/kv/{*key}", Need::Kv { write: true }),
         route(M::DELETE, "/v1/kv/{*key}", Need::Kv { write: true }),
         route(M::POST, "/v1/cas", Need::Kv { write: true }),
+        route(M::DELETE, "/v1/kv", Need::Kv { write: true }),
+        route(M::POST, "/v1/txn", Need::Kv { write: false }),
         route(M::GET, "/v1/cluster/nodes", read(Area::Cluster)),
         route(M::PUT, "/v1/cluster/nodes/{id}", write(Area::Cluster)),
         route(M::DELETE, "/v1/cluster/nodes/{id}", write(Area::Cluster)),

@@ -99,7 +99,7 @@ pub fn keep_root_key(state: ApiState, token: Token) -> JoinHandle<()> {
                     secret_hash: token.secret.hash(),
                 };
                 match state.proposer.propose(Command::CreateApiKey(record)).await {
-                    Ok(Response::Applied)
+                    Ok(Response::Applied { .. })
                     | Ok(Response::Rejected(Rejection::DuplicateApiKey { .. })) => {
                         tracing::info!("installed the root API key `{}`", token.id);
                         return;

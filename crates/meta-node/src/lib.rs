@@ -43,6 +43,7 @@ pub mod files;
 pub mod fuzzing;
 pub mod http;
 pub mod identity;
+mod kv_api;
 pub mod membership;
 mod node;
 pub mod offline;

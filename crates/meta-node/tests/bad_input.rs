@@ -86,6 +86,9 @@ async fn malformed_client_requests_get_json_errors_with_stable_codes() {
     let node = node(dir.path()).await;
     let base = format!("http://{}", node.api_addr);
     let client = meta_node::client::http_builder().build().unwrap();
+    // `k` exists: `If-None-Match: *` on it fails.
+    let put = client.put(format!("{base}/v1/kv/k")).body("v").send();
+    assert!(put.await.unwrap().status().is_success());
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (
             client.put(format!("{base}/v1/shards")).body("{not json"),
@@ -120,10 +123,76 @@ async fn malformed_client_requests_get_json_errors_with_stable_codes() {
         ),
         (
             client
-                .put(format!("{base}/v1/kv/bin"))
-                .body(vec![0xFF, 0xFE]),
+                .put(format!("{base}/v1/kv/k"))
+                .header("if-match", "W/\"3\"")
+                .body("v"),
             400,
             "bad_request",
+        ),
+        (
+            client
+                .put(format!("{base}/v1/kv/k"))
+                .header("if-match", "\"1\", \"2\"")
+                .body("v"),
+            400,
+            "bad_request",
+        ),
+        (client.delete(format!("{base}/v1/kv")), 400, "bad_request"),
+        (
+            client.delete(format!("{base}/v1/kv?prefix=")),
+            400,
+            "bad_request",
+        ),
+        (
+            client
+                .post(format!("{base}/v1/txn"))
+                .body(r#"{"compare":[{"key":"k","op":"<","exists":true}]}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            client
+                .post(format!("{base}/v1/txn"))
+                .body(r#"{"compare":[{"key":"k","op":"=","version":1,"value":"x"}]}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            client
+                .post(format!("{base}/v1/txn"))
+                .body(r#"{"success":[{"put":{"key":"k"}}]}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            client
+                .post(format!("{base}/v1/txn"))
+                .body(r#"{"success":[{"frobnicate":{"key":"k"}}]}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            client
+                .post(format!("{base}/v1/txn"))
+                .body(r#"{"success":[{"put":{"key":"k","value_base64":"!!"}}]}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            client.post(format!("{base}/v1/txn")).body(format!(
+                r#"{{"success":[{}]}}"#,
+                vec![r#"{"get":{"key":"k"}}"#; 129].join(",")
+            )),
+            400,
+            "bad_request",
+        ),
+        (
+            client
+                .put(format!("{base}/v1/kv/k"))
+                .header("if-none-match", "*")
+                .body("v"),
+            412,
+            "precondition_failed",
         ),
         (
             client

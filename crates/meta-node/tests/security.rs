@@ -73,11 +73,13 @@ fn concrete(route: &auth::Route) -> (String, Option<Value>) {
     let path = match route.path {
         "/v1/cluster/nodes/{id}" => path.replace("{id}", "7"),
         "/v1/apikeys/{id}" => path.replace("{id}", "no-such-key"),
+        "/v1/kv" if route.method == reqwest::Method::DELETE => "/v1/kv?prefix=app/".into(),
         _ => path,
     };
     let body = match (route.method.as_str(), route.path) {
         ("PUT", "/v1/kv/{*key}") | ("PUT", "/v1/config/{name}") => Some(json!("v")),
         ("POST", "/v1/cas") => Some(json!({"key": "app/k", "expected": null, "new": "v"})),
+        ("POST", "/v1/txn") => Some(json!({"success": [{"get": {"key": "app/k"}}]})),
         ("PUT", "/v1/cluster/nodes/{id}") => Some(json!({"address": "10.0.0.7:9000"})),
         ("PUT", "/v1/shards") => Some(json!({"expected_version": 99, "shards": {}})),
         ("POST", "/v1/apikeys") => Some(json!({"id": "made", "scopes": []})),

@@ -31,7 +31,7 @@
 //!     log_id: openraft::testing::log_id(1, 1, 1),
 //!     payload: EntryPayload::Normal(Envelope::new(&put)),
 //! };
-//! assert_eq!(sm.apply([entry]).await?, [Response::Applied]);
+//! assert_eq!(sm.apply([entry]).await?, [Response::Applied { revision: 1 }]);
 //! assert_eq!(sm.reader().get(b"region").as_deref(), Some(&b"eu-west"[..]));
 //! # Ok::<(), meta_raft::types::StorageError>(())
 //! # }).unwrap();

@@ -159,6 +159,9 @@ pub enum Command {
         /// The node, or every node.
         node: Option<NodeId>,
     },
+    /// A transaction over user keys: if every compare holds, the `success`
+    /// ops run, else the `failure` ops; atomically, at one revision.
+    Txn(Txn),
 }
 
 impl Command {
@@ -175,8 +178,141 @@ impl Command {
                 | Command::SetConfig { .. }
                 | Command::Put { .. }
                 | Command::CompareAndSwap { new: Some(_), .. }
-        )
+        ) || matches!(self, Command::Txn(txn) if txn.puts())
     }
+}
+
+/// A user key's value and its revisions (etcd's `KeyValue`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvEntry {
+    /// The store revision that created the key (since it last did not
+    /// exist).
+    pub create_revision: u64,
+    /// The store revision of its last change.
+    pub mod_revision: u64,
+    /// Writes since its creation: 1 when created.
+    pub version: u64,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// The most compares of one transaction.
+pub const MAX_TXN_COMPARES: usize = 128;
+/// The most ops of one branch of a transaction.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// A transaction over user keys (etcd's `Txn`): `compares` decide which
+/// branch runs; the branch's ops run in order, each seeing the effect of
+/// the ones before it, and all of its changes share one revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Conditions, all of which must hold for `success` to run.
+    pub compares: Vec<Compare>,
+    /// Ops run when every compare holds.
+    pub success: Vec<TxnOp>,
+    /// Ops run otherwise.
+    pub failure: Vec<TxnOp>,
+}
+
+impl Txn {
+    /// Whether either branch writes a value (refused during a space alarm).
+    pub fn puts(&self) -> bool {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .any(|op| matches!(op, TxnOp::Put { .. }))
+    }
+}
+
+/// One condition of a [`Txn`]: `key`'s `target` compared with `op`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    /// The user key.
+    pub key: Vec<u8>,
+    /// What of the key is compared, and with what.
+    pub target: CompareTarget,
+    /// How.
+    pub op: CompareOp,
+}
+
+/// What a [`Compare`] looks at. An absent key has revisions and version 0;
+/// a value compare on an absent key is false whatever the op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareTarget {
+    /// The value (bytes, compared lexicographically).
+    Value(Vec<u8>),
+    /// The revision of its last change.
+    ModRevision(u64),
+    /// The revision that created it.
+    CreateRevision(u64),
+    /// Its writes since creation.
+    Version(u64),
+    /// Whether it exists (only `=` and `!=`).
+    Exists(bool),
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `<` (the key's side is on the left).
+    Less,
+    /// `>`
+    Greater,
+}
+
+/// One operation of a [`Txn`] branch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    /// Sets a key.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Deletes a key (if it exists).
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Deletes every key starting with `prefix` (an empty prefix: every
+    /// user key).
+    DeletePrefix {
+        /// The prefix.
+        prefix: Vec<u8>,
+    },
+    /// Reads a key, as of this point of the branch.
+    Get {
+        /// Key.
+        key: Vec<u8>,
+    },
+}
+
+/// The result of one [`TxnOp`], in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOpResult {
+    /// The key was set.
+    Put,
+    /// This many keys were deleted.
+    Deleted(u64),
+    /// The key as read (`None`: absent).
+    Get(Option<KvEntry>),
+}
+
+/// What a [`Txn`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnResponse {
+    /// Whether every compare held (the `success` branch ran).
+    pub succeeded: bool,
+    /// The store's revision after the transaction (unchanged if it changed
+    /// nothing).
+    pub revision: u64,
+    /// One result per op of the branch that ran.
+    pub results: Vec<TxnOpResult>,
 }
 
 /// The longest [`Alarm::detail`], in bytes: a longer one is rejected.
@@ -210,14 +346,27 @@ pub enum Response {
     /// A Raft-internal entry (blank or membership change).
     #[default]
     Internal,
-    /// The command was applied.
-    Applied,
+    /// The command was applied; the store is now at `revision` (unchanged
+    /// if the command changed nothing, such as a delete of an absent key).
+    Applied {
+        /// The store's revision after the command.
+        revision: u64,
+    },
     /// The shard map was replaced; this is its new version.
     ShardMapVersion(u64),
     /// The command was valid but refused; nothing changed.
     Rejected(Rejection),
     /// One response per command of a [`Command::Batch`], in order.
     Batch(Vec<Response>),
+    /// What a [`Command::Txn`] did.
+    Txn(TxnResponse),
+}
+
+impl Response {
+    /// Whether this is [`Response::Applied`] (at any revision).
+    pub fn is_applied(&self) -> bool {
+        matches!(self, Response::Applied { .. })
+    }
 }
 
 /// Why a command was refused. Deterministic: every replica refuses the same

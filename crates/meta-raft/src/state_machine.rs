@@ -25,19 +25,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::model::{Alarm, Command, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response};
+use crate::model::{
+    Alarm, Command, Compare, CompareOp, CompareTarget, KvEntry, MAX_ALARM_DETAIL, MAX_COMMAND_LEN,
+    MAX_TXN_COMPARES, MAX_TXN_OPS, Rejection, Response, Txn, TxnOp, TxnOpResult, TxnResponse,
+};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::views::{ALARMS, MetadataReader, SHARD_MAP, Views};
+use crate::views::{ALARMS, Format, MetadataReader, SHARD_MAP, Views};
 
-/// The state machine's last applied log id and membership.
+/// The state machine's last applied log id, membership and revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedState {
     /// The last applied log id.
     pub last_applied: Option<LogId>,
     /// The membership as of the last applied membership entry.
     pub membership: StoredMembership,
+    /// The store's revision (see [`MetadataReader::revision`]).
+    pub revision: u64,
+}
+
+/// The applied state as builds before revisions wrote it.
+#[derive(Deserialize)]
+pub(crate) struct AppliedStateV1 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl From<AppliedStateV1> for AppliedState {
+    fn from(old: AppliedStateV1) -> AppliedState {
+        AppliedState {
+            last_applied: old.last_applied,
+            membership: old.membership,
+            revision: 0,
+        }
+    }
 }
 
 struct Shared {
@@ -131,9 +153,41 @@ impl StateMachine {
     }
 }
 
+/// Loads the views; a store written before revisions is rewritten in the
+/// current layout first (one durable batch: every user key at revision 1).
 fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError> {
     let rows = store.scan(META_PREFIX).map_err(sm_err(ErrorVerb::Read))?;
-    Views::load(rows).map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))
+    let (views, applied, format) = Views::load(rows)
+        .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+    if format == Format::BeforeRevisions {
+        let mut batch = WriteBatch::with_capacity(views.kv.len() + 1);
+        for (k, entry) in &views.kv {
+            batch.put(
+                kv_key(k).map_err(|e| rejected_on_load(k, e))?,
+                encode(entry),
+            );
+        }
+        batch.put(applied_key(), encode(&applied));
+        store
+            .batch(&batch, Durability::Durable)
+            .map_err(sm_err(ErrorVerb::Write))?;
+        tracing::info!(
+            keys = views.kv.len(),
+            "rewrote the state store in the layout with revisions (every key at revision 1)"
+        );
+    }
+    Ok((views, applied))
+}
+
+fn rejected_on_load(k: &[u8], e: Rejection) -> StorageError {
+    storage_error(
+        ErrorSubject::StateMachine,
+        ErrorVerb::Read,
+        &std::io::Error::other(format!(
+            "stored user key {}: {e}",
+            String::from_utf8_lossy(k)
+        )),
+    )
 }
 
 /// An unnamed temporary file in `dir`: the operating system deletes it
@@ -256,10 +310,40 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Applies one command to `views`, adding its writes to `batch`.
+/// Applies one command to `views`, adding its writes to `batch`. A
+/// command that changes anything moves the store to the next revision; a
+/// rejected one changes nothing at all.
 fn apply_command(views: &mut Views, command: Command, batch: &mut WriteBatch) -> Response {
-    match try_apply(views, command, batch) {
-        Ok(response) => response,
+    if let Command::Batch(commands) = command {
+        if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
+            return Response::Rejected(Rejection::Malformed {
+                reason: "batches do not nest".into(),
+            });
+        }
+        return Response::Batch(
+            commands
+                .into_iter()
+                .map(|c| apply_command(views, c, batch))
+                .collect(),
+        );
+    }
+    // Every command checks everything that can refuse it before it
+    // changes anything, so a rejected command leaves no trace (copying the
+    // views per command instead would copy tree nodes on every write).
+    let before = batch.len();
+    let revision = views.revision + 1;
+    match try_apply(views, command, batch, revision) {
+        Ok(mut response) => {
+            if batch.len() > before {
+                views.revision = revision;
+            }
+            match &mut response {
+                Response::Applied { revision } => *revision = views.revision,
+                Response::Txn(txn) => txn.revision = views.revision,
+                _ => {}
+            }
+            response
+        }
         Err(rejection) => Response::Rejected(rejection),
     }
 }
@@ -284,10 +368,17 @@ fn check_value(len: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// The store key of a user key.
+fn kv_key(k: &[u8]) -> Result<Vec<u8>, Rejection> {
+    key(MetaNamespace::Kv, k)
+}
+
+/// Applies `command` at `revision` (which it takes only if it writes).
 fn try_apply(
     views: &mut Views,
     command: Command,
     batch: &mut WriteBatch,
+    revision: u64,
 ) -> Result<Response, Rejection> {
     if !views.alarms.is_empty() && command.adds_data() && !replaces_without_growing(views, &command)
     {
@@ -330,25 +421,21 @@ fn try_apply(
                 .filter(|a| !(kind.is_none_or(|k| k == a.kind) && node.is_none_or(|n| n == a.node)))
                 .cloned()
                 .collect();
-            if alarms.is_empty() {
+            if alarms.len() == views.alarms.len() {
+                // Nothing matched: nothing changes.
+            } else if alarms.is_empty() {
                 batch.delete(key(MetaNamespace::Sys, ALARMS)?);
             } else {
                 batch.put(key(MetaNamespace::Sys, ALARMS)?, encode(&alarms));
             }
             views.alarms = Arc::new(alarms);
         }
-        Command::Batch(commands) => {
-            if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
-                return Err(Rejection::Malformed {
-                    reason: "batches do not nest".into(),
-                });
-            }
-            let responses = commands
-                .into_iter()
-                .map(|c| apply_command(views, c, batch))
-                .collect();
-            return Ok(Response::Batch(responses));
+        Command::Batch(_) => {
+            return Err(Rejection::Malformed {
+                reason: "batches do not nest".into(),
+            });
         }
+        Command::Txn(txn) => return apply_txn(views, txn, batch, revision).map(Response::Txn),
         Command::UpsertNode(node) => {
             let bytes = encode(&node);
             check_value(bytes.len())?;
@@ -410,7 +497,10 @@ fn try_apply(
             let Some(mut record) = views.api_keys.get(&id).cloned() else {
                 return Err(Rejection::UnknownApiKey { id });
             };
-            record.revoked_at_ms.get_or_insert(at_ms);
+            if record.revoked_at_ms.is_some() {
+                return Ok(Response::Applied { revision: 0 });
+            }
+            record.revoked_at_ms = Some(at_ms);
             batch.put(key(MetaNamespace::ApiKey, &id.0)?, encode(&record));
             views.api_keys.insert(id, record);
         }
@@ -421,24 +511,34 @@ fn try_apply(
             views.config.insert(name, value);
         }
         Command::DeleteConfig { name } => {
-            batch.delete(key(MetaNamespace::Config, &name)?);
-            views.config.remove(&name);
+            let store_key = key(MetaNamespace::Config, &name)?;
+            if views.config.remove(&name).is_some() {
+                batch.delete(store_key);
+            }
         }
-        Command::Put { key: k, value } => put(views, batch, k, Some(value))?,
-        Command::Delete { key: k } => put(views, batch, k, None)?,
+        Command::Put { key: k, value } => put_kv(views, batch, k, value, revision)?,
+        Command::Delete { key: k } => {
+            delete_kv(views, batch, k)?;
+        }
         Command::CompareAndSwap {
             key: k,
             expected,
             new,
         } => {
-            let current = views.kv.get(&k).cloned();
+            let current = views.kv.get(&k).map(|e| e.value.clone());
             if current != expected {
                 return Err(Rejection::CasMismatch { current });
             }
-            put(views, batch, k, new)?;
+            match new {
+                Some(value) => put_kv(views, batch, k, value, revision)?,
+                None => {
+                    delete_kv(views, batch, k)?;
+                }
+            }
         }
     }
-    Ok(Response::Applied)
+    // The revision is filled in by `apply_command`.
+    Ok(Response::Applied { revision: 0 })
 }
 
 /// Whether `command` only replaces a cluster-map node or the shard map
@@ -457,26 +557,156 @@ fn replaces_without_growing(views: &Views, command: &Command) -> bool {
     }
 }
 
-/// Sets (`Some`) or deletes (`None`) a user key.
-fn put(
+/// Sets a user key at `revision`.
+fn put_kv(
     views: &mut Views,
     batch: &mut WriteBatch,
     k: Vec<u8>,
-    value: Option<Vec<u8>>,
+    value: Vec<u8>,
+    revision: u64,
 ) -> Result<(), Rejection> {
-    let store_key = key(MetaNamespace::Kv, &k)?;
-    match value {
-        Some(value) => {
-            check_value(value.len())?;
-            batch.put(store_key, value.clone());
-            views.kv.insert(k, value);
+    let store_key = kv_key(&k)?;
+    check_value(value.len())?;
+    let entry = match views.kv.get(&k) {
+        Some(old) => KvEntry {
+            create_revision: old.create_revision,
+            mod_revision: revision,
+            version: old.version + 1,
+            value,
+        },
+        None => KvEntry {
+            create_revision: revision,
+            mod_revision: revision,
+            version: 1,
+            value,
+        },
+    };
+    batch.put(store_key, encode(&entry));
+    views.kv.insert(k, entry);
+    Ok(())
+}
+
+/// Deletes a user key; whether it existed.
+fn delete_kv(views: &mut Views, batch: &mut WriteBatch, k: Vec<u8>) -> Result<bool, Rejection> {
+    let store_key = kv_key(&k)?;
+    if views.kv.remove(&k).is_none() {
+        return Ok(false);
+    }
+    batch.delete(store_key);
+    Ok(true)
+}
+
+/// Checks a transaction's shape before anything of it runs: counts, keys,
+/// value sizes and operators, in both branches (so whether it is valid does
+/// not depend on the data).
+fn check_txn(txn: &Txn) -> Result<(), Rejection> {
+    let malformed = |reason: String| Err(Rejection::Malformed { reason });
+    if txn.compares.len() > MAX_TXN_COMPARES {
+        return malformed(format!(
+            "a transaction has {} compares, over {MAX_TXN_COMPARES}",
+            txn.compares.len()
+        ));
+    }
+    for (name, ops) in [("success", &txn.success), ("failure", &txn.failure)] {
+        if ops.len() > MAX_TXN_OPS {
+            return malformed(format!(
+                "a transaction's {name} branch has {} ops, over {MAX_TXN_OPS}",
+                ops.len()
+            ));
         }
-        None => {
-            batch.delete(store_key);
-            views.kv.remove(&k);
+    }
+    for compare in &txn.compares {
+        kv_key(&compare.key)?;
+        if matches!(compare.target, CompareTarget::Exists(_))
+            && matches!(compare.op, CompareOp::Less | CompareOp::Greater)
+        {
+            return malformed("`exists` compares only with = or !=".into());
+        }
+    }
+    for op in txn.success.iter().chain(&txn.failure) {
+        match op {
+            TxnOp::Put { key: k, value } => {
+                kv_key(k)?;
+                check_value(value.len())?;
+            }
+            TxnOp::Delete { key: k } | TxnOp::Get { key: k } => {
+                kv_key(k)?;
+            }
+            // A prefix need not be a valid key (the empty one is not).
+            TxnOp::DeletePrefix { .. } => {}
         }
     }
     Ok(())
+}
+
+/// Whether `compare` holds for `entry` (`None`: the key is absent).
+fn compare_holds(compare: &Compare, entry: Option<&KvEntry>) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match (&compare.target, entry) {
+        // An absent key has no value: every value compare is false.
+        (CompareTarget::Value(_), None) => return false,
+        (CompareTarget::Value(v), Some(e)) => e.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::ModRevision(r), e) => e.map_or(0, |e| e.mod_revision).cmp(r),
+        (CompareTarget::CreateRevision(r), e) => e.map_or(0, |e| e.create_revision).cmp(r),
+        (CompareTarget::Version(v), e) => e.map_or(0, |e| e.version).cmp(v),
+        (CompareTarget::Exists(want), e) => {
+            if e.is_some() == *want {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            }
+        }
+    };
+    match compare.op {
+        CompareOp::Equal => ordering == Ordering::Equal,
+        CompareOp::NotEqual => ordering != Ordering::Equal,
+        CompareOp::Less => ordering == Ordering::Less,
+        CompareOp::Greater => ordering == Ordering::Greater,
+    }
+}
+
+/// Runs a transaction at `revision`. Once [`check_txn`] passed, nothing
+/// in it can fail: a transaction is refused whole or applied whole.
+fn apply_txn(
+    views: &mut Views,
+    txn: Txn,
+    batch: &mut WriteBatch,
+    revision: u64,
+) -> Result<TxnResponse, Rejection> {
+    check_txn(&txn)?;
+    let succeeded = txn
+        .compares
+        .iter()
+        .all(|c| compare_holds(c, views.kv.get(&c.key)));
+    let ops = if succeeded { txn.success } else { txn.failure };
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(match op {
+            TxnOp::Put { key: k, value } => {
+                put_kv(views, batch, k, value, revision)?;
+                TxnOpResult::Put
+            }
+            TxnOp::Delete { key: k } => TxnOpResult::Deleted(delete_kv(views, batch, k)?.into()),
+            TxnOp::DeletePrefix { prefix } => {
+                let doomed: Vec<Vec<u8>> = views
+                    .kv
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in &doomed {
+                    delete_kv(views, batch, k.clone())?;
+                }
+                TxnOpResult::Deleted(doomed.len() as u64)
+            }
+            TxnOp::Get { key: k } => TxnOpResult::Get(views.kv.get(&k).cloned()),
+        });
+    }
+    Ok(TxnResponse {
+        succeeded,
+        revision: 0,
+        results,
+    })
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -521,6 +751,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             });
         }
         // The applied state rides in the same batch as the data it reflects.
+        applied.revision = views.revision;
         batch.put(applied_key(), encode(&applied));
         let shared = self.shared.clone();
         let applied_batch = blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
@@ -589,7 +820,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 rows.push((k.to_vec(), v.to_vec()));
             }
             drop(reader);
-            let (views, applied) = Views::load(rows).map_err(|e| fail(&e))?;
+            let (views, applied, format) = Views::load(rows).map_err(|e| fail(&e))?;
+            if format != Format::Current {
+                return Err(fail(&format!(
+                    "snapshot {} was written by a build without revisions: every node of \
+                     a cluster must run the same build",
+                    meta.snapshot_id
+                )));
+            }
             if applied.last_applied != meta.last_log_id {
                 return Err(fail(&format!(
                     "snapshot {} holds applied state {:?}, its metadata says {:?}",

@@ -11,8 +11,8 @@ use meta_store_api::keys::{Key, MetaNamespace};
 
 use crate::apikey::ApiKeySecret;
 use crate::codec::{CodecError, decode};
-use crate::model::{Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, NodeId, ShardMap};
-use crate::state_machine::AppliedState;
+use crate::model::{Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, KvEntry, NodeId, ShardMap};
+use crate::state_machine::{AppliedState, AppliedStateV1};
 
 /// The name of the shard map's record in the shard namespace.
 pub(crate) const SHARD_MAP: &str = "map";
@@ -28,9 +28,23 @@ pub(crate) struct Views {
     pub(crate) shards: Arc<ShardMap>,
     pub(crate) api_keys: OrdMap<ApiKeyId, ApiKeyRecord>,
     pub(crate) config: OrdMap<String, String>,
-    pub(crate) kv: OrdMap<Vec<u8>, Vec<u8>>,
+    pub(crate) kv: OrdMap<Vec<u8>, KvEntry>,
     /// Raised space alarms, by kind and node.
     pub(crate) alarms: Arc<Vec<Alarm>>,
+    /// The store's revision: +1 per applied command that changed something.
+    pub(crate) revision: u64,
+}
+
+/// The layout of the records under `/meta/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Written by this build: user keys carry their revisions, the applied
+    /// state the store's revision.
+    Current,
+    /// Written by a build before revisions (user values stored raw). Loaded
+    /// as if every key was written at revision 1; the state machine
+    /// rewrites the store in the current layout when it opens it.
+    BeforeRevisions,
 }
 
 /// Why a stored metadata record could not be loaded.
@@ -51,10 +65,34 @@ impl Views {
     }
 
     /// Rebuilds the views (and reads the applied state) from the records of
-    /// a `/meta/` scan.
-    pub(crate) fn load(rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(Views, AppliedState), LoadError> {
+    /// a `/meta/` scan, and says in which layout they were.
+    pub(crate) fn load(
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(Views, AppliedState, Format), LoadError> {
         let mut views = Views::default();
-        let mut applied = AppliedState::default();
+        let applied_key = Key::meta(MetaNamespace::Sys, APPLIED)
+            .expect("a fixed name")
+            .encode();
+        let (mut applied, format) = match rows.iter().find(|(k, _)| *k == applied_key) {
+            None => (AppliedState::default(), Format::Current),
+            Some((_, bytes)) => match decode::<AppliedState>(bytes) {
+                Ok(applied) => (applied, Format::Current),
+                // The layout before revisions: a shorter applied state.
+                Err(_) => match decode::<AppliedStateV1>(bytes) {
+                    Ok(old) => (old.into(), Format::BeforeRevisions),
+                    Err(source) => {
+                        return Err(LoadError::Record {
+                            key: String::from_utf8_lossy(&applied_key).into_owned(),
+                            source,
+                        });
+                    }
+                },
+            },
+        };
+        if format == Format::BeforeRevisions && rows.len() > 1 {
+            applied.revision = 1;
+        }
+        views.revision = applied.revision;
         for (raw_key, value) in rows {
             let key = Key::parse(&raw_key)?;
             let shown = || String::from_utf8_lossy(&raw_key).into_owned();
@@ -84,18 +122,25 @@ impl Views {
                         .insert(String::from_utf8_lossy(&name).into_owned(), value);
                 }
                 MetaNamespace::Kv => {
-                    views.kv.insert(name, value);
+                    let entry = match format {
+                        Format::Current => decode(&value).map_err(record)?,
+                        Format::BeforeRevisions => KvEntry {
+                            create_revision: 1,
+                            mod_revision: 1,
+                            version: 1,
+                            value,
+                        },
+                    };
+                    views.kv.insert(name, entry);
                 }
-                MetaNamespace::Sys if name == APPLIED.as_bytes() => {
-                    applied = decode(&value).map_err(record)?;
-                }
+                MetaNamespace::Sys if name == APPLIED.as_bytes() => {}
                 MetaNamespace::Sys if name == ALARMS.as_bytes() => {
                     views.alarms = Arc::new(decode(&value).map_err(record)?);
                 }
                 _ => return Err(LoadError::Unexpected(shown())),
             }
         }
-        Ok((views, applied))
+        Ok((views, applied, format))
     }
 }
 
@@ -303,12 +348,32 @@ impl MetadataReader {
 
     /// A user key's value.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.entry(key).map(|e| e.value)
+    }
+
+    /// A user key's value and revisions.
+    pub fn entry(&self, key: &[u8]) -> Option<KvEntry> {
         self.views
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .kv
             .get(key)
             .cloned()
+    }
+
+    /// A user key (`None`: absent) and the store's revision, read together.
+    pub fn entry_at(&self, key: &[u8]) -> (Option<KvEntry>, u64) {
+        let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+        (views.kv.get(key).cloned(), views.revision)
+    }
+
+    /// The store's revision: +1 per applied command that changed
+    /// something (a transaction counts once); the same on every replica.
+    pub fn revision(&self) -> u64 {
+        self.views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .revision
     }
 
     /// The raised space alarms.
@@ -327,7 +392,7 @@ impl MetadataReader {
     /// disk are larger (engine overhead, the Raft log, snapshots).
     pub fn data_bytes(&self) -> u64 {
         let views = self.views();
-        let kv: usize = views.kv.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let kv: usize = views.kv.iter().map(|(k, e)| k.len() + e.value.len()).sum();
         let config: usize = views.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         let cluster: usize = views
             .cluster
@@ -414,34 +479,40 @@ impl MetadataReader {
     }
 
     /// A page of the user keys starting with `prefix`, in order, after
-    /// `start_after` (a key before the prefix starts it).
+    /// `start_after` (a key before the prefix starts it), and the store's
+    /// revision it was read at.
     pub fn list_page(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limits: PageLimits,
-    ) -> Page<(Vec<u8>, Vec<u8>)> {
-        let kv = self.views().kv;
+    ) -> (Page<(Vec<u8>, KvEntry)>, u64) {
+        let views = self.views();
         let from = match start_after {
             Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_vec()),
             _ => std::ops::Bound::Included(prefix.to_vec()),
         };
-        take_page(
-            kv.range((from, std::ops::Bound::Unbounded))
+        let page = take_page(
+            views
+                .kv
+                .range((from, std::ops::Bound::Unbounded))
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k.clone(), v.clone())),
+                .map(|(k, e)| (k.clone(), e.clone())),
             limits,
-            |(k, v)| k.len() + v.len(),
-        )
+            |(k, e)| k.len() + e.value.len(),
+        );
+        (page, views.revision)
     }
 
-    /// User keys starting with `prefix`, in order, at most `limit`.
+    /// User keys starting with `prefix` and their values, in order, at
+    /// most `limit`.
     pub fn list(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         let limits = PageLimits {
             max_items: limit,
             max_bytes: usize::MAX,
         };
-        self.list_page(prefix, None, limits).items
+        let (page, _) = self.list_page(prefix, None, limits);
+        page.items.into_iter().map(|(k, e)| (k, e.value)).collect()
     }
 }
 
@@ -452,14 +523,20 @@ mod tests {
     fn reader(keys: &[(&str, usize)]) -> MetadataReader {
         let mut views = Views::default();
         for (key, len) in keys {
-            views.kv.insert(key.as_bytes().to_vec(), vec![b'v'; *len]);
+            let entry = KvEntry {
+                create_revision: 1,
+                mod_revision: 1,
+                version: 1,
+                value: vec![b'v'; *len],
+            };
+            views.kv.insert(key.as_bytes().to_vec(), entry);
         }
         MetadataReader {
             views: Arc::new(RwLock::new(views)),
         }
     }
 
-    fn keys(page: &Page<(Vec<u8>, Vec<u8>)>) -> Vec<String> {
+    fn keys((page, _): &(Page<(Vec<u8>, KvEntry)>, u64)) -> Vec<String> {
         page.items
             .iter()
             .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
@@ -481,12 +558,12 @@ mod tests {
         };
         let first = r.list_page(b"a/", None, by_items);
         assert_eq!(
-            (keys(&first), first.more),
+            (keys(&first), first.0.more),
             (vec!["a/1".into(), "a/2".into()], true)
         );
         let second = r.list_page(b"a/", Some(b"a/2"), by_items);
         assert_eq!(
-            (keys(&second), second.more),
+            (keys(&second), second.0.more),
             (vec!["a/3".into(), "a/4".into()], false)
         );
         // Bytes: a/3 does not fit after a/1 and a/2, and comes alone next.
@@ -496,18 +573,18 @@ mod tests {
         };
         let first = r.list_page(b"a/", None, by_bytes);
         assert_eq!(
-            (keys(&first), first.more),
+            (keys(&first), first.0.more),
             (vec!["a/1".into(), "a/2".into()], true)
         );
         let big = r.list_page(b"a/", Some(b"a/2"), by_bytes);
         assert_eq!(
-            (keys(&big), big.more),
+            (keys(&big), big.0.more),
             (vec!["a/3".into()], true),
             "alone, never skipped"
         );
         // A cursor before the prefix starts at the prefix; one past it is empty.
         assert_eq!(keys(&r.list_page(b"a/", Some(b"0"), by_items)).len(), 2);
         let past = r.list_page(b"a/", Some(b"a/9"), by_items);
-        assert!(past.items.is_empty() && !past.more);
+        assert!(past.0.items.is_empty() && !past.0.more);
     }
 }

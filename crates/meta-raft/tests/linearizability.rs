@@ -158,7 +158,7 @@ async fn client(
                 other => other,
             };
             match answer {
-                Ok(Ok(Response::Applied)) => Some((swapped(true), Some(now()))),
+                Ok(Ok(Response::Applied { .. })) => Some((swapped(true), Some(now()))),
                 Ok(Ok(Response::Rejected(Rejection::CasMismatch { .. }))) => {
                     Some((swapped(false), Some(now())))
                 }

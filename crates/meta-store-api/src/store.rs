@@ -126,6 +126,23 @@ impl WriteBatch {
     }
 }
 
+impl Extend<BatchOp> for WriteBatch {
+    /// Adds operations after the ones already there.
+    fn extend<I: IntoIterator<Item = BatchOp>>(&mut self, iter: I) {
+        self.ops.extend(iter);
+    }
+}
+
+impl IntoIterator for WriteBatch {
+    type Item = BatchOp;
+    type IntoIter = std::vec::IntoIter<BatchOp>;
+
+    /// The operations, in the order they were added.
+    fn into_iter(self) -> Self::IntoIter {
+        self.ops.into_iter()
+    }
+}
+
 impl FromIterator<BatchOp> for WriteBatch {
     fn from_iter<I: IntoIterator<Item = BatchOp>>(iter: I) -> Self {
         WriteBatch {
