@@ -256,25 +256,43 @@ impl ServeArgs {
 /// `kv`.
 #[derive(Subcommand, Debug)]
 pub enum KvCommand {
-    /// Read a key.
+    /// Read a key (`--json`: with its revisions).
     Get {
         /// The key.
         key: String,
         /// Answer from the contacted node's state without a read index.
         #[arg(long)]
         stale: bool,
+        /// Write the value's bytes to stdout as they are (binary values).
+        #[arg(long)]
+        raw: bool,
     },
-    /// Set a key.
+    /// Set a key; prints the new revision.
     Put {
         /// The key.
         key: String,
-        /// The value (UTF-8).
+        /// The value: text, `-` to read it from stdin, `@FILE` to read it
+        /// from a file (any bytes).
         value: String,
+        /// Only if the key's mod_revision is REV (its ETag, from `kv get --json`).
+        #[arg(long, value_name = "REV", conflicts_with = "if_absent")]
+        if_revision: Option<u64>,
+        /// Only if the key does not exist (create only).
+        #[arg(long)]
+        if_absent: bool,
     },
-    /// Delete a key.
+    /// Delete a key; prints how many keys were deleted (0 or 1).
     Delete {
         /// The key.
         key: String,
+        /// Only if the key's mod_revision is REV.
+        #[arg(long, value_name = "REV")]
+        if_revision: Option<u64>,
+    },
+    /// Delete every key under a (non-empty) prefix, at one revision.
+    DeletePrefix {
+        /// The prefix.
+        prefix: String,
     },
     /// List keys under a prefix.
     List {
@@ -284,6 +302,15 @@ pub enum KvCommand {
         /// At most this many.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Answer from the contacted node's state without a read index.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Run a transaction (the JSON of `POST /v1/txn`, docs/api.md) from a
+    /// file, or `-` for stdin.
+    Txn {
+        /// The file, or `-`.
+        file: String,
     },
     /// Compare-and-swap: set KEY to --new (or delete it) if it holds --expected (or is absent).
     Cas {
@@ -507,6 +534,71 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// A key's value as the CLI shows it: the text, or what a binary value is.
+fn shown_value(v: &Value) -> String {
+    match (&v["value"], &v["value_base64"]) {
+        (Value::String(s), _) => s.clone(),
+        (_, Value::String(b64)) => {
+            use base64::Engine as _;
+            let len = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_or(0, |b| b.len());
+            format!("<{len} bytes, not UTF-8: `kv get --raw` writes them>")
+        }
+        _ => "-".into(),
+    }
+}
+
+/// What a delete answered.
+fn deleted(v: &Value) -> String {
+    format!(
+        "deleted {}, revision {}",
+        text(&v["deleted"]),
+        text(&v["revision"])
+    )
+}
+
+/// A value argument: `-` reads stdin, `@FILE` reads a file, anything else
+/// is the value itself.
+fn value_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if arg == "-" || arg == "@-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the value from stdin")?;
+        return Ok(bytes);
+    }
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading the value from {path}")),
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+/// `kv get --raw`: the value's bytes, to write to stdout as they are;
+/// `None` for every other command.
+pub async fn raw_output(cli: &Cli) -> anyhow::Result<Option<Vec<u8>>> {
+    let Command::Kv(KvCommand::Get {
+        key,
+        stale,
+        raw: true,
+    }) = &cli.command
+    else {
+        return Ok(None);
+    };
+    check_path_segments(key)?;
+    let client = Client::new(&cli.addr, cli.client_token()?, cli.client_ca().as_deref())?;
+    let path = format!(
+        "/v1/kv/{}?raw=true{}",
+        encode_path(key),
+        if *stale { "&stale=true" } else { "" }
+    );
+    client
+        .call_with(Method::GET, &path, None, &[])
+        .await
+        .map(Some)
+}
+
 /// An API key's state as `apikey list` shows it.
 fn key_status(key: &Value) -> &'static str {
     let now = crate::api::now_ms();
@@ -581,7 +673,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
     let client = Client::new(&cli.addr, cli.client_token()?, cli.client_ca().as_deref())?;
     match &cli.command {
         Command::Kv(
-            KvCommand::Get { key, .. } | KvCommand::Put { key, .. } | KvCommand::Delete { key },
+            KvCommand::Get { key, .. } | KvCommand::Put { key, .. } | KvCommand::Delete { key, .. },
         ) => check_path_segments(key)?,
         Command::Config(
             ConfigCommand::Get { name }
@@ -597,7 +689,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
             Box::new(|v| text(&v["status"])),
         ),
         Command::Kv(cmd) => match cmd {
-            KvCommand::Get { key, stale } => {
+            KvCommand::Get { key, stale, .. } => {
                 let path = format!(
                     "/v1/kv/{}{}",
                     encode_path(key),
@@ -605,38 +697,78 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                 );
                 (
                     client.call(Method::GET, &path, None).await?,
-                    Box::new(|v| text(&v["value"])),
+                    Box::new(shown_value),
                 )
             }
-            KvCommand::Put { key, value } => {
-                let v = client
-                    .call(
+            KvCommand::Put {
+                key,
+                value,
+                if_revision,
+                if_absent,
+            } => {
+                let mut headers = Vec::new();
+                if let Some(rev) = if_revision {
+                    headers.push(("if-match", format!("\"{rev}\"")));
+                }
+                if *if_absent {
+                    headers.push(("if-none-match", "*".to_string()));
+                }
+                let answer = client
+                    .call_with(
                         Method::PUT,
                         &format!("/v1/kv/{}", encode_path(key)),
-                        Some(Body::Text(value.clone())),
+                        Some(Body::Bytes(value_arg(value)?)),
+                        &headers,
                     )
                     .await?;
-                (v, Box::new(|_| "ok".into()))
+                (
+                    serde_json::from_slice(&answer)?,
+                    // The revision is in the `--json` answer.
+                    Box::new(|_| "ok".into()),
+                )
             }
-            KvCommand::Delete { key } => (
-                client
-                    .call(
+            KvCommand::Delete { key, if_revision } => {
+                let headers: Vec<(&str, String)> = if_revision
+                    .iter()
+                    .map(|rev| ("if-match", format!("\"{rev}\"")))
+                    .collect();
+                let answer = client
+                    .call_with(
                         Method::DELETE,
                         &format!("/v1/kv/{}", encode_path(key)),
                         None,
+                        &headers,
+                    )
+                    .await?;
+                (serde_json::from_slice(&answer)?, Box::new(deleted))
+            }
+            KvCommand::DeletePrefix { prefix } => (
+                client
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/kv?prefix={}", encode_query(prefix)),
+                        None,
                     )
                     .await?,
-                Box::new(|_| "ok".into()),
+                Box::new(deleted),
             ),
-            KvCommand::List { prefix, limit } => {
-                let path = format!("/v1/kv?prefix={}", encode_query(prefix));
+            KvCommand::List {
+                prefix,
+                limit,
+                stale,
+            } => {
+                let path = format!(
+                    "/v1/kv?prefix={}{}",
+                    encode_query(prefix),
+                    if *stale { "&stale=true" } else { "" }
+                );
                 let render = |v: &Value| {
                     let rows = v["items"]
                         .as_array()
                         .map(|items| {
                             items
                                 .iter()
-                                .map(|i| vec![text(&i["key"]), text(&i["value"])])
+                                .map(|i| vec![text(&i["key"]), shown_value(i)])
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -645,6 +777,27 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<String> {
                 (
                     client.get_all(&path, "items", *limit).await?,
                     Box::new(render),
+                )
+            }
+            KvCommand::Txn { file } => {
+                let body: Value = serde_json::from_slice(&value_arg(&format!("@{file}"))?)
+                    .with_context(|| format!("{file} is not the JSON of a transaction"))?;
+                (
+                    client
+                        .call(Method::POST, "/v1/txn", Some(Body::Json(body)))
+                        .await?,
+                    Box::new(|v| {
+                        let branch = if v["succeeded"] == json!(true) {
+                            "success"
+                        } else {
+                            "failure"
+                        };
+                        format!(
+                            "{branch}, revision {}\n{}",
+                            text(&v["revision"]),
+                            serde_json::to_string_pretty(&v["results"]).unwrap_or_default()
+                        )
+                    }),
                 )
             }
             KvCommand::Cas { key, expected, new } => {

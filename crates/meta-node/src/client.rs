@@ -59,6 +59,7 @@ impl Client {
         method: &Method,
         url: &str,
         body: Option<&Body>,
+        headers: &[(&str, String)],
     ) -> anyhow::Result<reqwest::Response> {
         let mut request = self.http.request(method.clone(), url);
         if let Some(token) = &self.token {
@@ -67,8 +68,14 @@ impl Client {
         request = match body {
             Some(Body::Json(v)) => request.json(v),
             Some(Body::Text(t)) => request.body(t.clone()),
+            Some(Body::Bytes(b)) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(b.clone()),
             None => request,
         };
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
         request.send().await.with_context(|| {
             format!(
                 "{method} {url}: is a meta-node running there? (a node with [tls] \
@@ -102,6 +109,7 @@ impl Client {
                 &Method::GET,
                 &format!("{}/v1/cluster/status", self.base),
                 None,
+                &[],
             )
             .await?;
         if !status.status().is_success() {
@@ -179,8 +187,22 @@ impl Client {
         path: &str,
         body: Option<Body>,
     ) -> anyhow::Result<Value> {
+        let bytes = self.call_with(method, path, body, &[]).await?;
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text.into_owned())))
+    }
+
+    /// [`call`](Self::call) with extra request headers, answering the
+    /// body's bytes as they came.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Vec<u8>> {
         let mut url = format!("{}{}", self.base, path);
-        let mut response = self.send(&method, &url, body.as_ref()).await?;
+        let mut response = self.send(&method, &url, body.as_ref(), headers).await?;
         for _ in 0..MAX_REDIRECTS {
             if !matches!(
                 response.status(),
@@ -203,14 +225,16 @@ impl Client {
                 );
             }
             url = location;
-            response = self.send(&method, &url, body.as_ref()).await?;
+            response = self.send(&method, &url, body.as_ref(), headers).await?;
         }
         let status = response.status();
-        let text = response.text().await.context("reading the answer")?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let bytes = response.bytes().await.context("reading the answer")?;
         if status.is_success() {
-            return Ok(value);
+            return Ok(bytes.to_vec());
         }
+        let text = String::from_utf8_lossy(&bytes);
+        let value: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()));
         match value.pointer("/error/code").and_then(Value::as_str) {
             Some(code) => {
                 let message = value
@@ -251,8 +275,10 @@ pub fn http_builder() -> reqwest::ClientBuilder {
 pub enum Body {
     /// JSON.
     Json(Value),
-    /// Raw text (values of `kv put` and `config set`).
+    /// Raw text (values of `config set`).
     Text(String),
+    /// Raw bytes (values of `kv put`).
+    Bytes(Vec<u8>),
 }
 
 /// A query parameter's value, percent-encoded.

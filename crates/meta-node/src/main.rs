@@ -155,6 +155,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
+            if let Some(bytes) = meta_node::cli::raw_output(&cli).await? {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)?;
+                out.flush()?;
+                return Ok(());
+            }
             println!("{}", meta_node::cli::run_client(&cli).await?);
             Ok(())
         }

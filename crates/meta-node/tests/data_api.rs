@@ -811,3 +811,86 @@ fn random_operations_on_a_three_node_cluster_match_a_model() {
         assert_eq!(list.revision(), model.revision, "node {}", node + 1);
     }
 }
+
+/// The CLI against the node at `api`, without `--json`, with `stdin`.
+fn cli_plain(api: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meta-node"))
+        .args(["--addr", &common::url(api), "--ca"])
+        .arg(common::test_ca().join("ca.pem"))
+        .arg("--token-file")
+        .arg(common::token_file(api).unwrap())
+        .args(args)
+        .env_remove("META_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_cli_writes_binary_values_from_files_and_stdin_and_reads_them_raw() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (_node, api) = start_one(&dirs);
+    let addr = &api.apis[0];
+    let bytes = vec![0u8, 0xff, b'\n', 0x80, 7];
+    let file = dirs.node("value.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let put = common::cli_ok(
+        addr,
+        &["kv", "put", "app/f", &format!("@{}", file.display())],
+    );
+    let rev = put["revision"].as_u64().unwrap();
+    let raw = cli_plain(addr, &["kv", "get", "app/f", "--raw"], b"");
+    assert!(raw.status.success());
+    assert_eq!(raw.stdout, bytes, "byte for byte, no newline added");
+    let shown = cli_plain(addr, &["kv", "get", "app/f"], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&shown.stdout).trim(),
+        "<5 bytes, not UTF-8: `kv get --raw` writes them>"
+    );
+    let from_stdin = cli_plain(addr, &["kv", "put", "app/s", "-"], b"piped\xff");
+    assert!(
+        from_stdin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_stdin.stderr)
+    );
+    assert_eq!(
+        cli_plain(addr, &["kv", "get", "app/s", "--raw"], b"").stdout,
+        b"piped\xff"
+    );
+    // Conditional writes: a stale revision is refused and says why.
+    let stale = common::cli(
+        addr,
+        &[
+            "kv",
+            "put",
+            "app/f",
+            "x",
+            "--if-revision",
+            &(rev + 100).to_string(),
+        ],
+    );
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("precondition_failed"));
+    common::cli_ok(
+        addr,
+        &["kv", "put", "app/f", "x", "--if-revision", &rev.to_string()],
+    );
+    let create = common::cli(addr, &["kv", "put", "app/f", "y", "--if-absent"]);
+    assert!(!create.status.success());
+    // A transaction from stdin, a listing from this node, a range delete.
+    let txn = br#"{"success":[{"put":{"key":"app/t","value":"1"}},{"get":{"key":"app/t"}}]}"#;
+    let done = cli_plain(addr, &["--json", "kv", "txn", "-"], txn);
+    let done: wire::TxnResponse = serde_json::from_slice(&done.stdout).unwrap();
+    assert!(done.succeeded && done.results.len() == 2);
+    let list = common::cli_ok(addr, &["kv", "list", "app/", "--stale"]);
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+    let gone = common::cli_ok(addr, &["kv", "delete-prefix", "app/"]);
+    assert_eq!(gone["deleted"], 3);
+    let missing = common::cli(addr, &["kv", "txn", "/nonexistent/txn.json"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/txn.json"));
+}
