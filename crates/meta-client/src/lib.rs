@@ -1,10 +1,24 @@
-//! The metadata store's HTTP API as Rust types (`docs/api.md`).
+//! The metadata store's HTTP API in Rust: its types and a typed client
+//! (`docs/client.md`).
 //!
-//! [`wire`] holds the JSON shape of every request and answer of the
-//! user-key API: `meta-node` serves exactly these types and clients send
-//! and read them, so the API has one definition.
+//! - [`wire`]: the JSON shape of every request and answer. `meta-node`
+//!   serves exactly these types and its CLI reads them, so the API has one
+//!   definition.
+//! - [`Client`] (built by [`ClientBuilder`]): several endpoints, leader
+//!   redirects followed only to members, retries where they are safe,
+//!   TLS with the cluster CA, bearer tokens, and [`ClientError`].
 //!
 //! **Architecture invariant:** this crate depends on no engine and not on
 //! `meta-raft`; it is what a program talking to a cluster links.
 
+mod client;
+mod error;
+mod tls;
 pub mod wire;
+
+pub use client::{
+    Client, ClientBuilder, Consistency, MAX_PAGE_ITEMS, Precondition, encode_path, encode_query,
+    http_builder,
+};
+pub use error::ClientError;
+pub use tls::client_config;

@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Principal, Scope, Token};
 use crate::{kv_api, membership};
+use meta_client::wire;
 
 /// Most items one list request returns.
 pub const MAX_LIST: usize = 10_000;
@@ -432,9 +433,13 @@ pub(crate) async fn propose(
 }
 
 /// [`propose`], answering `{"ok": true}` when the command was applied.
-async fn propose_ok(state: &ApiState, uri: &OriginalUri, command: Command) -> ApiResult {
+async fn propose_ok(
+    state: &ApiState,
+    uri: &OriginalUri,
+    command: Command,
+) -> ApiResult<Json<wire::OkResponse>> {
     propose(state, uri, command).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(wire::OkResponse { ok: true }))
 }
 
 /// The query of a read: consistency, paging, raw values.
@@ -484,10 +489,10 @@ impl ReadQuery {
 }
 
 /// The `next` cursor of a page: its last item's, if more follow.
-pub(crate) fn next_cursor<T, C: Serialize>(page: &Page<T>, cursor: impl Fn(&T) -> C) -> Value {
+pub(crate) fn next_cursor<T>(page: &Page<T>, cursor: impl Fn(&T) -> String) -> Option<String> {
     match page.items.last() {
-        Some(last) if page.more => json!(cursor(last)),
-        _ => Value::Null,
+        Some(last) if page.more => Some(cursor(last)),
+        _ => None,
     }
 }
 
@@ -543,51 +548,52 @@ pub(crate) async fn read_barrier(
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeBody {
-    address: String,
-    #[serde(default = "active")]
-    state: NodeState,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-fn active() -> NodeState {
-    NodeState::Active
-}
-
-fn node_json(n: &ClusterNode) -> Value {
-    json!({"id": n.id, "address": n.address, "state": n.state, "labels": n.labels})
+/// A cluster-map node as answered.
+fn node_wire(n: &ClusterNode) -> wire::ClusterNode {
+    wire::ClusterNode {
+        address: n.address.clone(),
+        id: n.id,
+        labels: n.labels.clone(),
+        state: match n.state {
+            NodeState::Active => wire::NodeState::Active,
+            NodeState::Draining => wire::NodeState::Draining,
+            NodeState::Down => wire::NodeState::Down,
+        },
+    }
 }
 
 async fn nodes_get(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::NodesPage>> {
     let (limits, start_after) = (q.page(&state)?, q.start_after_id()?);
     read_barrier(&state, &uri, q.stale).await?;
     let page = state.reader.cluster_page(start_after, limits);
-    let next = next_cursor(&page, |n| n.id.to_string());
-    let nodes: Vec<Value> = page.items.iter().map(node_json).collect();
-    Ok(Json(json!({ "nodes": nodes, "next": next })))
+    Ok(Json(wire::NodesPage {
+        next: next_cursor(&page, |n| n.id.to_string()),
+        nodes: page.items.iter().map(node_wire).collect(),
+    }))
 }
 
 async fn node_put(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Path(id): Path<u64>,
-    body: JsonBody<NodeBody>,
-) -> ApiResult {
+    body: JsonBody<wire::NodeRequest>,
+) -> ApiResult<Json<wire::ClusterNode>> {
     let JsonBody(body) = body;
     let node = ClusterNode {
         id,
         address: body.address,
-        state: body.state,
+        state: match body.state {
+            wire::NodeState::Active => NodeState::Active,
+            wire::NodeState::Draining => NodeState::Draining,
+            wire::NodeState::Down => NodeState::Down,
+        },
         labels: body.labels,
     };
-    let shown = node_json(&node);
+    let shown = node_wire(&node);
     propose(&state, &uri, Command::UpsertNode(node)).await?;
     Ok(Json(shown))
 }
@@ -596,7 +602,7 @@ async fn node_delete(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Path(id): Path<u64>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::OkResponse>> {
     propose_ok(&state, &uri, Command::RemoveNode { id }).await
 }
 
@@ -604,7 +610,7 @@ async fn shards_get(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::ShardsPage>> {
     let (limits, start_after) = (q.page(&state)?, q.start_after_id()?);
     read_barrier(&state, &uri, q.stale).await?;
     let map = state.reader.shard_map();
@@ -627,36 +633,43 @@ async fn shards_get(
         limits,
         |(_, a)| a.replicas.len() * 8,
     );
-    let next = next_cursor(&page, |(id, _)| id.to_string());
-    let shards: serde_json::Map<String, Value> = page
-        .items
-        .iter()
-        .map(|(id, a)| (id.to_string(), json!({"replicas": a.replicas})))
-        .collect();
-    Ok(Json(
-        json!({"version": map.version, "shards": shards, "next": next}),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShardsBody {
-    expected_version: u64,
-    shards: BTreeMap<u64, ShardAssignment>,
+    Ok(Json(wire::ShardsPage {
+        next: next_cursor(&page, |(id, _)| id.to_string()),
+        shards: page
+            .items
+            .iter()
+            .map(|(id, a)| {
+                let replicas = a.replicas.clone();
+                (**id, wire::ShardAssignment { replicas })
+            })
+            .collect(),
+        version: map.version,
+    }))
 }
 
 async fn shards_put(
     State(state): State<ApiState>,
     uri: OriginalUri,
-    body: JsonBody<ShardsBody>,
-) -> ApiResult {
+    body: JsonBody<wire::ShardsRequest>,
+) -> ApiResult<Json<wire::ShardsResponse>> {
     let JsonBody(body) = body;
     let command = Command::SetShardMap {
         expected_version: body.expected_version,
-        shards: body.shards,
+        shards: body
+            .shards
+            .into_iter()
+            .map(|(id, a)| {
+                (
+                    id,
+                    ShardAssignment {
+                        replicas: a.replicas,
+                    },
+                )
+            })
+            .collect(),
     };
     match propose(&state, &uri, command).await? {
-        meta_raft::Response::ShardMapVersion(version) => Ok(Json(json!({ "version": version }))),
+        meta_raft::Response::ShardMapVersion(version) => Ok(Json(wire::ShardsResponse { version })),
         other => Err(ApiError::internal(format!("unexpected response {other:?}"))),
     }
 }
@@ -668,23 +681,12 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiKeyBody {
-    id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    expires_in_secs: Option<u64>,
-}
-
 async fn apikey_create(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     uri: OriginalUri,
-    body: JsonBody<ApiKeyBody>,
-) -> ApiResult {
+    body: JsonBody<wire::ApiKeyRequest>,
+) -> ApiResult<Json<wire::ApiKeyCreated>> {
     let JsonBody(body) = body;
     auth::check_key_id(&body.id).map_err(ApiError::bad_request)?;
     for text in &body.scopes {
@@ -722,33 +724,43 @@ async fn apikey_create(
         id: ApiKeyId(body.id.clone()),
         secret,
     };
-    Ok(Json(
-        json!({"id": body.id, "token": token.expose(), "expires_at_ms": expires, "note": "the token is shown once and cannot be recovered"}),
-    ))
+    Ok(Json(wire::ApiKeyCreated {
+        expires_at_ms: expires,
+        id: body.id,
+        note: "the token is shown once and cannot be recovered".into(),
+        token: token.expose(),
+    }))
 }
 
 async fn apikey_list(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::ApiKeysPage>> {
     let limits = q.page(&state)?;
     read_barrier(&state, &uri, q.stale).await?;
     let page = state.reader.api_keys_page(q.start_after.as_deref(), limits);
     let next = next_cursor(&page, |k| k.id.0.clone());
-    let keys: Vec<Value> = page
+    let api_keys = page
         .items
         .into_iter()
-        .map(|k| json!({"id": k.id.0, "name": k.name, "scopes": k.scopes, "created_at_ms": k.created_at_ms, "expires_at_ms": k.expires_at_ms, "revoked_at_ms": k.revoked_at_ms}))
+        .map(|k| wire::ApiKeyInfo {
+            created_at_ms: k.created_at_ms,
+            expires_at_ms: k.expires_at_ms,
+            id: k.id.0,
+            name: k.name,
+            revoked_at_ms: k.revoked_at_ms,
+            scopes: k.scopes,
+        })
         .collect();
-    Ok(Json(json!({ "api_keys": keys, "next": next })))
+    Ok(Json(wire::ApiKeysPage { api_keys, next }))
 }
 
 async fn apikey_revoke(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Path(id): Path<String>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::OkResponse>> {
     propose_ok(
         &state,
         &uri,
@@ -760,19 +772,12 @@ async fn apikey_revoke(
     .await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyBody {
-    id: String,
-    secret: String,
-}
-
 async fn apikey_verify(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
-    body: JsonBody<VerifyBody>,
-) -> ApiResult {
+    body: JsonBody<wire::VerifyRequest>,
+) -> ApiResult<Json<wire::VerifyResponse>> {
     let JsonBody(body) = body;
     read_barrier(&state, &uri, q.stale).await?;
     let check = state.reader.verify_api_key(
@@ -786,23 +791,25 @@ async fn apikey_verify(
         ApiKeyCheck::Revoked => "revoked",
         ApiKeyCheck::Expired => "expired",
     };
-    Ok(Json(
-        json!({"valid": check == ApiKeyCheck::Valid, "status": status}),
-    ))
+    Ok(Json(wire::VerifyResponse {
+        status: status.into(),
+        valid: check == ApiKeyCheck::Valid,
+    }))
 }
 
 async fn config_list(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::ConfigPage>> {
     let limits = q.page(&state)?;
     read_barrier(&state, &uri, q.stale).await?;
     let page = state.reader.config_page(q.start_after.as_deref(), limits);
     let next = next_cursor(&page, |(name, _)| name.clone());
-    Ok(Json(
-        json!({"config": page.items.into_iter().collect::<BTreeMap<_, _>>(), "next": next}),
-    ))
+    Ok(Json(wire::ConfigPage {
+        config: page.items.into_iter().collect(),
+        next,
+    }))
 }
 
 async fn config_get(
@@ -810,13 +817,13 @@ async fn config_get(
     uri: OriginalUri,
     Path(name): Path<String>,
     Query(q): Query<ReadQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::ConfigEntry>> {
     read_barrier(&state, &uri, q.stale).await?;
     let value = state
         .reader
         .config(&name)
         .ok_or_else(|| ApiError::not_found(format!("no config entry `{name}`")))?;
-    Ok(Json(json!({"name": name, "value": value})))
+    Ok(Json(wire::ConfigEntry { name, value }))
 }
 
 async fn config_put(
@@ -824,7 +831,7 @@ async fn config_put(
     uri: OriginalUri,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::OkResponse>> {
     let body = body?;
     check_value_len(&state, "the value", body.len())?;
     let value = String::from_utf8(body.to_vec())
@@ -836,16 +843,21 @@ async fn config_delete(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::OkResponse>> {
     propose_ok(&state, &uri, Command::DeleteConfig { name }).await
 }
 
-fn alarm_json(a: &meta_raft::Alarm) -> Value {
+fn alarm_wire(a: &meta_raft::Alarm) -> wire::Alarm {
     let kind = match a.kind {
         meta_raft::AlarmKind::Quota => "quota",
         meta_raft::AlarmKind::Disk => "disk",
     };
-    json!({"kind": kind, "node": a.node, "raised_at_ms": a.raised_at_ms, "detail": a.detail})
+    wire::Alarm {
+        detail: a.detail.clone(),
+        kind: kind.into(),
+        node: a.node,
+        raised_at_ms: a.raised_at_ms,
+    }
 }
 
 /// The raised space alarms, and the data's size against this node's quota.
@@ -853,21 +865,23 @@ async fn alarms_get(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Query(q): Query<ReadQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::AlarmsResponse>> {
     read_barrier(&state, &uri, q.stale).await?;
-    let alarms: Vec<Value> = state.reader.alarms().iter().map(alarm_json).collect();
-    Ok(Json(json!({
-        "alarms": alarms,
-        "data_bytes": state.reader.data_bytes(),
-        "quota_bytes": state.limits.quota_bytes,
-        "min_free_disk_bytes": state.limits.min_free_disk_bytes,
-        "free_disk_bytes": meta_store_api::disk::available_bytes(state.identity.data_dir()),
-    })))
+    Ok(Json(wire::AlarmsResponse {
+        alarms: state.reader.alarms().iter().map(alarm_wire).collect(),
+        data_bytes: state.reader.data_bytes(),
+        free_disk_bytes: meta_store_api::disk::available_bytes(state.identity.data_dir()),
+        min_free_disk_bytes: state.limits.min_free_disk_bytes,
+        quota_bytes: state.limits.quota_bytes,
+    }))
 }
 
 /// Clears every alarm (raised again at the next check if the cause is
 /// still there).
-async fn alarms_clear(State(state): State<ApiState>, uri: OriginalUri) -> ApiResult {
+async fn alarms_clear(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+) -> ApiResult<Json<wire::OkResponse>> {
     propose_ok(
         &state,
         &uri,
@@ -879,47 +893,44 @@ async fn alarms_clear(State(state): State<ApiState>, uri: OriginalUri) -> ApiRes
     .await
 }
 
-async fn status(State(state): State<ApiState>) -> ApiResult {
+async fn status(State(state): State<ApiState>) -> ApiResult<Json<wire::StatusResponse>> {
     let m = state.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let mut progress = membership::progress(&state, &m);
-    let nodes: BTreeMap<String, Value> = membership
+    let members = membership
         .nodes()
         .map(|(id, n)| {
-            let mut node = json!({"raft": n.raft, "api": n.api, "voter": voters.contains(id)});
-            if let Some(p) = progress.remove(id) {
-                node["progress"] = p;
-            }
-            (id.to_string(), node)
+            let member = wire::Member {
+                api: n.api.clone(),
+                progress: progress.remove(id),
+                raft: n.raft.clone(),
+                voter: voters.contains(id),
+            };
+            (id.to_string(), member)
         })
         .collect();
-    Ok(Json(json!({
-        "id": m.id,
-        "state": format!("{:?}", m.state),
-        "leader": m.current_leader,
-        "term": m.current_term,
-        "last_log_index": m.last_log_index,
-        "applied_index": m.last_applied.map(|l| l.index),
-        "snapshot_index": m.snapshot.map(|l| l.index),
-        "purged_index": m.purged.map(|l| l.index),
-        "members": nodes,
-        "alarms": state.reader.alarms().iter().map(alarm_json).collect::<Vec<_>>(),
-    })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemberBody {
-    id: u64,
-    raft: String,
-    api: String,
+    Ok(Json(wire::StatusResponse {
+        alarms: state.reader.alarms().iter().map(alarm_wire).collect(),
+        applied_index: m.last_applied.map(|l| l.index),
+        id: m.id,
+        last_log_index: m.last_log_index,
+        leader: m.current_leader,
+        members,
+        purged_index: m.purged.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        state: format!("{:?}", m.state),
+        term: m.current_term,
+    }))
 }
 
 /// How long `cluster init` waits for the new cluster to elect a leader.
 const INIT_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
-async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBody>>) -> ApiResult {
+async fn cluster_init(
+    State(state): State<ApiState>,
+    body: JsonBody<Vec<wire::MemberSpec>>,
+) -> ApiResult<Json<wire::InitResponse>> {
     let JsonBody(members) = body;
     if members.is_empty() {
         return Err(ApiError::bad_request("a cluster needs at least one member"));
@@ -998,9 +1009,15 @@ async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBo
         )
     });
     let Some(root) = root else {
-        return Ok(Json(
-            json!({"ok": true, "leader": leader, "warning": warning}),
-        ));
+        return Ok(Json(wire::InitResponse {
+            installed: None,
+            leader,
+            note: None,
+            ok: true,
+            root_token: None,
+            root_token_file: None,
+            warning,
+        }));
     };
     crate::credentials::keep_root_key(state.clone(), root.clone());
     let installed = leader.is_some()
@@ -1010,20 +1027,30 @@ async fn cluster_init(State(state): State<ApiState>, body: JsonBody<Vec<MemberBo
             std::time::Duration::from_secs(10),
         )
         .await;
-    Ok(Json(json!({
-        "ok": true,
-        "leader": leader,
-        "warning": warning,
-        "root_token": root.expose(),
-        "root_token_file": state.auth.data_dir.join(auth::ROOT_TOKEN_FILE),
-        "installed": installed,
-        "note": "the root token is shown once; it is also in root_token_file (0600) on this node",
-    })))
+    Ok(Json(wire::InitResponse {
+        installed: Some(installed),
+        leader,
+        note: Some(
+            "the root token is shown once; it is also in root_token_file (0600) on this node"
+                .into(),
+        ),
+        ok: true,
+        root_token: Some(root.expose()),
+        root_token_file: Some(
+            state
+                .auth
+                .data_dir
+                .join(auth::ROOT_TOKEN_FILE)
+                .display()
+                .to_string(),
+        ),
+        warning,
+    }))
 }
 
 /// The content hash of this node's metadata at its applied index: equal on
 /// every node (whatever its engine) once they applied the same entries.
-async fn content_hash(State(state): State<ApiState>) -> ApiResult {
+async fn content_hash(State(state): State<ApiState>) -> ApiResult<Json<wire::HashResponse>> {
     let store = state.state_store.clone();
     let applied = state.raft.metrics().borrow().last_applied.map(|l| l.index);
     let hash = tokio::task::spawn_blocking(move || crate::offline::content_hash(&*store))
@@ -1033,18 +1060,29 @@ async fn content_hash(State(state): State<ApiState>) -> ApiResult {
     let after = state.raft.metrics().borrow().last_applied.map(|l| l.index);
     // Only meaningful if nothing was applied while hashing.
     let stable = applied == after;
-    Ok(Json(
-        json!({"applied_index": applied, "hash": hash, "stable": stable}),
-    ))
+    Ok(Json(wire::HashResponse {
+        applied_index: applied,
+        hash,
+        stable,
+    }))
 }
 
 /// `{"status": "ok"}`, or 503 with the error once Raft has stopped.
-async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+async fn health(State(state): State<ApiState>) -> (StatusCode, Json<wire::HealthResponse>) {
     match &state.raft.metrics().borrow().running_state {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ok"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(wire::HealthResponse {
+                error: None,
+                status: "ok".into(),
+            }),
+        ),
         Err(fatal) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "error": fatal.to_string()})),
+            Json(wire::HealthResponse {
+                error: Some(fatal.to_string()),
+                status: "failed".into(),
+            }),
         ),
     }
 }

@@ -255,7 +255,7 @@ pub(crate) async fn list(
             .into_iter()
             .map(|(k, e)| key_value(&k, e))
             .collect(),
-        next: next.as_str().map(str::to_owned),
+        next,
         revision,
     };
     Ok(with_revision(Json(answer).into_response(), revision, None))

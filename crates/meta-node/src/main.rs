@@ -39,20 +39,43 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.json;
     let result = runtime.block_on(run(cli));
     // A store call stuck on a failing disk must not keep the process from
     // exiting (dropping the runtime would wait for it).
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Refused>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {}", report(&e));
+            if json {
+                eprintln!("{}", json_error(&e));
+            } else {
+                eprintln!("error: {}", report(&e));
+            }
             match e.downcast_ref::<meta_node::NodeError>() {
                 Some(e) if e.refuses_data() => ExitCode::from(meta_node::EXIT_DATA_REFUSED),
                 _ => ExitCode::FAILURE,
             }
         }
     }
+}
+
+/// The error as JSON (`--json`): the API's error object when the node
+/// answered one (with its HTTP `status`), else `code` `client_error`.
+fn json_error(e: &anyhow::Error) -> String {
+    let error = match e.downcast_ref::<meta_client::ClientError>() {
+        Some(meta_client::ClientError::Api { status, error }) => {
+            let mut v = serde_json::to_value(error).unwrap_or_default();
+            v["status"] = (*status).into();
+            v
+        }
+        Some(c @ meta_client::ClientError::OutcomeUnknown { status, .. }) => {
+            serde_json::json!({"code": "outcome_unknown", "message": c.to_string(), "status": status})
+        }
+        _ => serde_json::json!({"code": "client_error", "message": report(e)}),
+    };
+    serde_json::json!({ "error": error }).to_string()
 }
 
 /// The error and its causes, each cause once: an error that already shows
@@ -156,15 +179,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {
             if let Some(bytes) = meta_node::cli::raw_output(&cli).await? {
-                use std::io::Write as _;
-                let mut out = std::io::stdout().lock();
-                out.write_all(&bytes)?;
-                out.flush()?;
-                return Ok(());
+                return write_out(&bytes);
             }
-            println!("{}", meta_node::cli::run_client(&cli).await?);
+            let outcome = meta_node::cli::run_client(&cli).await?;
+            write_out(format!("{}\n", outcome.shown(cli.json)).as_bytes())?;
+            if !outcome.ok {
+                return Err(Refused.into());
+            }
             Ok(())
         }
+    }
+}
+
+/// A command whose answer says no (`apikey verify` of a bad secret): it
+/// printed its answer and exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer is a refusal")]
+struct Refused;
+
+/// Writes to stdout; a reader that went away (`| head -1`) is not an
+/// error.
+fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -20,11 +20,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
+use meta_client::wire;
 use meta_raft::types::NodeAddr;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::api::{ApiError, ApiResult, ApiState, JsonBody};
 
@@ -169,25 +169,13 @@ fn check_voters(
     Ok(())
 }
 
-/// `POST /v1/cluster/learners`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LearnerBody {
-    id: u64,
-    raft: String,
-    api: String,
-    /// How long to wait for it to catch up (default 30 s; 0: do not wait).
-    #[serde(default)]
-    wait_secs: Option<u64>,
-}
-
 /// Adds a learner, then waits until it holds the log up to the entry that
 /// added it.
 pub(crate) async fn add_learner(
     State(state): State<ApiState>,
     uri: OriginalUri,
-    body: JsonBody<LearnerBody>,
-) -> ApiResult {
+    body: JsonBody<wire::LearnerRequest>,
+) -> ApiResult<Json<wire::LearnerResponse>> {
     let JsonBody(body) = body;
     if body.id == 0 {
         return Err(ApiError::bad_request("node ids start at 1"));
@@ -245,18 +233,18 @@ pub(crate) async fn add_learner(
     let m = state.raft.metrics().borrow().clone();
     let progress = Progress::of(&state, &m, id);
     match caught_up {
-        Ok(Ok(_)) if m.replication.is_some() => Ok(Json(json!({
-            "ok": true,
-            "log_index": index,
-            "caught_up": true,
-            "matched_index": progress.matched,
-        }))),
-        _ if wait.is_zero() => Ok(Json(json!({
-            "ok": true,
-            "log_index": index,
-            "caught_up": false,
-            "matched_index": progress.matched,
-        }))),
+        Ok(Ok(_)) if m.replication.is_some() => Ok(Json(wire::LearnerResponse {
+            caught_up: true,
+            log_index: index,
+            matched_index: progress.matched,
+            ok: true,
+        })),
+        _ if wait.is_zero() => Ok(Json(wire::LearnerResponse {
+            caught_up: false,
+            log_index: index,
+            matched_index: progress.matched,
+            ok: true,
+        })),
         Ok(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "leader_changed",
@@ -307,7 +295,7 @@ pub(crate) async fn remove_member(
     uri: OriginalUri,
     Path(id): Path<u64>,
     Query(query): Query<ForceQuery>,
-) -> ApiResult {
+) -> ApiResult<Json<wire::RemoveMemberResponse>> {
     let m = leading(&state, &uri)?;
     let membership = m.membership_config.membership();
     if membership.get_node(&id).is_none() {
@@ -340,34 +328,22 @@ pub(crate) async fn remove_member(
         .change_membership(changes, false)
         .await
         .map_err(|e| raft_error(&state, &uri, e))?;
-    Ok(Json(json!({
-        "ok": true,
-        "log_index": changed.log_id.index,
-        "removed": id,
-        "was": if was_voter { "voter" } else { "learner" },
-    })))
+    Ok(Json(wire::RemoveMemberResponse {
+        log_index: changed.log_id.index,
+        ok: true,
+        removed: id,
+        was: if was_voter { "voter" } else { "learner" }.into(),
+    }))
 }
 
 /// `POST /v1/cluster/membership`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MembershipBody {
-    voters: BTreeSet<u64>,
-    /// Keep voters left out as learners (else they leave the cluster).
-    #[serde(default)]
-    retain: bool,
-    /// Skip the readiness check.
-    #[serde(default)]
-    force: bool,
-}
-
 /// Sets the voters: every one must be a member already (a learner, or a
 /// voter); new ones must be ready, and a majority of them.
 pub(crate) async fn change_membership(
     State(state): State<ApiState>,
     uri: OriginalUri,
-    body: JsonBody<MembershipBody>,
-) -> ApiResult {
+    body: JsonBody<wire::MembershipRequest>,
+) -> ApiResult<Json<wire::MembershipResponse>> {
     let JsonBody(body) = body;
     if body.voters.is_empty() {
         return Err(ApiError::bad_request("a cluster needs at least one voter"));
@@ -397,12 +373,15 @@ pub(crate) async fn change_membership(
         .change_membership(body.voters, body.retain)
         .await
         .map_err(|e| raft_error(&state, &uri, e))?;
-    Ok(Json(json!({"ok": true, "log_index": changed.log_id.index})))
+    Ok(Json(wire::MembershipResponse {
+        log_index: changed.log_id.index,
+        ok: true,
+    }))
 }
 
 /// Each member's progress as this node sees it, for `cluster status`:
 /// known only on the leader.
-pub(crate) fn progress(state: &ApiState, m: &Metrics) -> BTreeMap<u64, serde_json::Value> {
+pub(crate) fn progress(state: &ApiState, m: &Metrics) -> BTreeMap<u64, wire::Progress> {
     if m.replication.is_none() {
         return BTreeMap::new();
     }
@@ -413,12 +392,12 @@ pub(crate) fn progress(state: &ApiState, m: &Metrics) -> BTreeMap<u64, serde_jso
             let p = Progress::of(state, m, id);
             (
                 id,
-                json!({
-                    "matched_index": p.matched,
-                    "reachable": p.answering,
-                    "caught_up": p.ready(m),
-                    "last_error": p.last_error,
-                }),
+                wire::Progress {
+                    caught_up: p.ready(m),
+                    matched_index: p.matched,
+                    reachable: p.answering,
+                    last_error: p.last_error,
+                },
             )
         })
         .collect()

@@ -134,13 +134,7 @@ pub fn peer_client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, NodeErr
 /// An HTTPS client's configuration that trusts only `ca` (the CLI's
 /// `--ca`).
 pub fn https_client_config(ca: &Path) -> Result<ClientConfig, NodeError> {
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error("TLS versions".into(), e))?
-        .with_root_certificates(roots(ca)?)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    meta_client::client_config(ca).map_err(|e| tls_error("the HTTPS client".into(), e))
 }
 
 /// The one node `cert` (already verified against the cluster CA) proves

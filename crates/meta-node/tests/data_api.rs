@@ -894,3 +894,64 @@ fn the_cli_writes_binary_values_from_files_and_stdin_and_reads_them_raw() {
     let missing = common::cli(addr, &["kv", "txn", "/nonexistent/txn.json"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/txn.json"));
 }
+
+#[test]
+fn the_cli_answers_errors_in_json_exits_on_refusals_and_survives_a_closed_pipe() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (_node, api) = start_one(&dirs);
+    let addr = &api.apis[0];
+    // `--json`: errors are JSON too, with the API's code and status.
+    let missing = common::cli(addr, &["kv", "get", "absent"]);
+    assert!(!missing.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&missing.stderr)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&missing.stderr)));
+    assert_eq!(
+        (&error["error"]["code"], &error["error"]["status"]),
+        (&serde_json::json!("not_found"), &serde_json::json!(404))
+    );
+    let bad_token = std::process::Command::new(env!("CARGO_BIN_EXE_meta-node"))
+        .args(["--json", "--addr", &common::url(addr), "--ca"])
+        .arg(common::test_ca().join("ca.pem"))
+        .args(["--token", "root.wrong", "kv", "get", "x"])
+        .output()
+        .unwrap();
+    let error: serde_json::Value = serde_json::from_slice(&bad_token.stderr).unwrap();
+    assert_eq!(error["error"]["code"], "unauthenticated");
+    // A secret that does not verify: printed, and the exit status says no.
+    let verify = cli_plain(addr, &["apikey", "verify", "root", "wrong"], b"");
+    assert_eq!(verify.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&verify.stdout).trim(), "invalid");
+    // An address without a scheme (https with --ca).
+    let put = std::process::Command::new(env!("CARGO_BIN_EXE_meta-node"))
+        .args(["--addr", addr.as_str(), "--ca"])
+        .arg(common::test_ca().join("ca.pem"))
+        .arg("--token-file")
+        .arg(common::token_file(addr).unwrap())
+        .args(["kv", "put", "s", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    // A reader that goes away early (`| head -1`) is no crash.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meta-node"))
+        .args(["--addr", &common::url(addr), "--ca"])
+        .arg(common::test_ca().join("ca.pem"))
+        .arg("--token-file")
+        .arg(common::token_file(addr).unwrap())
+        .args(["cluster", "status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

@@ -5,6 +5,10 @@
 //! text and as `value_base64` (standard alphabet, with padding) when it is
 //! not; requests may use either. Keys are UTF-8 text.
 
+mod admin;
+
+pub use admin::*;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,431 @@
+//! Client commands: each group sends its requests through the typed
+//! client and hands the typed answer to [`render`](super::render).
+
+use anyhow::Context;
+use meta_client::{Client, Consistency, Precondition, wire};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::render;
+use super::{
+    ApikeyCommand, Cli, ClusterCommand, Command, ConfigCommand, KvCommand, ShardCommand,
+    check_path_segments, split_pair,
+};
+
+/// What a client command answered: the JSON to print with `--json`, the
+/// text to print without, and whether the command's answer is a success
+/// (`apikey verify` of a bad secret is not: the exit status says so).
+pub struct Outcome {
+    /// The answer as the API gave it.
+    pub json: Value,
+    /// The answer for people.
+    pub text: String,
+    /// Whether the command succeeded.
+    pub ok: bool,
+}
+
+impl Outcome {
+    fn new<T: Serialize>(answer: &T, text: String) -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            json: serde_json::to_value(answer)?,
+            text,
+            ok: true,
+        })
+    }
+
+    /// What to print: JSON or text.
+    pub fn shown(&self, json: bool) -> String {
+        if json {
+            serde_json::to_string_pretty(&self.json).unwrap_or_default()
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
+fn consistency(stale: bool) -> Consistency {
+    if stale {
+        Consistency::Stale
+    } else {
+        Consistency::Linearizable
+    }
+}
+
+/// A value argument: `-` reads stdin, `@FILE` reads a file, anything else
+/// is the value itself.
+fn value_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    if arg == "-" || arg == "@-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the value from stdin")?;
+        return Ok(bytes);
+    }
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading the value from {path}")),
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+/// `kv get --raw`: the value's bytes, to write to stdout as they are;
+/// `None` for every other command.
+pub async fn raw_output(cli: &Cli) -> anyhow::Result<Option<Vec<u8>>> {
+    let Command::Kv(KvCommand::Get {
+        key,
+        stale,
+        raw: true,
+    }) = &cli.command
+    else {
+        return Ok(None);
+    };
+    check_path_segments(key)?;
+    let value = cli.client()?.get_raw(key, consistency(*stale)).await?;
+    Ok(Some(
+        value.ok_or_else(|| not_found(format!("no key `{key}`")))?,
+    ))
+}
+
+/// The API's `not_found`, for reads the client answers with `None`.
+fn not_found(message: String) -> meta_client::ClientError {
+    meta_client::ClientError::Api {
+        status: 404,
+        error: wire::ErrorBody {
+            code: "not_found".into(),
+            message,
+            revision: None,
+            mod_revision: None,
+            leader: None,
+        },
+    }
+}
+
+/// Runs a client command against `cli.addr`.
+pub async fn run_client(cli: &Cli) -> anyhow::Result<Outcome> {
+    let client = cli.client()?;
+    match &cli.command {
+        Command::Health => {
+            let health = client.health().await?;
+            let text = health.status.clone();
+            Outcome::new(&health, text)
+        }
+        Command::Kv(cmd) => kv(&client, cmd).await,
+        Command::Cluster(cmd) => cluster(&client, cmd).await,
+        Command::Shard(cmd) => shard(&client, cmd).await,
+        Command::Apikey(cmd) => apikey(&client, cmd).await,
+        Command::Config(cmd) => config(&client, cmd).await,
+        _ => anyhow::bail!("not a client command"),
+    }
+}
+
+async fn kv(client: &Client, cmd: &KvCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        KvCommand::Get { key, stale, .. } => {
+            check_path_segments(key)?;
+            let kv = client
+                .get_with(key, consistency(*stale))
+                .await?
+                .ok_or_else(|| not_found(format!("no key `{key}`")))?;
+            let text = render::value(&kv.value);
+            Outcome::new(&kv, text)
+        }
+        KvCommand::Put {
+            key,
+            value,
+            if_revision,
+            if_absent,
+        } => {
+            check_path_segments(key)?;
+            let value = value_arg(value)?;
+            let precondition = match (if_revision, if_absent) {
+                (Some(rev), _) => Some(Precondition::ModRevision(*rev)),
+                (None, true) => Some(Precondition::Absent),
+                (None, false) => None,
+            };
+            let written = match precondition {
+                Some(p) => client.put_if(key, value, p).await?,
+                None => client.put(key, value).await?,
+            };
+            // The revision is in the `--json` answer.
+            Outcome::new(&written, "ok".into())
+        }
+        KvCommand::Delete { key, if_revision } => {
+            check_path_segments(key)?;
+            let done = match if_revision {
+                Some(rev) => {
+                    client
+                        .delete_if(key, Precondition::ModRevision(*rev))
+                        .await?
+                }
+                None => client.delete(key).await?,
+            };
+            let text = render::deleted(&done);
+            Outcome::new(&done, text)
+        }
+        KvCommand::DeletePrefix { prefix } => {
+            let done = client.delete_prefix(prefix).await?;
+            let text = render::deleted(&done);
+            Outcome::new(&done, text)
+        }
+        KvCommand::List {
+            prefix,
+            limit,
+            stale,
+        } => {
+            let all = client.list_all(prefix, *limit, consistency(*stale)).await?;
+            let text = render::key_values(&all.items);
+            Outcome::new(&all, text)
+        }
+        KvCommand::Txn { file } => {
+            let bytes = value_arg(&format!("@{file}"))?;
+            let request: wire::TxnRequest = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{file} is not the JSON of a transaction"))?;
+            let done = client.txn(&request).await?;
+            let text = render::txn(&done);
+            Outcome::new(&done, text)
+        }
+        KvCommand::Cas { key, expected, new } => {
+            let request = wire::CasRequest {
+                key: key.clone(),
+                expected: expected.clone(),
+                new: new.clone(),
+                ..Default::default()
+            };
+            let done = client.cas(&request).await?;
+            Outcome::new(&done, "swapped".into())
+        }
+    }
+}
+
+/// `ID=RAFT_ADDR,API_ADDR`.
+fn member(m: &str) -> anyhow::Result<wire::MemberSpec> {
+    let (id, addrs) = split_pair(m, "ID=RAFT_ADDR,API_ADDR")?;
+    let (raft, api) = addrs
+        .split_once(',')
+        .with_context(|| format!("`{m}` is not ID=RAFT_ADDR,API_ADDR"))?;
+    Ok(wire::MemberSpec {
+        api: api.into(),
+        id: id
+            .parse()
+            .with_context(|| format!("`{id}` is not a node id"))?,
+        raft: raft.into(),
+    })
+}
+
+async fn cluster(client: &Client, cmd: &ClusterCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        ClusterCommand::Status => {
+            let status = client.status().await?;
+            let text = render::status(&status);
+            Outcome::new(&status, text)
+        }
+        ClusterCommand::Hash => {
+            let hash = client.hash().await?;
+            let text = format!(
+                "{} at applied index {}",
+                hash.hash,
+                hash.applied_index.map_or("-".into(), |i| i.to_string())
+            );
+            Outcome::new(&hash, text)
+        }
+        ClusterCommand::Init { members } => {
+            let members = members
+                .iter()
+                .map(|m| member(m))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let done = client.init(&members).await?;
+            let text = render::init(&done);
+            Outcome::new(&done, text)
+        }
+        ClusterCommand::AddLearner {
+            id,
+            raft,
+            api,
+            wait_secs,
+        } => {
+            let request = wire::LearnerRequest {
+                id: *id,
+                raft: raft.clone(),
+                api: api.clone(),
+                wait_secs: Some(*wait_secs),
+            };
+            let done = client.add_learner(&request).await?;
+            let text = render::learner(&done);
+            Outcome::new(&done, text)
+        }
+        ClusterCommand::Alarms => {
+            let alarms = client.alarms().await?;
+            let text = render::alarms(&alarms);
+            Outcome::new(&alarms, text)
+        }
+        ClusterCommand::ClearAlarms => {
+            let done = client.clear_alarms().await?;
+            Outcome::new(&done, "alarms cleared".into())
+        }
+        ClusterCommand::RemoveMember { id, force } => {
+            let done = client.remove_member(*id, *force).await?;
+            let text = format!("removed {} {}", done.was, done.removed);
+            Outcome::new(&done, text)
+        }
+        ClusterCommand::Members { voters, force } => {
+            let request = wire::MembershipRequest {
+                voters: voters.iter().copied().collect(),
+                retain: false,
+                force: *force,
+            };
+            let done = client.change_membership(&request).await?;
+            Outcome::new(&done, "membership changed".into())
+        }
+        ClusterCommand::Nodes => {
+            let nodes = client.nodes().await?;
+            let text = render::nodes(&nodes.nodes);
+            Outcome::new(&nodes, text)
+        }
+        ClusterCommand::SetNode {
+            id,
+            address,
+            state,
+            labels,
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for l in labels {
+                let (k, v) = split_pair(l, "KEY=VALUE")?;
+                map.insert(k.to_string(), v.to_string());
+            }
+            let state = match state.as_str() {
+                "active" => wire::NodeState::Active,
+                "draining" => wire::NodeState::Draining,
+                "down" => wire::NodeState::Down,
+                other => anyhow::bail!(
+                    "unknown node state `{other}` (expected active, draining or down)"
+                ),
+            };
+            let request = wire::NodeRequest {
+                address: address.clone(),
+                state,
+                labels: map,
+            };
+            let node = client.set_node(*id, &request).await?;
+            Outcome::new(&node, "ok".into())
+        }
+        ClusterCommand::RemoveNode { id } => {
+            let done = client.remove_node(*id).await?;
+            Outcome::new(&done, "ok".into())
+        }
+    }
+}
+
+async fn shard(client: &Client, cmd: &ShardCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        ShardCommand::Get => {
+            let map = client.shards().await?;
+            let text = render::shards(&map);
+            Outcome::new(&map, text)
+        }
+        ShardCommand::Set {
+            expected_version,
+            shards,
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for s in shards {
+                let (id, nodes) = split_pair(s, "SHARD=NODE,NODE,...")?;
+                let id: u64 = id
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("`{id}` is not a shard id"))?;
+                let replicas = nodes
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .with_context(|| format!("`{n}` is not a node id"))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                map.insert(id, wire::ShardAssignment { replicas });
+            }
+            let request = wire::ShardsRequest {
+                expected_version: *expected_version,
+                shards: map,
+            };
+            let done = client.set_shards(&request).await?;
+            let text = format!("shard map version {}", done.version);
+            Outcome::new(&done, text)
+        }
+    }
+}
+
+async fn apikey(client: &Client, cmd: &ApikeyCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        ApikeyCommand::Create {
+            id,
+            name,
+            scopes,
+            expires_in_secs,
+        } => {
+            let request = wire::ApiKeyRequest {
+                id: id.clone(),
+                name: name.clone(),
+                scopes: scopes.clone(),
+                expires_in_secs: *expires_in_secs,
+            };
+            let created = client.create_api_key(&request).await?;
+            let text = format!(
+                "id:    {}\ntoken: {}\n(the token is shown once: store it now)",
+                created.id, created.token
+            );
+            Outcome::new(&created, text)
+        }
+        ApikeyCommand::Revoke { id } => {
+            check_path_segments(id)?;
+            let done = client.revoke_api_key(id).await?;
+            Outcome::new(&done, "revoked".into())
+        }
+        ApikeyCommand::List => {
+            let keys = client.api_keys().await?;
+            let text = render::api_keys(&keys.api_keys, crate::api::now_ms());
+            Outcome::new(&keys, text)
+        }
+        ApikeyCommand::Verify { id, secret } => {
+            let request = wire::VerifyRequest {
+                id: id.clone(),
+                secret: secret.clone(),
+            };
+            let verdict = client.verify_api_key(&request).await?;
+            let mut outcome = Outcome::new(&verdict, verdict.status.clone())?;
+            outcome.ok = verdict.valid;
+            Ok(outcome)
+        }
+    }
+}
+
+async fn config(client: &Client, cmd: &ConfigCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        ConfigCommand::Get { name } => {
+            check_path_segments(name)?;
+            let value = client
+                .config(name)
+                .await?
+                .ok_or_else(|| not_found(format!("no config entry `{name}`")))?;
+            let entry = wire::ConfigEntry {
+                name: name.clone(),
+                value: value.clone(),
+            };
+            Outcome::new(&entry, value)
+        }
+        ConfigCommand::Set { name, value } => {
+            check_path_segments(name)?;
+            let done = client.set_config(name, value).await?;
+            Outcome::new(&done, "ok".into())
+        }
+        ConfigCommand::Delete { name } => {
+            check_path_segments(name)?;
+            let done = client.delete_config(name).await?;
+            Outcome::new(&done, "ok".into())
+        }
+        ConfigCommand::List => {
+            let config = client.config_all().await?;
+            let text = render::config(&config.config);
+            Outcome::new(&config, text)
+        }
+    }
+}
