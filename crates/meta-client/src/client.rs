@@ -15,6 +15,15 @@ use crate::wire::{self, ErrorResponse};
 /// Redirects followed for one request, at most.
 const MAX_REDIRECTS: usize = 3;
 
+/// A key as read, and the store's revision at the read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// The key, or `None` if it does not exist.
+    pub kv: Option<wire::KeyValue>,
+    /// The store's revision when it was read.
+    pub revision: u64,
+}
+
 /// A precondition of a conditional write (`If-Match` / `If-None-Match`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precondition {
@@ -445,6 +454,11 @@ impl Client {
         key: &str,
         consistency: Consistency,
     ) -> Result<Option<wire::KeyValue>, ClientError> {
+        Ok(self.read(key, consistency).await?.kv)
+    }
+
+    /// A key (`None`: absent) and the store's revision it was read at.
+    pub async fn read(&self, key: &str, consistency: Consistency) -> Result<Read, ClientError> {
         let path = format!(
             "/v1/kv/{}{}",
             encode_path(key),
@@ -454,8 +468,18 @@ impl Client {
             .request::<(), wire::GetResponse>(Method::GET, &path, None)
             .await
         {
-            Ok(answer) => Ok(Some(answer.kv)),
-            Err(e) if e.is_not_found() => Ok(None),
+            Ok(answer) => Ok(Read {
+                kv: Some(answer.kv),
+                revision: answer.revision,
+            }),
+            Err(ClientError::Api { error, .. })
+                if error.code == "not_found" && error.revision.is_some() =>
+            {
+                Ok(Read {
+                    kv: None,
+                    revision: error.revision.unwrap_or_default(),
+                })
+            }
             Err(e) => Err(e),
         }
     }

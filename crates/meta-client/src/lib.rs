@@ -17,8 +17,8 @@ mod tls;
 pub mod wire;
 
 pub use client::{
-    Client, ClientBuilder, Consistency, MAX_PAGE_ITEMS, Precondition, encode_path, encode_query,
-    http_builder,
+    Client, ClientBuilder, Consistency, MAX_PAGE_ITEMS, Precondition, Read, encode_path,
+    encode_query, http_builder,
 };
 pub use error::ClientError;
 pub use tls::client_config;

@@ -586,30 +586,42 @@ impl Model {
 }
 
 #[test]
-fn random_operations_on_a_three_node_cluster_match_a_model() {
+fn random_operations_through_the_typed_client_on_a_three_node_cluster_match_a_model() {
     let ops = common::env_u64("META_TEST_MODEL_OPS", 400);
     let seed = common::seed_from_env("META_TEST_SEED");
     eprintln!("seed {seed} (META_TEST_SEED replays it)");
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let cluster = ProcCluster::new(&dirs, &["lmdb", "fjall", "mem"]);
     let nodes = cluster.form();
-    let api = Api::new(cluster.apis());
-    common::wait_until(30, "a leader", || {
-        api.call(0, Method::GET, "/v1/kv?prefix=", &[], None).status == StatusCode::OK
-    });
-    let mut rng = Rng(seed);
+    let apis = cluster.apis();
+    // Every client holds the first node's root token, aimed at one node.
+    let token = common::token(&apis[0]).unwrap();
+    let clients: Vec<meta_client::Client> = apis
+        .iter()
+        .map(|api| {
+            meta_client::ClientBuilder::new([common::url(api)])
+                .ca(common::test_ca().join("ca.pem"))
+                .token(token.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let linear = meta_client::Consistency::Linearizable;
     // Where the store starts (cluster init wrote the root key).
-    let start = api
-        .call(0, Method::GET, "/v1/kv?prefix=", &[], None)
-        .revision();
+    let start = rt
+        .block_on(clients[0].list("", None, 1, linear))
+        .unwrap()
+        .revision;
     let mut model = Model {
         revision: start,
         ..Model::default()
     };
+    let mut rng = Rng(seed);
     let keys = ["a", "a/1", "a/2", "b", "b/1", "c"];
     let values: [&[u8]; 4] = [b"x", b"y", b"", b"\xff\x00"];
     for step in 0..ops {
-        let node = rng.below(3) as usize;
+        let client = &clients[rng.below(3) as usize];
         let key = keys[rng.below(keys.len() as u64) as usize];
         let value = values[rng.below(values.len() as u64) as usize];
         let next = model.revision + 1;
@@ -617,37 +629,29 @@ fn random_operations_on_a_three_node_cluster_match_a_model() {
             0 | 1 => {
                 // A put, sometimes with a precondition (right or wrong).
                 let current = model.mod_revision(key);
-                let (header, holds) = match rng.below(4) {
-                    0 => (Some(("if-match", format!("\"{}\"", current))), current != 0),
-                    1 => (Some(("if-match", format!("\"{}\"", current + 1))), false),
-                    2 => (Some(("if-none-match", "*".to_string())), current == 0),
+                use meta_client::Precondition::*;
+                let (precondition, holds) = match rng.below(4) {
+                    0 => (Some(ModRevision(current)), current != 0),
+                    1 => (Some(ModRevision(current + 1)), false),
+                    2 => (Some(Absent), current == 0),
                     _ => (None, true),
                 };
-                let headers: Vec<(&str, &str)> =
-                    header.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                let answer = api.call(
-                    node,
-                    Method::PUT,
-                    &kv_path(key),
-                    &headers,
-                    Some(value.to_vec()),
-                );
+                let answer = rt.block_on(async {
+                    match precondition {
+                        Some(p) => client.put_if(key, value, p).await,
+                        None => client.put(key, value).await,
+                    }
+                });
                 if holds {
-                    assert_eq!(answer.status, StatusCode::OK, "step {step}");
                     model.put(key, value, next);
                     model.revision = next;
-                    assert_eq!(
-                        answer.json::<wire::WriteResponse>().revision,
-                        next,
-                        "step {step}"
-                    );
+                    assert_eq!(answer.unwrap().revision, next, "step {step}");
                 } else {
-                    assert_eq!(
-                        answer.status,
-                        StatusCode::PRECONDITION_FAILED,
-                        "step {step}"
-                    );
-                    let error = answer.error();
+                    let error = answer.unwrap_err();
+                    assert!(error.is_precondition_failed(), "step {step}: {error}");
+                    let meta_client::ClientError::Api { error, .. } = error else {
+                        unreachable!()
+                    };
                     assert_eq!(
                         (error.mod_revision, error.revision),
                         (Some(current), Some(model.revision))
@@ -655,9 +659,7 @@ fn random_operations_on_a_three_node_cluster_match_a_model() {
                 }
             }
             2 => {
-                let answer: wire::WriteResponse = api
-                    .call(node, Method::DELETE, &kv_path(key), &[], None)
-                    .json();
+                let answer = rt.block_on(client.delete(key)).unwrap();
                 let existed = model.kv.remove(key).is_some();
                 if existed {
                     model.revision = next;
@@ -711,8 +713,7 @@ fn random_operations_on_a_three_node_cluster_match_a_model() {
                     failure: branch(&mut rng),
                     compare,
                 };
-                let answer: wire::TxnResponse =
-                    api.json(node, Method::POST, "/v1/txn", &txn).json();
+                let answer = rt.block_on(client.txn(&txn)).unwrap();
                 let succeeded = txn.compare.iter().all(|c| model.holds(c));
                 assert_eq!(answer.succeeded, succeeded, "step {step}: {txn:?}");
                 let mut changed = false;
@@ -760,31 +761,25 @@ fn random_operations_on_a_three_node_cluster_match_a_model() {
                 assert_eq!(answer.revision, model.revision, "step {step}");
             }
             5 => {
-                let answer = api.call(node, Method::GET, &kv_path(key), &[], None);
-                match model.kv.get(key) {
-                    Some(_) => model.check(&answer.json::<wire::GetResponse>().kv),
-                    None => assert_eq!(answer.status, StatusCode::NOT_FOUND, "step {step}"),
+                let read = rt.block_on(client.read(key, linear)).unwrap();
+                match (&read.kv, model.kv.get(key)) {
+                    (Some(kv), Some(_)) => model.check(kv),
+                    (None, None) => {}
+                    other => panic!("step {step}: {other:?}"),
                 }
                 assert_eq!(
-                    answer.revision(),
-                    model.revision,
+                    read.revision, model.revision,
                     "step {step}: a linearizable read"
                 );
             }
             _ => {
-                // A paged listing, each page from a random node.
+                // A paged listing, each page through another node.
                 let (mut seen, mut after) = (Vec::new(), None::<String>);
                 loop {
-                    let mut path = "/v1/kv?prefix=&limit=2".to_string();
-                    if let Some(after) = &after {
-                        path.push_str(&format!(
-                            "&start_after={}",
-                            meta_node::client::encode_query(after)
-                        ));
-                    }
-                    let page: wire::ListResponse = api
-                        .call(rng.below(3) as usize, Method::GET, &path, &[], None)
-                        .json();
+                    let client = &clients[rng.below(3) as usize];
+                    let page = rt
+                        .block_on(client.list("", after.as_deref(), 2, linear))
+                        .unwrap();
                     assert_eq!(page.revision, model.revision, "step {step}");
                     for kv in &page.items {
                         model.check(kv);
@@ -806,10 +801,84 @@ fn random_operations_on_a_three_node_cluster_match_a_model() {
     // Every node, every engine: the same revision and content.
     let refs: Vec<&Proc> = nodes.iter().collect();
     common::converged_hash(&refs);
-    for node in 0..3 {
-        let list = api.call(node, Method::GET, "/v1/kv?prefix=&stale=true", &[], None);
-        assert_eq!(list.revision(), model.revision, "node {}", node + 1);
+    let stale = meta_client::Consistency::Stale;
+    for (i, client) in clients.iter().enumerate() {
+        let page = rt.block_on(client.list("", None, 1, stale)).unwrap();
+        assert_eq!(page.revision, model.revision, "node {}", i + 1);
     }
+}
+
+#[test]
+fn the_typed_client_skips_dead_endpoints_follows_leaders_and_reports_unknown_outcomes() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let cluster = ProcCluster::new(&dirs, &["lmdb", "lmdb", "lmdb"]);
+    let mut nodes = cluster.form();
+    let apis = cluster.apis();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    // A dead endpoint first, then the nodes: requests land on a live one,
+    // and a follower sends them to the leader (a member: followed).
+    let client =
+        meta_client::ClientBuilder::new(std::iter::once(dead.clone()).chain(apis.iter().cloned()))
+            .ca(common::test_ca().join("ca.pem"))
+            .token(common::token(&apis[0]).unwrap())
+            .retries(10, Duration::from_millis(100))
+            .build()
+            .unwrap();
+    assert!(
+        client.endpoints()[0].starts_with("https://"),
+        "host:port with a CA is https"
+    );
+    let first = rt.block_on(client.put("k", b"1")).unwrap();
+    assert_eq!(
+        rt.block_on(client.get("k")).unwrap().unwrap().mod_revision,
+        first.revision
+    );
+    // The leader dies: the client finds the new one (elections answer
+    // no_leader or fail to connect meanwhile; both are retried).
+    let status = rt.block_on(client.status()).unwrap();
+    let leader = status.leader.unwrap() as usize - 1;
+    nodes[leader].kill();
+    let after = rt.block_on(client.put("k", b"2")).unwrap();
+    assert!(after.revision > first.revision);
+    // A stale precondition is its own error, not retried into success.
+    let stale = rt
+        .block_on(client.put_if(
+            "k",
+            b"3",
+            meta_client::Precondition::ModRevision(first.revision),
+        ))
+        .unwrap_err();
+    assert!(stale.is_precondition_failed(), "{stale}");
+    // No quorum: the write may or may not commit; the client says so and
+    // does not retry it.
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = rt.block_on(client.status()).unwrap().leader.unwrap() as usize - 1;
+    let follower = survivors.into_iter().find(|i| *i != new_leader).unwrap();
+    nodes[follower].pause();
+    let only_leader = meta_client::ClientBuilder::new([apis[new_leader].clone()])
+        .ca(common::test_ca().join("ca.pem"))
+        .token(common::token(&apis[0]).unwrap())
+        .build()
+        .unwrap();
+    let unknown = rt.block_on(only_leader.put("k", b"4")).unwrap_err();
+    nodes[follower].resume();
+    assert!(
+        matches!(unknown, meta_client::ClientError::OutcomeUnknown { .. }),
+        "{unknown}"
+    );
+    assert_eq!(unknown.code(), Some("outcome_unknown"));
+    // A client whose endpoints are all dead says where it tried.
+    let nowhere = meta_client::ClientBuilder::new([dead])
+        .retries(1, Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let error = rt.block_on(nowhere.health()).unwrap_err();
+    assert!(
+        matches!(error, meta_client::ClientError::Transport { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("is a meta-node running there?"));
 }
 
 /// The CLI against the node at `api`, without `--json`, with `stdin`.
