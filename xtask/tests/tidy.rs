@@ -81,6 +81,18 @@ fn the_layer_rule_holds() {
             );
         }
     }
+    // The client crate is a leaf: what a program talking to a cluster
+    // links, with no storage and no Raft in it.
+    let client = &graph["meta-client"];
+    assert!(
+        internal(client).is_empty(),
+        "meta-client must depend on no other crate of the workspace, found {:?}",
+        internal(client)
+    );
+    assert!(
+        !client.iter().any(|d| d == "openraft"),
+        "meta-client must not depend on openraft"
+    );
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
