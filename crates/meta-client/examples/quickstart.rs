@@ -40,10 +40,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read-modify-write without lost updates: the write names the revision
     // it read; if someone wrote in between, it fails and changes nothing.
     client
-        .put_if("demo/limit", b"20", Precondition::ModRevision(kv.mod_revision))
+        .put_if(
+            "demo/limit",
+            b"20",
+            Precondition::ModRevision(kv.mod_revision),
+        )
         .await?;
     match client
-        .put_if("demo/limit", b"30", Precondition::ModRevision(kv.mod_revision))
+        .put_if(
+            "demo/limit",
+            b"30",
+            Precondition::ModRevision(kv.mod_revision),
+        )
         .await
     {
         Err(e) if e.is_precondition_failed() => println!("stale write refused: {e}"),
@@ -73,7 +81,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("demo/blob = {:?}", raw.unwrap_or_default());
 
     // Lists page by themselves; a range delete is one revision.
-    let listed = client.list_all("demo/", 1000, Consistency::Linearizable).await?;
+    let listed = client
+        .list_all("demo/", 1000, Consistency::Linearizable)
+        .await?;
     let keys: Vec<&str> = listed.items.iter().map(|kv| kv.key.as_str()).collect();
     println!("demo/ holds {keys:?} at revision {}", listed.revision);
     let gone = client.delete_prefix("demo/").await?;

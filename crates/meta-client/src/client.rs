@@ -358,7 +358,8 @@ impl Client {
             .map_err(|source| ClientError::Transport {
                 method: request.method.to_string(),
                 url: url.to_string(),
-                source,
+                // The URL is in the message already.
+                source: source.without_url(),
             })
     }
 

@@ -1004,6 +1004,23 @@ fn the_cli_answers_errors_in_json_exits_on_refusals_and_survives_a_closed_pipe()
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
+    // An error says each thing once: where, what, why.
+    let nowhere = format!("127.0.0.1:{}", common::free_port());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_meta-node"))
+        .args([
+            "--addr",
+            &nowhere,
+            "--data-dir",
+            "/nonexistent",
+            "kv",
+            "get",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(stderr.matches(&nowhere).count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
     // A reader that goes away early (`| head -1`) is no crash.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meta-node"))
         .args(["--addr", &common::url(addr), "--ca"])

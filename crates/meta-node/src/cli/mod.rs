@@ -580,7 +580,10 @@ impl Cli {
                 format!("{scheme}://{a}")
             }
         });
-        let mut builder = meta_client::ClientBuilder::new(endpoints);
+        // A person waits: retry through an election (about a second), not
+        // for long against an address where nothing listens.
+        let mut builder = meta_client::ClientBuilder::new(endpoints)
+            .retries(4, std::time::Duration::from_millis(100));
         if let Some(token) = self.client_token()? {
             builder = builder.token(token.expose());
         }
