@@ -56,7 +56,7 @@ pub enum Consistency {
 }
 
 /// Builds a [`Client`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     endpoints: Vec<String>,
     token: Option<String>,
@@ -64,6 +64,18 @@ pub struct ClientBuilder {
     timeout: Duration,
     retries: u32,
     backoff: Duration,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -202,12 +214,12 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// Whether sending it twice is as good as once (HTTP's definition).
-    fn idempotent(&self) -> bool {
-        matches!(
-            self.method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
-        )
+    /// Whether it only reads: sending it again after it may have arrived
+    /// changes nothing. (A `PUT` or `DELETE` is idempotent in HTTP's sense,
+    /// but resending one can undo another client's write in between, or
+    /// turn a conditional write that succeeded into a 412.)
+    fn reads(&self) -> bool {
+        matches!(self.method, Method::GET | Method::HEAD)
     }
 }
 
@@ -231,7 +243,6 @@ impl Request<'_> {
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Client {
     bases: Vec<String>,
     http: reqwest::Client,
@@ -240,6 +251,15 @@ pub struct Client {
     preferred: AtomicUsize,
     retries: u32,
     backoff: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.bases)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -264,9 +284,10 @@ impl Client {
                     self.preferred.store(index + 1, Ordering::Relaxed);
                     true
                 }
+                // It may have arrived: only a read goes again.
                 ClientError::Transport { .. } => {
                     self.preferred.store(index + 1, Ordering::Relaxed);
-                    request.idempotent()
+                    request.reads()
                 }
                 // Refused before reaching Raft (no leader known), or a read
                 // index that could not be had: nothing happened.
@@ -376,6 +397,8 @@ impl Client {
         if target.scheme() != base_url.scheme()
             || !target.username().is_empty()
             || target.password().is_some()
+            // The plaintext rule holds for redirects too.
+            || (target.scheme() == "http" && self.token.is_some() && !is_loopback(location))
         {
             return Ok(false);
         }
@@ -616,6 +639,9 @@ impl Client {
         {
             let limit = (max - all.items.len()).min(MAX_PAGE_ITEMS);
             let page = self.list(prefix, Some(&after), limit, consistency).await?;
+            if page.items.is_empty() && page.next.is_some() {
+                return Err(empty_page(prefix));
+            }
             all.items.extend(page.items);
             all.next = page.next;
         }
@@ -681,6 +707,9 @@ impl Client {
             let page = self
                 .request_value(Method::GET, &page_path(read, Some((&next, version))), None)
                 .await?;
+            if count(&page[field]) == 0 && !page["next"].is_null() {
+                return Err(empty_page(path));
+            }
             match (&mut answer[field], &page[field]) {
                 (Value::Array(all), Value::Array(items)) => all.extend(items.iter().cloned()),
                 (Value::Object(all), Value::Object(items)) => {
@@ -879,6 +908,15 @@ fn from_value<T: DeserializeOwned>(what: &str, value: Value) -> Result<T, Client
     })
 }
 
+/// A page with nothing on it but a cursor: a node that would keep the
+/// client paging forever.
+fn empty_page(what: &str) -> ClientError {
+    ClientError::Decode {
+        what: what.to_string(),
+        problem: "a page with no items names a next page".into(),
+    }
+}
+
 /// Most items one page may ask for (the server's limit).
 pub const MAX_PAGE_ITEMS: usize = 10_000;
 
@@ -900,7 +938,11 @@ async fn decode<T: DeserializeOwned>(
     })?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
         what: what.to_string(),
-        problem: format!("{e}: {}", String::from_utf8_lossy(&bytes)),
+        // A bounded excerpt: an answer may be large, or hold a secret.
+        problem: format!(
+            "{e}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(256)])
+        ),
     })
 }
 

@@ -127,9 +127,12 @@ pub struct ApiError {
     message: String,
     leader: Option<Box<(u64, NodeAddr)>>,
     location: Option<String>,
-    /// More fields of the error object (`revision` on a failed
+    /// More fields of the error object (`mod_revision` on a failed
     /// precondition).
     extra: Vec<(&'static str, Value)>,
+    /// The store's revision, for the `revision` field and the
+    /// `X-Meta-Revision` header (answers about user keys).
+    revision: Option<u64>,
 }
 
 impl ApiError {
@@ -141,7 +144,14 @@ impl ApiError {
             leader: None,
             location: None,
             extra: Vec::new(),
+            revision: None,
         }
+    }
+
+    /// Says the store's revision (field and header).
+    pub(crate) fn at_revision(mut self, revision: u64) -> Self {
+        self.revision = Some(revision);
+        self
     }
 
     /// Adds a field to the error object.
@@ -208,6 +218,9 @@ impl IntoResponse for ApiError {
         for (field, value) in self.extra {
             body["error"][field] = value;
         }
+        if let Some(revision) = self.revision {
+            body["error"]["revision"] = json!(revision);
+        }
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -217,6 +230,12 @@ impl IntoResponse for ApiError {
         }
         if let Some(location) = self.location.and_then(|l| l.parse().ok()) {
             response.headers_mut().insert(header::LOCATION, location);
+        }
+        if let Some(revision) = self.revision {
+            response.headers_mut().insert(
+                header::HeaderName::from_static(meta_client::wire::REVISION_HEADER),
+                header::HeaderValue::from(revision),
+            );
         }
         response
     }
@@ -238,7 +257,7 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-fn rejection(r: Rejection) -> ApiError {
+pub(crate) fn rejection(r: Rejection) -> ApiError {
     let code = match &r {
         Rejection::StaleShardMapVersion { .. } => "stale_version",
         Rejection::CasMismatch { .. } => "cas_mismatch",

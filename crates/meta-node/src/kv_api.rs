@@ -181,8 +181,8 @@ fn precondition_failed(message: String, revision: u64, mod_revision: u64) -> Api
         "precondition_failed",
         message,
     )
-    .with("revision", revision)
     .with("mod_revision", mod_revision)
+    .at_revision(revision)
 }
 
 /// `GET /v1/kv/{key}`.
@@ -198,8 +198,7 @@ pub(crate) async fn get(
     read_barrier(&state, &uri, q.stale).await?;
     let (entry, revision) = state.reader.entry_at(key.as_bytes());
     let Some(entry) = entry else {
-        let absent = ApiError::not_found(format!("no key `{key}`")).with("revision", revision);
-        return Ok(with_revision(absent.into_response(), revision, None));
+        return Err(ApiError::not_found(format!("no key `{key}`")).at_revision(revision));
     };
     let mod_revision = entry.mod_revision;
     if let Ok(Some(Tag::Revision(r))) = tag(&headers, header::IF_NONE_MATCH)
@@ -478,7 +477,14 @@ pub(crate) async fn txn(
             .collect()
     };
     let (success, failure) = (gets(&txn.success), gets(&txn.failure));
-    let done = propose_txn(&state, &uri, txn).await?;
+    let done = if txn.writes() {
+        propose_txn(&state, &uri, txn).await?
+    } else {
+        // Only compares and gets: a linearizable read, no log entry (so a
+        // key that may only read cannot make the log grow).
+        read_barrier(&state, &uri, false).await?;
+        state.reader.read_txn(txn).map_err(crate::api::rejection)?
+    };
     let ran = if done.succeeded { success } else { failure };
     let results = ran
         .into_iter()

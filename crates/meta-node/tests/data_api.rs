@@ -206,6 +206,7 @@ fn revisions_preconditions_transactions_and_binary_values_over_http() {
         (error.code.as_str(), error.mod_revision, error.revision),
         ("precondition_failed", Some(r2), Some(r2))
     );
+    assert_eq!(stale.revision(), r2, "a 412 carries X-Meta-Revision too");
     // If-Match on an absent key fails even for its "0".
     let absent = api.call(
         0,
@@ -449,6 +450,33 @@ fn narrow_keys_cannot_reach_other_keys_through_transactions_or_range_deletes() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = as_key(&writer, Method::DELETE, "/v1/kv?prefix=app/", None);
     assert_eq!(status, StatusCode::OK);
+    // A reader may run a transaction of compares and gets: answered from
+    // the leader's state, it adds nothing to the log.
+    let last_log = || {
+        let status: wire::StatusResponse = api
+            .call(0, Method::GET, "/v1/cluster/status", &[], None)
+            .json();
+        status.last_log_index
+    };
+    let before = last_log();
+    for _ in 0..20 {
+        let (status, body) = as_key(
+            &reader,
+            Method::POST,
+            "/v1/txn",
+            txn(TxnRequest {
+                compare: vec![Compare::new(
+                    "app/x",
+                    CompareOp::Equal,
+                    CompareTarget::Exists(false),
+                )],
+                success: vec![TxnOp::get("app/y")],
+                ..Default::default()
+            }),
+        );
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(last_log(), before, "read-only transactions are not logged");
 }
 
 #[test]

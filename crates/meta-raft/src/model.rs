@@ -200,6 +200,14 @@ pub struct KvEntry {
 pub const MAX_TXN_COMPARES: usize = 128;
 /// The most ops of one branch of a transaction.
 pub const MAX_TXN_OPS: usize = 128;
+/// The most value bytes the gets of one transaction may return (a single
+/// value of the largest size always fits): a transaction reading more is
+/// refused whole, so an answer's size is bounded whatever its ops.
+pub const MAX_TXN_READ_BYTES: usize = MAX_COMMAND_LEN;
+/// The most keys one transaction (or range delete) may delete: one log
+/// entry must not stall every replica's apply. A larger range is deleted
+/// in parts (by narrower prefixes).
+pub const MAX_TXN_DELETES: usize = 100_000;
 
 /// A transaction over user keys (etcd's `Txn`): `compares` decide which
 /// branch runs; the branch's ops run in order, each seeing the effect of
@@ -215,6 +223,15 @@ pub struct Txn {
 }
 
 impl Txn {
+    /// Whether either branch changes anything (a transaction that does not
+    /// can be answered from a node's state, without a log entry).
+    pub fn writes(&self) -> bool {
+        self.success
+            .iter()
+            .chain(&self.failure)
+            .any(|op| !matches!(op, TxnOp::Get { .. }))
+    }
+
     /// Whether either branch writes a value (refused during a space alarm).
     pub fn puts(&self) -> bool {
         self.success

@@ -27,7 +27,8 @@ use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
 use crate::model::{
     Alarm, Command, Compare, CompareOp, CompareTarget, KvEntry, MAX_ALARM_DETAIL, MAX_COMMAND_LEN,
-    MAX_TXN_COMPARES, MAX_TXN_OPS, Rejection, Response, Txn, TxnOp, TxnOpResult, TxnResponse,
+    MAX_TXN_COMPARES, MAX_TXN_DELETES, MAX_TXN_OPS, MAX_TXN_READ_BYTES, Rejection, Response, Txn,
+    TxnOp, TxnOpResult, TxnResponse,
 };
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -153,13 +154,30 @@ impl StateMachine {
     }
 }
 
-/// Loads the views; a store written before revisions is rewritten in the
-/// current layout first (one durable batch: every user key at revision 1).
+/// Loads the views. A store written before revisions is rewritten in the
+/// current layout first (one durable batch: every user key at revision 1),
+/// but only that of a single-node cluster: replicas of a larger one would
+/// each convert at the log index they happen to be at, and their revisions
+/// would differ for good. Those are refused, saying so.
 fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError> {
     let rows = store.scan(META_PREFIX).map_err(sm_err(ErrorVerb::Read))?;
     let (views, applied, format) = Views::load(rows)
         .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
     if format == Format::BeforeRevisions {
+        let membership = applied.membership.membership();
+        let members = membership.nodes().count();
+        if members > 1 {
+            return Err(storage_error(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Read,
+                &std::io::Error::other(format!(
+                    "this state store was written by a build without revisions and belongs to \
+                     a cluster of {members} members: upgrading its nodes one by one would give \
+                     them different revisions, so this build does not serve it. Run the old \
+                     build, or move the data to a new cluster (docs/operations.md, \"Upgrading\")"
+                )),
+            ));
+        }
         let mut batch = WriteBatch::with_capacity(views.kv.len() + 1);
         for (k, entry) in &views.kv {
             batch.put(
@@ -665,9 +683,11 @@ fn compare_holds(compare: &Compare, entry: Option<&KvEntry>) -> bool {
     }
 }
 
-/// Runs a transaction at `revision`. Once [`check_txn`] passed, nothing
-/// in it can fail: a transaction is refused whole or applied whole.
-fn apply_txn(
+/// Runs a transaction at `revision`. Once [`check_txn`] passed, only the
+/// branch's budgets can refuse it ([`MAX_TXN_READ_BYTES`] read,
+/// [`MAX_TXN_DELETES`] deleted): the branch runs on O(1) copies of the
+/// views, so a transaction is refused whole or applied whole.
+pub(crate) fn apply_txn(
     views: &mut Views,
     txn: Txn,
     batch: &mut WriteBatch,
@@ -679,29 +699,63 @@ fn apply_txn(
         .iter()
         .all(|c| compare_holds(c, views.kv.get(&c.key)));
     let ops = if succeeded { txn.success } else { txn.failure };
+    let mut scratch = views.clone();
+    let mut writes = WriteBatch::new();
+    let (mut read, mut deleted) = (0usize, 0usize);
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(match op {
             TxnOp::Put { key: k, value } => {
-                put_kv(views, batch, k, value, revision)?;
+                put_kv(&mut scratch, &mut writes, k, value, revision)?;
                 TxnOpResult::Put
             }
-            TxnOp::Delete { key: k } => TxnOpResult::Deleted(delete_kv(views, batch, k)?.into()),
+            TxnOp::Delete { key: k } => {
+                let gone = delete_kv(&mut scratch, &mut writes, k)?;
+                deleted += usize::from(gone);
+                TxnOpResult::Deleted(gone.into())
+            }
             TxnOp::DeletePrefix { prefix } => {
-                let doomed: Vec<Vec<u8>> = views
+                // One past the budget is enough to know it is over.
+                let doomed: Vec<Vec<u8>> = scratch
                     .kv
                     .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(&prefix))
+                    .take(MAX_TXN_DELETES.saturating_sub(deleted).saturating_add(1))
                     .map(|(k, _)| k.clone())
                     .collect();
-                for k in &doomed {
-                    delete_kv(views, batch, k.clone())?;
+                deleted += doomed.len();
+                if deleted <= MAX_TXN_DELETES {
+                    for k in &doomed {
+                        delete_kv(&mut scratch, &mut writes, k.clone())?;
+                    }
                 }
                 TxnOpResult::Deleted(doomed.len() as u64)
             }
-            TxnOp::Get { key: k } => TxnOpResult::Get(views.kv.get(&k).cloned()),
+            TxnOp::Get { key: k } => {
+                let entry = scratch.kv.get(&k).cloned();
+                read += entry.as_ref().map_or(0, |e| e.value.len());
+                TxnOpResult::Get(entry)
+            }
         });
+        if deleted > MAX_TXN_DELETES {
+            return Err(Rejection::Malformed {
+                reason: format!(
+                    "the transaction deletes more than {MAX_TXN_DELETES} keys: delete a large \
+                     range in parts (by narrower prefixes)"
+                ),
+            });
+        }
+        if read > MAX_TXN_READ_BYTES {
+            return Err(Rejection::Malformed {
+                reason: format!(
+                    "the transaction's gets return more than {MAX_TXN_READ_BYTES} bytes: read \
+                     large values one by one"
+                ),
+            });
+        }
     }
+    *views = scratch;
+    batch.extend(writes);
     Ok(TxnResponse {
         succeeded,
         revision: 0,

@@ -11,7 +11,9 @@ use meta_store_api::keys::{Key, MetaNamespace};
 
 use crate::apikey::ApiKeySecret;
 use crate::codec::{CodecError, decode};
-use crate::model::{Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, KvEntry, NodeId, ShardMap};
+use crate::model::{
+    Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, KvEntry, NodeId, ShardMap, Txn, TxnResponse,
+};
 use crate::state_machine::{AppliedState, AppliedStateV1};
 
 /// The name of the shard map's record in the shard namespace.
@@ -77,13 +79,15 @@ impl Views {
             None => (AppliedState::default(), Format::Current),
             Some((_, bytes)) => match decode::<AppliedState>(bytes) {
                 Ok(applied) => (applied, Format::Current),
-                // The layout before revisions: a shorter applied state.
-                Err(_) => match decode::<AppliedStateV1>(bytes) {
-                    Ok(old) => (old.into(), Format::BeforeRevisions),
-                    Err(source) => {
+                // The layout before revisions: a shorter applied state,
+                // which must be exactly that (a damaged current record is
+                // an error, not an old one).
+                Err(current) => match postcard::take_from_bytes::<AppliedStateV1>(bytes) {
+                    Ok((old, [])) => (old.into(), Format::BeforeRevisions),
+                    _ => {
                         return Err(LoadError::Record {
                             key: String::from_utf8_lossy(&applied_key).into_owned(),
-                            source,
+                            source: current,
                         });
                     }
                 },
@@ -365,6 +369,23 @@ impl MetadataReader {
     pub fn entry_at(&self, key: &[u8]) -> (Option<KvEntry>, u64) {
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
         (views.kv.get(key).cloned(), views.revision)
+    }
+
+    /// Answers a transaction that changes nothing (only compares and gets:
+    /// [`Txn::writes`] is false) from this node's views, at their revision,
+    /// without a log entry; with the same rules and limits as applying it.
+    pub fn read_txn(&self, txn: Txn) -> Result<TxnResponse, crate::Rejection> {
+        if txn.writes() {
+            return Err(crate::Rejection::Malformed {
+                reason: "a transaction that writes goes through Raft".into(),
+            });
+        }
+        let mut views = self.views();
+        let revision = views.revision;
+        let mut unused = meta_store_api::WriteBatch::new();
+        let mut done = crate::state_machine::apply_txn(&mut views, txn, &mut unused, revision + 1)?;
+        done.revision = revision;
+        Ok(done)
     }
 
     /// The store's revision: +1 per applied command that changed

@@ -528,3 +528,129 @@ async fn a_store_written_before_revisions_is_upgraded_in_place() {
         assert_eq!(sm.reader().revision(), 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_node_store_written_before_revisions_is_refused_not_converted() {
+    // Replicas would each convert at the index they happen to be at: their
+    // revisions would differ for good. Only a single-node store converts.
+    #[derive(serde::Serialize)]
+    struct OldApplied {
+        last_applied: Option<meta_raft::types::LogId>,
+        membership: meta_raft::types::StoredMembership,
+    }
+    let members =
+        openraft::Membership::new(vec![std::collections::BTreeSet::from([1, 2, 3])], None);
+    let old = OldApplied {
+        last_applied: Some(log_id(2, 1, 7)),
+        membership: meta_raft::types::StoredMembership::new(Some(log_id(1, 1, 1)), members),
+    };
+    let store = Engine::Mem.open(std::path::Path::new("."));
+    let mut batch = WriteBatch::new();
+    batch.put(&b"/meta/kv/app/x"[..], &b"old value"[..]);
+    batch.put(applied_key(), postcard::to_stdvec(&old).unwrap());
+    store.batch(&batch, Durability::Durable).unwrap();
+    let before = content_hash(&*store);
+    let error = StateMachine::open(store.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("cluster of 3 members"),
+        "{error}"
+    );
+    assert_eq!(content_hash(&*store), before, "nothing rewritten");
+    // A damaged current record is an error, not taken for the old layout.
+    let mut damaged = postcard::to_stdvec(&old).unwrap();
+    damaged.push(0xFF); // an unfinished varint: neither layout
+    let store = Engine::Mem.open(std::path::Path::new("."));
+    let mut batch = WriteBatch::new();
+    batch.put(applied_key(), damaged);
+    store.batch(&batch, Durability::Durable).unwrap();
+    assert!(StateMachine::open(store).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_over_its_read_or_delete_budget_is_refused_whole() {
+    use meta_raft::model::{MAX_TXN_DELETES, MAX_TXN_READ_BYTES};
+    let store = Engine::Mem.open(std::path::Path::new("."));
+    let mut sm = StateMachine::open(store).await.unwrap();
+    // One key more than a transaction may delete, in one batch entry.
+    let puts: Vec<Command> = (0..=MAX_TXN_DELETES)
+        .map(|i| Command::Put {
+            key: format!("d/{i:07}").into_bytes(),
+            value: b"v".to_vec(),
+        })
+        .collect();
+    sm.apply(entries(1, &[Command::Batch(puts)])).await.unwrap();
+    let big = vec![b'x'; MAX_TXN_READ_BYTES / 2 + 1];
+    let setup = Command::Put {
+        key: "big".into(),
+        value: big,
+    };
+    sm.apply(entries(2, &[setup])).await.unwrap();
+    let revision = sm.reader().revision();
+    let too_many = Txn {
+        success: vec![
+            put("d/new", "1"),
+            TxnOp::DeletePrefix {
+                prefix: "d/".into(),
+            },
+        ],
+        ..Txn::default()
+    };
+    let too_much = Txn {
+        success: vec![
+            put("other", "1"),
+            TxnOp::Get { key: "big".into() },
+            TxnOp::Get { key: "big".into() },
+        ],
+        ..Txn::default()
+    };
+    let answers = sm
+        .apply(entries(
+            3,
+            &[Command::Txn(too_many), Command::Txn(too_much.clone())],
+        ))
+        .await
+        .unwrap();
+    for answer in &answers {
+        assert!(
+            matches!(answer, Response::Rejected(Rejection::Malformed { reason }) if reason.contains("more than")),
+            "{answer:?}"
+        );
+    }
+    let reader = sm.reader();
+    assert_eq!(reader.revision(), revision, "nothing of them applied");
+    assert_eq!(reader.list(b"d/", usize::MAX).len(), MAX_TXN_DELETES + 1);
+    assert_eq!((reader.get(b"d/new"), reader.get(b"other")), (None, None));
+    // Read-only, from the views: the same rules and answers, no revision.
+    let read_only = Txn {
+        success: vec![
+            TxnOp::Get { key: "big".into() },
+            TxnOp::Get { key: "big".into() },
+        ],
+        ..Txn::default()
+    };
+    assert!(matches!(
+        reader.read_txn(read_only),
+        Err(Rejection::Malformed { .. })
+    ));
+    let one = Txn {
+        compares: vec![Compare {
+            key: "big".into(),
+            target: CompareTarget::Exists(true),
+            op: CompareOp::Equal,
+        }],
+        success: vec![TxnOp::Get {
+            key: "d/0000001".into(),
+        }],
+        ..Txn::default()
+    };
+    let done = reader.read_txn(one).unwrap();
+    assert!(done.succeeded && done.revision == revision);
+    assert!(matches!(&done.results[0], TxnOpResult::Get(Some(e)) if e.value == b"v"));
+    assert!(
+        reader.read_txn(too_much).is_err(),
+        "a writing transaction is not read here"
+    );
+}
