@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use meta_node::cli::{AuthCommand, CertsCommand, Cli, Command, SnapshotCommand};
 use meta_node::{Node, offline};
 use tracing_subscriber::EnvFilter;
@@ -12,7 +11,7 @@ fn main() -> ExitCode {
     // Everything this process creates (stores, snapshots, tokens, keys) is
     // private to its user: files 0600, directories 0700.
     meta_node::files::private_umask();
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()

@@ -515,6 +515,26 @@ fn split_pair<'a>(s: &'a str, what: &str) -> anyhow::Result<(&'a str, &'a str)> 
         .with_context(|| format!("`{s}` is not {what}"))
 }
 
+/// Hides the client-only flags in `command` and its subcommands.
+fn hide_client_flags(mut command: clap::Command) -> clap::Command {
+    // In place: the built command indexes its arguments by position.
+    command = command.mut_args(|a| {
+        if CLIENT_FLAGS.iter().any(|f| a.get_id() == *f) {
+            a.hide(true)
+        } else {
+            a
+        }
+    });
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, hide_client_flags);
+    }
+    command
+}
+
 /// Refuses keys and names whose path segments are `.` or `..`: URL
 /// normalisation would silently turn `a/../b` into `b`.
 fn check_path_segments(name: &str) -> anyhow::Result<()> {
@@ -529,7 +549,36 @@ fn check_path_segments(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flags only client commands read: shown in every command's help by
+/// clap (they are global, so they may follow any subcommand), hidden from
+/// the help of commands that ignore them.
+const CLIENT_FLAGS: [&str; 4] = ["addr", "token", "token_file", "ca"];
+
+/// Commands that never talk to a node.
+const OFFLINE_COMMANDS: [&str; 6] = ["serve", "snapshot", "migrate", "verify", "certs", "auth"];
+
 impl Cli {
+    /// The command line as clap parses it, with the client-only flags
+    /// hidden from the help of offline commands (`serve`, `migrate`, ...).
+    pub fn command() -> clap::Command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        // Globals are copied into subcommands when the command is built;
+        // only then can the copies be hidden.
+        command.build();
+        for name in OFFLINE_COMMANDS {
+            command = command.mut_subcommand(name, hide_client_flags);
+        }
+        command
+    }
+
+    /// Parses the process's arguments (exits with clap's message on bad
+    /// ones, as `Parser::parse` does).
+    pub fn parse_args() -> Cli {
+        use clap::FromArgMatches as _;
+        let mut matches = Cli::command().get_matches();
+        Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// The data directory client commands look in (default `./meta-data`).
     pub fn client_data_dir(&self) -> PathBuf {
         self.data_dir
@@ -599,8 +648,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn offline_commands_do_not_show_client_flags() {
+        let mut cli = Cli::command();
+        cli.clone().debug_assert();
+        for path in [
+            &["serve"][..],
+            &["migrate"],
+            &["verify"],
+            &["snapshot", "save"],
+        ] {
+            let mut command = cli.clone();
+            for name in path {
+                command = command.find_subcommand_mut(name).expect(name).clone();
+            }
+            let help = command.render_long_help().to_string();
+            for flag in ["--addr", "--token ", "--token-file", "--ca "] {
+                assert!(!help.contains(flag), "{path:?} help shows {flag}:\n{help}");
+            }
+        }
+        let kv = cli.find_subcommand_mut("kv").expect("kv");
+        let get = kv.find_subcommand_mut("get").expect("get");
+        let help = get.render_long_help().to_string();
+        assert!(
+            help.contains("--addr") && help.contains("--token-file"),
+            "{help}"
+        );
+        // Parsing still takes them anywhere on a client command.
+        use clap::FromArgMatches as _;
+        let matches = Cli::command()
+            .try_get_matches_from(["meta-node", "kv", "get", "k", "--addr", "h:1"])
+            .unwrap();
+        let parsed = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(parsed.addr, ["h:1"]);
+        // And the offline commands still parse, help included.
+        let serve = [
+            "meta-node",
+            "serve",
+            "--engine",
+            "mem",
+            "--listen",
+            "127.0.0.1:1",
+        ];
+        let matches = Cli::command().try_get_matches_from(serve).unwrap();
+        assert!(matches!(
+            Cli::from_arg_matches(&matches).unwrap().command,
+            Command::Serve(_)
+        ));
+        let help = Cli::command()
+            .try_get_matches_from(["meta-node", "serve", "--help"])
+            .unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp, "{help}");
+    }
+
+    #[test]
     fn serve_help_states_the_real_defaults() {
-        use clap::CommandFactory as _;
         let mut cli = Cli::command();
         let help = cli
             .find_subcommand_mut("serve")
