@@ -862,11 +862,24 @@ fn the_typed_client_skips_dead_endpoints_follows_leaders_and_reports_unknown_out
         rt.block_on(client.get("k")).unwrap().unwrap().mod_revision,
         first.revision
     );
+    // A listing begun before the leader dies goes on after it: the cursor
+    // is a position, not a session.
+    for i in 1..=3 {
+        rt.block_on(client.put(&format!("p/{i}"), b"v")).unwrap();
+    }
+    let linear = meta_client::Consistency::Linearizable;
+    let first_page = rt.block_on(client.list("p/", None, 1, linear)).unwrap();
+    assert_eq!(first_page.next.as_deref(), Some("p/1"));
     // The leader dies: the client finds the new one (elections answer
     // no_leader or fail to connect meanwhile; both are retried).
     let status = rt.block_on(client.status()).unwrap();
     let leader = status.leader.unwrap() as usize - 1;
     nodes[leader].kill();
+    let rest = rt
+        .block_on(client.list("p/", first_page.next.as_deref(), 10, linear))
+        .unwrap();
+    let keys: Vec<&str> = rest.items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!((keys, rest.next), (vec!["p/2", "p/3"], None));
     let after = rt.block_on(client.put("k", b"2")).unwrap();
     assert!(after.revision > first.revision);
     // A stale precondition is its own error, not retried into success.
