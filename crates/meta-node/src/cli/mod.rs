@@ -1,9 +1,9 @@
 //! The command line: `serve`, client commands talking to a running node,
 //! and offline tools.
 //!
-//! This module holds the arguments; [`run`] sends each client command
+//! This module holds the arguments; `run.rs` sends each client command
 //! through the typed client ([`meta_client::Client`]), one function per
-//! command group, and [`render`] turns the typed answers into text.
+//! command group, and `render.rs` turns the typed answers into text.
 
 mod render;
 mod run;
