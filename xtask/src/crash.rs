@@ -6,36 +6,14 @@
 use crate::release_test;
 
 /// Options of a crash campaign.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct CrashOptions {
     /// SIGKILLs per engine and for the cluster.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub kills: u64,
     /// Replays a run (each run prints its seed).
+    #[arg(long)]
     pub seed: Option<u64>,
-}
-
-impl CrashOptions {
-    /// Parses `--kills N` and `--seed S`.
-    pub fn parse(args: &[String]) -> Result<CrashOptions, String> {
-        let mut options = CrashOptions {
-            kills: 1000,
-            seed: None,
-        };
-        let mut args = args.iter();
-        while let Some(flag) = args.next() {
-            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let number: u64 = value
-                .parse()
-                .map_err(|_| format!("{flag} takes a number, got `{value}`"))?;
-            match flag.as_str() {
-                "--kills" if number > 0 => options.kills = number,
-                "--kills" => return Err("--kills must be at least 1".into()),
-                "--seed" => options.seed = Some(number),
-                other => return Err(format!("unknown flag {other}")),
-            }
-        }
-        Ok(options)
-    }
 }
 
 /// Runs the campaign; true if it passed.
@@ -50,10 +28,16 @@ pub fn run(options: &CrashOptions) -> std::io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::Parser as _;
 
-    fn parse(args: &[&str]) -> Result<CrashOptions, String> {
-        CrashOptions::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    use crate::{Task, Xtask};
+
+    fn parse(args: &[&str]) -> Result<super::CrashOptions, String> {
+        let argv = ["cargo xtask", "crash"].iter().chain(args);
+        match Xtask::try_parse_from(argv).map_err(|e| e.to_string())?.task {
+            Task::Crash(options) => Ok(options),
+            other => Err(format!("parsed as {other:?}")),
+        }
     }
 
     #[test]
@@ -61,17 +45,23 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().kills, 1000);
         let o = parse(&["--kills", "50", "--seed", "7"]).unwrap();
         assert_eq!((o.kills, o.seed), (50, Some(7)));
-        assert_eq!(parse(&["--kills"]).unwrap_err(), "--kills needs a value");
+        assert!(
+            parse(&["--kills"])
+                .unwrap_err()
+                .contains("a value is required")
+        );
         assert!(
             parse(&["--kills", "x"])
                 .unwrap_err()
-                .contains("takes a number")
+                .contains("invalid value 'x'")
         );
-        assert!(parse(&["--kills", "0"]).unwrap_err().contains("at least 1"));
         assert!(
-            parse(&["--fast", "1"])
+            parse(&["--kills", "0"])
                 .unwrap_err()
-                .contains("unknown flag --fast")
+                .contains("0 is not in 1..")
         );
+        assert!(parse(&["--fast", "1"]).unwrap_err().contains("--fast"));
+        let help = Xtask::try_parse_from(["cargo xtask", "crash", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 }

@@ -18,42 +18,24 @@ pub const TARGETS: [&str; 4] = [
 ];
 
 /// Options of a fuzz run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
 pub struct FuzzOptions {
     /// Seconds per target.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub seconds: u64,
-    /// Targets to run.
+    /// Targets to run (default: all).
+    #[arg(value_parser = TARGETS)]
     pub targets: Vec<String>,
 }
 
 impl FuzzOptions {
-    /// Parses `--seconds N` and target names.
-    pub fn parse(args: &[String]) -> Result<FuzzOptions, String> {
-        let mut options = FuzzOptions {
-            seconds: 60,
-            targets: Vec::new(),
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            if arg == "--seconds" {
-                let value = args.next().ok_or("--seconds needs a value")?;
-                options.seconds =
-                    value.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                        format!("--seconds takes a positive number, got `{value}`")
-                    })?;
-            } else if TARGETS.contains(&arg.as_str()) {
-                options.targets.push(arg.clone());
-            } else {
-                return Err(format!(
-                    "unknown fuzz target `{arg}` (targets: {})",
-                    TARGETS.join(", ")
-                ));
-            }
+    /// The targets to run: those named, or all of them.
+    pub fn targets(&self) -> Vec<String> {
+        if self.targets.is_empty() {
+            TARGETS.iter().map(|t| t.to_string()).collect()
+        } else {
+            self.targets.clone()
         }
-        if options.targets.is_empty() {
-            options.targets = TARGETS.iter().map(|t| t.to_string()).collect();
-        }
-        Ok(options)
     }
 }
 
@@ -78,7 +60,7 @@ pub fn run(options: &FuzzOptions) -> std::io::Result<Vec<String>> {
         }
     }
     let mut crashed = Vec::new();
-    for target in &options.targets {
+    for target in &options.targets() {
         eprintln!("fuzzing {target} for {} s", options.seconds);
         // `cargo +nightly` needs rustup's proxy, not this cargo binary.
         let status = Command::new("cargo")
@@ -98,30 +80,42 @@ pub fn run(options: &FuzzOptions) -> std::io::Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
+    use crate::{Task, Xtask};
 
     fn parse(args: &[&str]) -> Result<FuzzOptions, String> {
-        FuzzOptions::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        let argv = ["cargo xtask", "fuzz"].iter().chain(args);
+        match Xtask::try_parse_from(argv).map_err(|e| e.to_string())?.task {
+            Task::Fuzz(options) => Ok(options),
+            other => Err(format!("parsed as {other:?}")),
+        }
     }
 
     #[test]
     fn targets_and_seconds_parse_and_mistakes_are_named() {
         let all = parse(&[]).unwrap();
-        assert_eq!((all.seconds, all.targets.len()), (60, 4));
+        assert_eq!((all.seconds, all.targets().len()), (60, 4));
         let one = parse(&["--seconds", "5", "log_entry"]).unwrap();
         assert_eq!(
-            (one.seconds, one.targets),
+            (one.seconds, one.targets()),
             (5, vec!["log_entry".to_string()])
         );
         assert!(
             parse(&["nope"])
                 .unwrap_err()
-                .contains("unknown fuzz target `nope`")
+                .contains("invalid value 'nope'")
         );
-        assert!(parse(&["--seconds", "0"]).unwrap_err().contains("positive"));
-        assert_eq!(
-            parse(&["--seconds"]).unwrap_err(),
-            "--seconds needs a value"
+        assert!(
+            parse(&["--seconds", "0"])
+                .unwrap_err()
+                .contains("0 is not in 1..")
+        );
+        assert!(
+            parse(&["--seconds"])
+                .unwrap_err()
+                .contains("a value is required")
         );
     }
 

@@ -24,6 +24,42 @@ pub mod soak;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `cargo xtask`'s command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Project chores"
+)]
+pub struct Xtask {
+    /// The chore.
+    #[command(subcommand)]
+    pub task: Task,
+}
+
+/// The chores.
+#[derive(clap::Subcommand, Debug)]
+pub enum Task {
+    /// Run the storage conformance suite against every backend.
+    Conformance,
+    /// Measure fsync, run the benches, update docs/benchmarks.md.
+    Bench {
+        /// Full criterion runs (quick ones otherwise).
+        #[arg(long)]
+        full: bool,
+    },
+    /// SIGKILL crash campaign at soak size, on a release build.
+    Crash(crash::CrashOptions),
+    /// Run the cargo-fuzz targets.
+    Fuzz(fuzz::FuzzOptions),
+    /// Crash and linearizability campaigns for a time budget.
+    Soak {
+        /// Minutes to run.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        minutes: u64,
+    },
+}
+
 /// The workspace root.
 pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,4 +76,25 @@ pub fn release_test(package: &str, test: &str) -> Command {
         .args(["test", "--release", "-p", package, "--test", test])
         .args(["--", "--nocapture", "--test-threads", "1"]);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Xtask;
+
+    #[test]
+    fn every_command_has_a_working_help() {
+        Xtask::command().debug_assert();
+        for command in Xtask::command().get_subcommands() {
+            let name = command.get_name();
+            let help = Xtask::try_parse_from(["cargo xtask", name, "--help"]).unwrap_err();
+            assert_eq!(
+                help.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{name}: {help}"
+            );
+        }
+    }
 }
