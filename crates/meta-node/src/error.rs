@@ -126,9 +126,28 @@ pub enum NodeError {
         /// The engines asked for.
         configured: crate::identity::Engines,
     },
-    /// Raft failed.
-    #[error("raft: {0}")]
-    Raft(String),
+    /// Raft, or a task running for it, failed.
+    #[error("{what}")]
+    Raft {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl NodeError {
+    /// A failure of `what`, keeping its cause.
+    pub fn raft(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        NodeError::Raft {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }
 
 fn list(paths: &[PathBuf]) -> String {

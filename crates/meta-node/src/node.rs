@@ -51,7 +51,7 @@ async fn open_store(
     let options = config.engine_options();
     tokio::task::spawn_blocking(move || engine.open(&dir, &options))
         .await
-        .map_err(|e| NodeError::Raft(format!("opening a store panicked: {e}")))?
+        .map_err(|e| NodeError::raft("opening a store (the task panicked)", e))?
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config, NodeError> {
@@ -184,7 +184,7 @@ impl Node {
             config.data_dir.join("snapshots"),
         )
         .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        .map_err(|e| NodeError::raft("opening the state machine", e))?;
         let reader = sm.reader();
         let network = TcpNetwork::new(
             peer_security.clone(),
@@ -200,7 +200,7 @@ impl Node {
             sm,
         )
         .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        .map_err(|e| NodeError::raft("starting Raft", e))?;
         let transport_task = tokio::spawn(serve(
             raft_listener,
             raft.clone(),
@@ -211,7 +211,7 @@ impl Node {
         let initialized = raft
             .is_initialized()
             .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+            .map_err(|e| NodeError::raft("reading whether Raft is initialised", e))?;
         // A directory whose store once held this node's data never starts
         // empty: the store was lost, damaged or switched for another
         // engine's. Nor does a store found without an identity file (of an
@@ -312,9 +312,7 @@ impl Node {
                 .await
             {
                 let _ = identity.unfound_cluster(founded);
-                return Err(NodeError::Raft(format!(
-                    "initialising a single-node cluster: {e}"
-                )));
+                return Err(NodeError::raft("initialising a single-node cluster", e));
             }
             tracing::info!("initialised a new single-node cluster");
         }
@@ -419,7 +417,7 @@ impl Node {
         for store in self.stores {
             tokio::task::spawn_blocking(move || store.close())
                 .await
-                .map_err(|e| NodeError::Raft(format!("closing a store panicked: {e}")))?
+                .map_err(|e| NodeError::raft("closing a store (the task panicked)", e))?
                 .map_err(|source| NodeError::Store {
                     context: "closing the store".into(),
                     source,

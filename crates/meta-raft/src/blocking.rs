@@ -9,8 +9,10 @@ use openraft::{ErrorSubject, ErrorVerb};
 use crate::codec::storage_error;
 use crate::types::StorageError;
 
-/// Runs `f` on the blocking pool. A panic inside it becomes a storage
-/// error for `subject`/`verb` instead of tearing the caller down.
+/// Runs `f` where blocking is allowed: in place under `block_in_place` on
+/// a multi-thread runtime, else on the blocking pool. A panic inside it
+/// becomes a storage error for `subject`/`verb` instead of tearing the
+/// caller down.
 pub(crate) async fn blocking<T, F>(
     subject: ErrorSubject<u64>,
     verb: ErrorVerb,
