@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Workspace crate name -> its normal (non-dev) dependencies' names.
-fn normal_dependencies() -> BTreeMap<String, Vec<String>> {
+/// `cargo metadata` of the workspace, without dependencies.
+fn metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args([
@@ -26,7 +26,12 @@ fn normal_dependencies() -> BTreeMap<String, Vec<String>> {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    serde_json::from_slice(&out.stdout).expect("cargo metadata JSON")
+}
+
+/// Workspace crate name -> its normal (non-dev) dependencies' names.
+fn normal_dependencies() -> BTreeMap<String, Vec<String>> {
+    let meta = metadata();
     let mut graph = BTreeMap::new();
     for package in meta["packages"].as_array().expect("packages") {
         let deps = package["dependencies"]
@@ -73,13 +78,12 @@ fn the_layer_rule_holds() {
             );
         }
     }
-    if let Some(raft) = graph.get("meta-raft") {
-        for engine in ENGINES {
-            assert!(
-                !raft.iter().any(|d| d == engine),
-                "meta-raft must not depend on {engine}"
-            );
-        }
+    let raft = &graph["meta-raft"];
+    for engine in ENGINES {
+        assert!(
+            !raft.iter().any(|d| d == engine),
+            "meta-raft must not depend on {engine}"
+        );
     }
     // The client crate is a leaf: what a program talking to a cluster
     // links, with no storage and no Raft in it.
@@ -127,5 +131,81 @@ fn every_rust_file_opens_with_a_module_doc() {
     assert!(
         missing.is_empty(),
         "files without a `//!` module doc: {missing:?}"
+    );
+}
+
+#[test]
+fn only_meta_node_names_engines_among_the_crates_users_link() {
+    // Tooling that tests and measures the engines (`publish = false`) may
+    // name them; of the crates a user links, only meta-node does, and only
+    // behind its features (mem is always there).
+    let meta = metadata();
+    let mut checked = 0;
+    for package in meta["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().expect("name");
+        if ENGINES.contains(&name) {
+            continue;
+        }
+        let tooling = package["publish"] == serde_json::json!([]);
+        for dep in package["dependencies"].as_array().expect("dependencies") {
+            let dep_name = dep["name"].as_str().expect("dependency name");
+            if !ENGINES.contains(&dep_name) || !dep["kind"].is_null() || tooling {
+                continue;
+            }
+            checked += 1;
+            assert_eq!(
+                name, "meta-node",
+                "{name} names the engine {dep_name}: only meta-node may (or tooling with publish = false)"
+            );
+            let optional = dep["optional"].as_bool().unwrap_or(false);
+            assert!(
+                optional || dep_name == "meta-store-mem",
+                "meta-node must name {dep_name} behind a feature"
+            );
+        }
+    }
+    assert_eq!(checked, ENGINES.len(), "meta-node names every engine once");
+}
+
+#[test]
+fn only_keys_rs_spells_a_key_prefix() {
+    // Outside tests and docs: code builds keys through `Key`,
+    // `MetaNamespace`, `log_key`. The conformance suite is test data by
+    // nature (raw keys against the engine contract).
+    let root = xtask::project_root();
+    let mut files = Vec::new();
+    for dir in ["crates", "xtask/src", "benches/src"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    let mut found = Vec::new();
+    for file in &files {
+        let path = file.to_string_lossy();
+        if path.ends_with("meta-store-api/src/keys.rs")
+            || path.contains("/tests/")
+            || path.contains("/conformance/")
+            || path.contains("/examples/")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).expect("reading a source file");
+        // Unit tests sit at the end of a file, in `mod tests`.
+        let code = text.split("\nmod tests {").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            if ["\"/meta/", "\"/raft/", "b\"/meta/", "b\"/raft/"]
+                .iter()
+                .any(|p| line.contains(p))
+            {
+                found.push(format!("{path}:{}: {line}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "key prefixes spelled outside keys.rs (use Key, MetaNamespace, log_key):\n{}",
+        found.join("\n")
     );
 }
