@@ -40,6 +40,7 @@ pub mod credentials;
 pub mod engine;
 mod error;
 pub mod files;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
 pub mod identity;
