@@ -1,7 +1,7 @@
 //! What a failed write says about the disk under a store.
 //!
 //! Engines pass the errors of their write paths through [`write_error`],
-//! so a full disk reads as [`Error::StorageFull`] naming the directory and
+//! so a full disk reads as [`Error::DiskFull`] naming the directory and
 //! the free space, whatever the engine made of it: the kernel says
 //! `ENOSPC`, but LMDB reports a short write as `EIO`, and fjall, once a
 //! background flush failed, only says it is "poisoned".
@@ -46,7 +46,7 @@ fn is_enospc(error: &Error) -> bool {
 
 /// Classifies an error from a write to the store in `dir`: an I/O or
 /// engine error met on a full disk (`ENOSPC`, or less than [`FULL_BELOW`]
-/// bytes left) becomes [`Error::StorageFull`] carrying the original error;
+/// bytes left) becomes [`Error::DiskFull`] carrying the original error;
 /// anything else is returned as it was.
 pub fn write_error(engine: &'static str, dir: &Path, error: Error) -> Error {
     if !matches!(error, Error::Io { .. } | Error::Engine { .. }) {
@@ -57,15 +57,11 @@ pub fn write_error(engine: &'static str, dir: &Path, error: Error) -> Error {
     if !is_enospc(&error) && !nearly_full {
         return error;
     }
-    let free = free.map_or_else(|| "unknown".to_string(), |f| format!("{f} bytes"));
-    Error::StorageFull {
+    Error::DiskFull {
         engine,
-        detail: format!(
-            "the disk holding {} is full ({free} free): {error}; free space, then reopen \
-             the store (restart the node: a store whose write failed may refuse writes \
-             until reopened, and a node whose log write failed has stopped)",
-            dir.display()
-        ),
+        dir: dir.to_path_buf(),
+        free,
+        source: Box::new(error),
     }
 }
 
@@ -81,18 +77,26 @@ mod tests {
     fn enospc_anywhere_in_the_chain_is_a_full_disk() {
         let dir = std::env::temp_dir();
         let full = write_error("e", &dir, io(io::ErrorKind::StorageFull));
+        let text = full.to_string();
         match full {
-            Error::StorageFull { engine, detail } => {
-                assert_eq!(engine, "e");
-                assert!(detail.contains(&dir.display().to_string()), "{detail}");
-                assert!(detail.contains("bytes free"), "{detail}");
+            Error::DiskFull {
+                engine,
+                dir: at,
+                free,
+                source,
+            } => {
+                assert_eq!((engine, at.as_path()), ("e", dir.as_path()));
+                assert!(free.is_some());
+                assert!(matches!(*source, Error::Io { .. }), "the cause is kept");
+                assert!(text.contains(&dir.display().to_string()), "{text}");
+                assert!(text.contains("bytes free"), "{text}");
             }
             other => panic!("{other:?}"),
         }
         let wrapped = Error::engine("e", io::Error::from(io::ErrorKind::StorageFull));
         assert!(matches!(
             write_error("e", &dir, wrapped),
-            Error::StorageFull { .. }
+            Error::DiskFull { .. }
         ));
     }
 

@@ -14,7 +14,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Variants carry the context needed to act on them. Engines map their own
 /// errors into [`Error::Engine`] (unexpected engine failures) or one of the
 /// specific variants when the cause is known (a full LMDB map is
-/// [`Error::StorageFull`], never a generic engine error).
+/// [`Error::MapFull`], a full disk [`Error::DiskFull`], never a generic
+/// engine error).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -45,16 +46,50 @@ pub enum Error {
     /// outside the prefix being restored).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// The engine ran out of room. LMDB's map full: the write was not
-    /// applied, and the store is still usable for reads and smaller writes.
-    /// A full disk ([`disk::write_error`](crate::disk::write_error)): the
-    /// store may refuse writes until it is reopened with space free.
-    #[error("{engine} storage is full: {detail}")]
-    StorageFull {
+    /// The engine's own size limit was hit (LMDB's map): the write was not
+    /// applied, and the store is still usable for reads, deletes and
+    /// smaller writes. Reopen with a larger `map_size` to grow it.
+    #[error(
+        "{engine} storage is full: the LMDB map of {} is full at {map_size} bytes; reopen \
+         with a larger `map_size`",
+        dir.display()
+    )]
+    MapFull {
         /// Engine name.
         engine: &'static str,
-        /// What limit was hit and how to raise it.
-        detail: String,
+        /// The store's directory.
+        dir: std::path::PathBuf,
+        /// The map size, bytes.
+        map_size: usize,
+    },
+    /// Too many concurrent read transactions for the engine's table.
+    #[error(
+        "{engine} storage is full: too many concurrent readers; reopen with a larger `max_readers`"
+    )]
+    ReadersFull {
+        /// Engine name.
+        engine: &'static str,
+    },
+    /// The disk holding the store is full (or nearly:
+    /// [`disk::write_error`](crate::disk::write_error)): the store may
+    /// refuse writes until it is reopened with space free.
+    #[error(
+        "{engine} storage is full: the disk holding {} is full ({} free): {source}; free space, \
+         then reopen the store (restart the node: a store whose write failed may refuse writes \
+         until reopened, and a node whose log write failed has stopped)",
+        dir.display(),
+        free.map_or_else(|| "unknown".to_string(), |f| format!("{f} bytes"))
+    )]
+    DiskFull {
+        /// Engine name.
+        engine: &'static str,
+        /// The directory whose disk is full.
+        dir: std::path::PathBuf,
+        /// Free bytes there, if known.
+        free: Option<u64>,
+        /// The error the engine met.
+        #[source]
+        source: Box<Error>,
     },
     /// Data read back from the engine failed an integrity check.
     #[error("corruption in {engine} store: {detail}")]

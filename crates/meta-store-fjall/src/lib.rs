@@ -185,7 +185,7 @@ impl FjallStore {
             .map_err(|e| self.write_err(e))
     }
 
-    /// [`FjallStore::err`] for a write: on a full disk, `StorageFull`.
+    /// [`FjallStore::err`] for a write: on a full disk, `DiskFull`.
     fn write_err(&self, e: fjall::Error) -> Error {
         disk::write_error(ENGINE, &self.dir, self.err(e))
     }

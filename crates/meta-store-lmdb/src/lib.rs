@@ -22,7 +22,7 @@
 //!   the first time it is opened.
 //! - The map size is the largest the database may grow to
 //!   ([`LmdbOptions::map_size`]); when it is reached, writes fail with
-//!   [`Error::StorageFull`] and reads go on. The file only takes the space
+//!   [`Error::MapFull`] and reads go on. The file only takes the space
 //!   its data needs.
 //!
 //! ```
@@ -185,7 +185,7 @@ impl LmdbStore {
     }
 
     /// Runs `f` in one write transaction committed with `durability`; a
-    /// failure on a full disk is [`Error::StorageFull`].
+    /// failure on a full disk is [`Error::DiskFull`].
     fn write<T>(
         &self,
         durability: Durability,
@@ -292,17 +292,12 @@ fn lmdb_bounds(range: &KeyRange) -> (Bound<&[u8]>, Bound<&[u8]>) {
 
 fn lmdb_error(e: heed::Error, map_size: usize, dir: &Path) -> Error {
     match e {
-        heed::Error::Mdb(MdbError::MapFull) => Error::StorageFull {
+        heed::Error::Mdb(MdbError::MapFull) => Error::MapFull {
             engine: ENGINE,
-            detail: format!(
-                "the LMDB map of {dir} is full at {map_size} bytes; reopen with a larger `map_size`",
-                dir = dir.display()
-            ),
+            dir: dir.to_path_buf(),
+            map_size,
         },
-        heed::Error::Mdb(MdbError::ReadersFull) => Error::StorageFull {
-            engine: ENGINE,
-            detail: "too many concurrent readers; reopen with a larger `max_readers`".into(),
-        },
+        heed::Error::Mdb(MdbError::ReadersFull) => Error::ReadersFull { engine: ENGINE },
         // Set once a write failed half-way (e.g. its meta page on a full
         // disk): the environment refuses everything until reopened.
         heed::Error::Mdb(MdbError::Panic) => Error::engine(

@@ -21,11 +21,18 @@ fn a_full_map_is_a_clear_error_and_the_store_stays_usable() {
         }
     }
     match full {
-        Some(Error::StorageFull { engine, detail }) => {
-            assert_eq!(engine, "lmdb");
-            assert!(detail.contains("map_size"), "{detail}");
+        Some(e @ Error::MapFull { .. }) => {
+            let text = e.to_string();
+            let Error::MapFull {
+                engine, map_size, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!((engine, map_size), ("lmdb", 1 << 20));
+            assert!(text.contains("map_size"), "{text}");
         }
-        other => panic!("expected StorageFull from a 1 MiB map, got {other:?}"),
+        other => panic!("expected MapFull from a 1 MiB map, got {other:?}"),
     }
     // Reads go on, and the failed write left nothing behind.
     assert_eq!(store.get(b"small").unwrap().as_deref(), Some(&b"fits"[..]));
