@@ -47,6 +47,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apikey;
+mod apply;
 mod blocking;
 /// A failpoint: counted and, when configured, fired (feature `failpoints`);
 /// nothing at all without the feature. Configured `panic`, it panics;

@@ -383,7 +383,7 @@ impl MetadataReader {
         let mut views = self.views();
         let revision = views.revision;
         let mut unused = meta_store_api::WriteBatch::new();
-        let mut done = crate::state_machine::apply_txn(&mut views, txn, &mut unused, revision + 1)?;
+        let mut done = crate::apply::apply_txn(&mut views, txn, &mut unused, revision + 1)?;
         done.revision = revision;
         Ok(done)
     }
