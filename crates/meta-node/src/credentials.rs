@@ -14,10 +14,10 @@ use meta_raft::model::{ApiKeyRecord, Command};
 use meta_raft::{MetadataReader, Rejection, Response};
 use tokio::task::JoinHandle;
 
-use crate::api::ApiState;
 use crate::auth::Token;
 use crate::error::NodeError;
 use crate::files;
+use crate::http::ApiState;
 
 /// Reads a token file (`<id>.<secret>`), `None` if it does not exist.
 pub fn read_token(path: &Path) -> Result<Option<Token>, NodeError> {
@@ -93,7 +93,7 @@ pub fn keep_root_key(state: ApiState, token: Token) -> JoinHandle<()> {
                     id: token.id.clone(),
                     name: "root credential (root.token)".into(),
                     scopes: vec!["admin".into()],
-                    created_at_ms: crate::api::now_ms(),
+                    created_at_ms: crate::http::now_ms(),
                     expires_at_ms: None,
                     revoked_at_ms: None,
                     secret_hash: token.secret.hash(),

@@ -3,7 +3,7 @@
 //!
 //! - [`Node`]: opens the stores (one engine for everything, or one for the
 //!   Raft log and another for the state machine), starts Raft, the peer
-//!   transport ([`transport`], TCP) and the client API ([`api`], JSON over
+//!   transport ([`transport`], TCP) and the client API ([`http`], JSON over
 //!   HTTP), and on first start can make itself a single-node cluster.
 //! - [`Config`]: TOML file, `META_NODE_*` environment variables and flags;
 //!   errors name the field.
@@ -30,7 +30,6 @@
 //! engine; everything below it sees `MetadataStore` only.
 
 pub mod alarm;
-pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod client;
@@ -44,8 +43,6 @@ pub mod files;
 pub mod fuzzing;
 pub mod http;
 pub mod identity;
-mod kv_api;
-pub mod membership;
 mod node;
 pub mod offline;
 pub mod pause;

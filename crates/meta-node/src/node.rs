@@ -13,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{ApiState, AuthState, router};
 use crate::auth::{INIT_KEY_ID, INIT_TOKEN_FILE, ROOT_KEY_ID, ROOT_TOKEN_FILE, Token};
 use crate::config::Config;
 use crate::credentials::{keep_root_key, load_or_create_token, read_token, wait_for_key};
 use crate::error::NodeError;
 use crate::files;
+use crate::http::{ApiState, AuthState, router};
 use crate::identity::Identity;
 use crate::tls;
 use crate::transport::{PeerSecurity, PeerTls};
@@ -345,14 +345,27 @@ impl Node {
                     api_budget,
                 ) {
                     Ok(listener) => {
-                        crate::http::serve(listener, app, header_timeout, body_timeout, shutdown)
-                            .await;
+                        crate::http::server::serve(
+                            listener,
+                            app,
+                            header_timeout,
+                            body_timeout,
+                            shutdown,
+                        )
+                        .await;
                     }
                     Err(e) => tracing::error!("client API stopped: {e}"),
                 },
                 None => {
                     let listener = crate::conn::BudgetedListener::new(api_listener, api_budget);
-                    crate::http::serve(listener, app, header_timeout, body_timeout, shutdown).await;
+                    crate::http::server::serve(
+                        listener,
+                        app,
+                        header_timeout,
+                        body_timeout,
+                        shutdown,
+                    )
+                    .await;
                 }
             }
         });

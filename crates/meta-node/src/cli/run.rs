@@ -382,7 +382,7 @@ async fn apikey(client: &Client, cmd: &ApikeyCommand) -> anyhow::Result<Outcome>
         }
         ApikeyCommand::List => {
             let keys = client.api_keys().await?;
-            let text = render::api_keys(&keys.api_keys, crate::api::now_ms());
+            let text = render::api_keys(&keys.api_keys, crate::http::now_ms());
             Outcome::new(&keys, text)
         }
         ApikeyCommand::Verify { id, secret } => {

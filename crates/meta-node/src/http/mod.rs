@@ -11,6 +11,12 @@
 //! - Every route but `/health` needs a bearer token whose scopes cover
 //!   what the route needs ([`crate::auth`]): `401 unauthenticated` without
 //!   one, `403 permission_denied` with too little.
+//!
+//! By audience: `data.rs` the user keys (revisions, transactions),
+//! `admin.rs` the Raft membership, this file the shared parts (state,
+//! errors, authorization, proposing, read barriers), the metadata maps,
+//! operations and the router; [`server`] serves it over hyper with
+//! request deadlines. Request and answer shapes are [`meta_client::wire`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -37,7 +43,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Principal, Scope, Token};
-use crate::{kv_api, membership};
+mod admin;
+mod data;
+pub mod server;
+
+pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
 use meta_client::wire;
 
 /// Most items one list request returns.
@@ -244,7 +254,7 @@ impl IntoResponse for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(e: BytesRejection) -> Self {
         let text = e.body_text();
-        if text.contains(crate::http::BODY_TIMED_OUT) {
+        if text.contains(crate::http::server::BODY_TIMED_OUT) {
             return ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", text);
         }
         let status = e.status();
@@ -916,7 +926,7 @@ async fn status(State(state): State<ApiState>) -> ApiResult<Json<wire::StatusRes
     let m = state.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let mut progress = membership::progress(&state, &m);
+    let mut progress = admin::progress(&state, &m);
     let members = membership
         .nodes()
         .map(|(id, n)| {
@@ -1160,18 +1170,18 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
-        .route("/v1/kv", get(kv_api::list).delete(kv_api::delete_prefix))
+        .route("/v1/kv", get(data::list).delete(data::delete_prefix))
         .route(
             "/v1/kv/{*key}",
-            get(kv_api::get)
-                .put(kv_api::put)
-                .delete(kv_api::delete)
+            get(data::get)
+                .put(data::put)
+                .delete(data::delete)
                 // A value's body is the value: refused past the limit, before
                 // more of it is read.
                 .layer(DefaultBodyLimit::max(state.limits.max_value_bytes)),
         )
-        .route("/v1/cas", post(kv_api::cas))
-        .route("/v1/txn", post(kv_api::txn))
+        .route("/v1/cas", post(data::cas))
+        .route("/v1/txn", post(data::txn))
         .route("/v1/cluster/nodes", get(nodes_get))
         .route("/v1/cluster/nodes/{id}", put(node_put).delete(node_delete))
         .route("/v1/shards", get(shards_get).put(shards_put))
@@ -1187,15 +1197,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/hash", get(content_hash))
         .route("/v1/cluster/init", post(cluster_init))
         .route("/v1/cluster/alarms", get(alarms_get).delete(alarms_clear))
-        .route("/v1/cluster/learners", post(membership::add_learner))
+        .route("/v1/cluster/learners", post(admin::add_learner))
         .route(
             "/v1/cluster/members/{id}",
-            axum::routing::delete(membership::remove_member),
+            axum::routing::delete(admin::remove_member),
         )
-        .route(
-            "/v1/cluster/membership",
-            post(membership::change_membership),
-        )
+        .route("/v1/cluster/membership", post(admin::change_membership))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authorize,

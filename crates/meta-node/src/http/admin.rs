@@ -26,7 +26,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
 use serde::Deserialize;
 
-use crate::api::{ApiError, ApiResult, ApiState, JsonBody};
+use crate::http::{ApiError, ApiResult, ApiState, JsonBody};
 
 /// A node whose replication is this many entries behind the leader's last
 /// log entry still counts as caught up.

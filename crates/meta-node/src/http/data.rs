@@ -23,11 +23,11 @@ use meta_client::wire;
 use meta_raft::Command;
 use meta_raft::model::{self, KvEntry, MAX_TXN_COMPARES, MAX_TXN_OPS, Txn};
 
-use crate::api::{
+use crate::auth::Principal;
+use crate::http::{
     ApiError, ApiResult, ApiState, JsonBody, ReadQuery, check_value_len, next_cursor, propose,
     read_barrier, require_kv,
 };
-use crate::auth::Principal;
 
 /// A key as answered.
 fn key_value(key: &[u8], e: KvEntry) -> wire::KeyValue {
@@ -483,7 +483,7 @@ pub(crate) async fn txn(
         // Only compares and gets: a linearizable read, no log entry (so a
         // key that may only read cannot make the log grow).
         read_barrier(&state, &uri, false).await?;
-        state.reader.read_txn(txn).map_err(crate::api::rejection)?
+        state.reader.read_txn(txn).map_err(crate::http::rejection)?
     };
     let ran = if done.succeeded { success } else { failure };
     let results = ran
