@@ -632,20 +632,13 @@ impl Client {
         max: usize,
         consistency: Consistency,
     ) -> Result<wire::ListResponse, ClientError> {
-        let first = max.clamp(1, MAX_PAGE_ITEMS);
-        let mut all = self.list(prefix, None, first, consistency).await?;
-        while all.items.len() < max
-            && let Some(after) = all.next.take()
-        {
-            let limit = (max - all.items.len()).min(MAX_PAGE_ITEMS);
-            let page = self.list(prefix, Some(&after), limit, consistency).await?;
-            if page.items.is_empty() && page.next.is_some() {
-                return Err(empty_page(prefix));
-            }
-            all.items.extend(page.items);
-            all.next = page.next;
-        }
-        Ok(all)
+        let path = format!(
+            "/v1/kv?prefix={}{}",
+            encode_query(prefix),
+            stale_query(consistency, '&')
+        );
+        let all = self.pages(&path, "items", max.max(1)).await?;
+        from_value(&path, all)
     }
 
     /// Compare-and-swap by value (`/v1/cas`).

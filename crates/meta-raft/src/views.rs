@@ -72,9 +72,7 @@ impl Views {
         rows: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(Views, AppliedState, Format), LoadError> {
         let mut views = Views::default();
-        let applied_key = Key::meta(MetaNamespace::Sys, APPLIED)
-            .expect("a fixed name")
-            .encode();
+        let applied_key = meta_store_api::keys::applied_key();
         let (mut applied, format) = match rows.iter().find(|(k, _)| *k == applied_key) {
             None => (AppliedState::default(), Format::Current),
             Some((_, bytes)) => match decode::<AppliedState>(bytes) {
