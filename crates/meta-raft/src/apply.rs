@@ -12,20 +12,46 @@ use meta_store_api::keys::{Key, MetaNamespace};
 
 use crate::codec::encode;
 use crate::model::{
-    Alarm, Command, Compare, CompareOp, CompareTarget, KvEntry, MAX_ALARM_DETAIL, MAX_COMMAND_LEN,
-    MAX_TXN_COMPARES, MAX_TXN_DELETES, MAX_TXN_OPS, MAX_TXN_READ_BYTES, Rejection, Response, Txn,
-    TxnOp, TxnOpResult, TxnResponse,
+    Alarm, Change, ClusterNode, Command, Compare, CompareOp, CompareTarget, Event, KvEntry, Lease,
+    LeaseId, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, MAX_LEASE_KEYS, MAX_LEASE_TTL_SECS,
+    MAX_TXN_COMPARES, MAX_TXN_DELETES, MAX_TXN_OPS, MAX_TXN_READ_BYTES, NodeId, NodeState,
+    Rejection, Response, Txn, TxnOp, TxnOpResult, TxnResponse,
 };
-use crate::views::{ALARMS, SHARD_MAP, Views};
+use crate::views::{
+    ALARMS, LeaseState, SHARD_MAP, Views, lease_key, lease_key_binding, lease_node_binding,
+};
+
+/// What applying commands produced: the records to write, and the changes
+/// a watch reports (in the order they were made).
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// The writes, committed in one store batch.
+    pub(crate) batch: WriteBatch,
+    /// The watchable changes.
+    pub(crate) events: Vec<Event>,
+}
+
+impl Effects {
+    /// Records a watchable change made at `revision`.
+    fn changed(&mut self, revision: u64, change: Change, prev: Option<Change>) {
+        self.events.push(Event {
+            revision,
+            change,
+            prev,
+        });
+    }
+
+    /// Adds `other`'s writes and changes after these.
+    fn append(&mut self, other: Effects) {
+        self.batch.extend(other.batch);
+        self.events.extend(other.events);
+    }
+}
 
 /// Applies one command to `views`, adding its writes to `batch`. A
 /// command that changes anything moves the store to the next revision; a
 /// rejected one changes nothing at all.
-pub(crate) fn apply_command(
-    views: &mut Views,
-    command: Command,
-    batch: &mut WriteBatch,
-) -> Response {
+pub(crate) fn apply_command(views: &mut Views, command: Command, fx: &mut Effects) -> Response {
     if let Command::Batch(commands) = command {
         if commands.iter().any(|c| matches!(c, Command::Batch(_))) {
             return Response::Rejected(Rejection::Malformed {
@@ -35,18 +61,18 @@ pub(crate) fn apply_command(
         return Response::Batch(
             commands
                 .into_iter()
-                .map(|c| apply_command(views, c, batch))
+                .map(|c| apply_command(views, c, fx))
                 .collect(),
         );
     }
     // Every command checks everything that can refuse it before it
     // changes anything, so a rejected command leaves no trace (copying the
     // views per command instead would copy tree nodes on every write).
-    let before = batch.len();
+    let before = fx.batch.len();
     let revision = views.revision + 1;
-    match try_apply(views, command, batch, revision) {
+    match try_apply(views, command, fx, revision) {
         Ok(mut response) => {
-            if batch.len() > before {
+            if fx.batch.len() > before {
                 views.revision = revision;
             }
             match &mut response {
@@ -89,7 +115,7 @@ pub(crate) fn kv_key(k: &[u8]) -> Result<Vec<u8>, Rejection> {
 fn try_apply(
     views: &mut Views,
     command: Command,
-    batch: &mut WriteBatch,
+    fx: &mut Effects,
     revision: u64,
 ) -> Result<Response, Rejection> {
     if !views.alarms.is_empty() && command.adds_data() && !replaces_without_growing(views, &command)
@@ -123,7 +149,7 @@ fn try_apply(
             alarms.sort_by_key(|a| (a.kind, a.node));
             let bytes = encode(&alarms);
             check_value(bytes.len())?;
-            batch.put(key(MetaNamespace::Sys, ALARMS)?, bytes);
+            fx.batch.put(key(MetaNamespace::Sys, ALARMS)?, bytes);
             views.alarms = Arc::new(alarms);
         }
         Command::ClearAlarm { kind, node } => {
@@ -136,9 +162,10 @@ fn try_apply(
             if alarms.len() == views.alarms.len() {
                 // Nothing matched: nothing changes.
             } else if alarms.is_empty() {
-                batch.delete(key(MetaNamespace::Sys, ALARMS)?);
+                fx.batch.delete(key(MetaNamespace::Sys, ALARMS)?);
             } else {
-                batch.put(key(MetaNamespace::Sys, ALARMS)?, encode(&alarms));
+                fx.batch
+                    .put(key(MetaNamespace::Sys, ALARMS)?, encode(&alarms));
             }
             views.alarms = Arc::new(alarms);
         }
@@ -147,13 +174,52 @@ fn try_apply(
                 reason: "batches do not nest".into(),
             });
         }
-        Command::Txn(txn) => return apply_txn(views, txn, batch, revision).map(Response::Txn),
-        Command::UpsertNode(node) => {
-            let bytes = encode(&node);
-            check_value(bytes.len())?;
-            batch.put(Views::node_key(node.id).encode(), bytes);
-            views.cluster.insert(node.id, node);
+        Command::Txn(txn) => return apply_txn(views, txn, fx, revision).map(Response::Txn),
+        Command::UpsertNode(node) => upsert_node(views, fx, node, revision)?,
+        Command::UpsertNodeLeased { node, lease } => {
+            live_lease(views, lease)?;
+            let id = node.id;
+            upsert_node(views, fx, node, revision)?;
+            bind_node(views, fx, id, Some(lease));
         }
+        Command::LeaseGrant { ttl_secs } => {
+            if !(1..=MAX_LEASE_TTL_SECS).contains(&ttl_secs) {
+                return Err(Rejection::Malformed {
+                    reason: format!(
+                        "a lease's ttl_secs must be 1 to {MAX_LEASE_TTL_SECS}, not {ttl_secs}"
+                    ),
+                });
+            }
+            let lease = Lease {
+                id: revision,
+                ttl_secs,
+            };
+            fx.batch.put(lease_key(revision), encode(&lease));
+            let state = LeaseState {
+                lease,
+                keys: Default::default(),
+                nodes: Default::default(),
+            };
+            views.leases.insert(revision, state);
+            return Ok(Response::LeaseGranted {
+                id: revision,
+                revision,
+            });
+        }
+        Command::LeaseRevoke { id } => {
+            live_lease(views, id)?;
+            end_lease(views, fx, id, revision)?;
+        }
+        Command::LeaseExpire { id } => {
+            if views.leases.contains_key(&id) {
+                end_lease(views, fx, id, revision)?;
+            }
+        }
+        Command::PutLeased {
+            key: k,
+            value,
+            lease,
+        } => put_kv(views, fx, k, value, revision, Some(lease))?,
         Command::RemoveNode { id } => {
             if !views.cluster.contains_key(&id) {
                 return Err(Rejection::UnknownNode { id });
@@ -166,8 +232,13 @@ fn try_apply(
             {
                 return Err(Rejection::NodeInUse { id, shard: *shard });
             }
-            batch.delete(Views::node_key(id).encode());
-            views.cluster.remove(&id);
+            bind_node(views, fx, id, None);
+            fx.batch.delete(Views::node_key(id).encode());
+            let prev = views
+                .cluster
+                .remove(&id)
+                .map(|n| Change::Node { id, node: Some(n) });
+            fx.changed(revision, Change::Node { id, node: None }, prev);
         }
         Command::SetShardMap {
             expected_version,
@@ -193,8 +264,10 @@ fn try_apply(
             };
             let bytes = encode(&map);
             check_value(bytes.len())?;
-            batch.put(key(MetaNamespace::Shard, SHARD_MAP)?, bytes);
+            fx.batch.put(key(MetaNamespace::Shard, SHARD_MAP)?, bytes);
             let version = map.version;
+            let prev = Change::ShardMap(views.shards.as_ref().clone());
+            fx.changed(revision, Change::ShardMap(map.clone()), Some(prev));
             views.shards = Arc::new(map);
             return Ok(Response::ShardMapVersion(version));
         }
@@ -202,7 +275,8 @@ fn try_apply(
             if views.api_keys.contains_key(&record.id) {
                 return Err(Rejection::DuplicateApiKey { id: record.id });
             }
-            batch.put(key(MetaNamespace::ApiKey, &record.id.0)?, encode(&record));
+            fx.batch
+                .put(key(MetaNamespace::ApiKey, &record.id.0)?, encode(&record));
             views.api_keys.insert(record.id.clone(), record);
         }
         Command::RevokeApiKey { id, at_ms } => {
@@ -213,24 +287,36 @@ fn try_apply(
                 return Ok(Response::Applied { revision: 0 });
             }
             record.revoked_at_ms = Some(at_ms);
-            batch.put(key(MetaNamespace::ApiKey, &id.0)?, encode(&record));
+            fx.batch
+                .put(key(MetaNamespace::ApiKey, &id.0)?, encode(&record));
             views.api_keys.insert(id, record);
         }
         Command::SetConfig { name, value } => {
             let bytes = encode(&value);
             check_value(bytes.len())?;
-            batch.put(key(MetaNamespace::Config, &name)?, bytes);
-            views.config.insert(name, value);
+            fx.batch.put(key(MetaNamespace::Config, &name)?, bytes);
+            let prev = views.config.insert(name.clone(), value.clone());
+            let prev = prev.map(|v| Change::Config {
+                name: name.clone(),
+                value: Some(v),
+            });
+            let value = Some(value);
+            fx.changed(revision, Change::Config { name, value }, prev);
         }
         Command::DeleteConfig { name } => {
             let store_key = key(MetaNamespace::Config, &name)?;
-            if views.config.remove(&name).is_some() {
-                batch.delete(store_key);
+            if let Some(old) = views.config.remove(&name) {
+                fx.batch.delete(store_key);
+                let prev = Change::Config {
+                    name: name.clone(),
+                    value: Some(old),
+                };
+                fx.changed(revision, Change::Config { name, value: None }, Some(prev));
             }
         }
-        Command::Put { key: k, value } => put_kv(views, batch, k, value, revision)?,
+        Command::Put { key: k, value } => put_kv(views, fx, k, value, revision, None)?,
         Command::Delete { key: k } => {
-            delete_kv(views, batch, k)?;
+            delete_kv(views, fx, k, revision)?;
         }
         Command::CompareAndSwap {
             key: k,
@@ -242,9 +328,9 @@ fn try_apply(
                 return Err(Rejection::CasMismatch { current });
             }
             match new {
-                Some(value) => put_kv(views, batch, k, value, revision)?,
+                Some(value) => put_kv(views, fx, k, value, revision, None)?,
                 None => {
-                    delete_kv(views, batch, k)?;
+                    delete_kv(views, fx, k, revision)?;
                 }
             }
         }
@@ -269,16 +355,133 @@ fn replaces_without_growing(views: &Views, command: &Command) -> bool {
     }
 }
 
-/// Sets a user key at `revision`.
+/// The lease `id`, or why it cannot be used.
+fn live_lease(views: &Views, id: LeaseId) -> Result<&LeaseState, Rejection> {
+    views.leases.get(&id).ok_or(Rejection::LeaseNotFound { id })
+}
+
+/// Adds or replaces a cluster node (keeping its lease binding).
+fn upsert_node(
+    views: &mut Views,
+    fx: &mut Effects,
+    node: ClusterNode,
+    revision: u64,
+) -> Result<(), Rejection> {
+    let bytes = encode(&node);
+    check_value(bytes.len())?;
+    fx.batch.put(Views::node_key(node.id).encode(), bytes);
+    let id = node.id;
+    let prev = views.cluster.insert(id, node.clone());
+    let prev = prev.map(|n| Change::Node { id, node: Some(n) });
+    fx.changed(
+        revision,
+        Change::Node {
+            id,
+            node: Some(node),
+        },
+        prev,
+    );
+    Ok(())
+}
+
+/// Binds cluster node `id` to `lease` (`None`: to none), replacing any
+/// binding it had. The lease must exist.
+fn bind_node(views: &mut Views, fx: &mut Effects, id: NodeId, lease: Option<LeaseId>) {
+    let old = views.node_leases.get(&id).copied();
+    if old == lease {
+        return;
+    }
+    if let Some(old) = old {
+        views.node_leases.remove(&id);
+        if let Some(state) = views.leases.get_mut(&old) {
+            state.nodes.remove(&id);
+        }
+        fx.batch.delete(lease_node_binding(old, id));
+    }
+    if let Some(new) = lease
+        && let Some(state) = views.leases.get_mut(&new)
+    {
+        state.nodes.insert(id);
+        views.node_leases.insert(id, new);
+        fx.batch.put(lease_node_binding(new, id), encode(&id));
+    }
+}
+
+/// Binds user key `k` to `lease` (`None`: to none), replacing any binding
+/// it had. The lease must exist (checked by the caller).
+fn bind_key(views: &mut Views, fx: &mut Effects, k: &[u8], lease: Option<LeaseId>) {
+    let old = views.key_leases.get(k).copied();
+    if old == lease {
+        return;
+    }
+    if let Some(old) = old {
+        views.key_leases.remove(k);
+        if let Some(state) = views.leases.get_mut(&old) {
+            state.keys.remove(k);
+        }
+        fx.batch.delete(lease_key_binding(old, k));
+    }
+    if let Some(new) = lease
+        && let Some(state) = views.leases.get_mut(&new)
+    {
+        state.keys.insert(k.to_vec());
+        views.key_leases.insert(k.to_vec(), new);
+        fx.batch.put(lease_key_binding(new, k), k.to_vec());
+    }
+}
+
+/// Ends lease `id` (which exists) at `revision`: deletes its keys, marks
+/// its nodes down, removes it.
+fn end_lease(
+    views: &mut Views,
+    fx: &mut Effects,
+    id: LeaseId,
+    revision: u64,
+) -> Result<(), Rejection> {
+    let Some(state) = views.leases.get(&id).cloned() else {
+        return Ok(());
+    };
+    for k in state.keys {
+        delete_kv(views, fx, k, revision)?;
+    }
+    for node_id in state.nodes {
+        bind_node(views, fx, node_id, None);
+        if let Some(node) = views.cluster.get(&node_id).cloned()
+            && node.state != NodeState::Down
+        {
+            let down = ClusterNode {
+                state: NodeState::Down,
+                ..node
+            };
+            upsert_node(views, fx, down, revision)?;
+        }
+    }
+    views.leases.remove(&id);
+    fx.batch.delete(lease_key(id));
+    Ok(())
+}
+
+/// Sets a user key at `revision`, bound to `lease` (`None`: unbound, as a
+/// put without a lease leaves it).
 fn put_kv(
     views: &mut Views,
-    batch: &mut WriteBatch,
+    fx: &mut Effects,
     k: Vec<u8>,
     value: Vec<u8>,
     revision: u64,
+    lease: Option<LeaseId>,
 ) -> Result<(), Rejection> {
     let store_key = kv_key(&k)?;
     check_value(value.len())?;
+    if let Some(id) = lease {
+        let state = live_lease(views, id)?;
+        if state.keys.len() >= MAX_LEASE_KEYS && !state.keys.contains(&k) {
+            return Err(Rejection::LeaseFull {
+                id,
+                max: MAX_LEASE_KEYS,
+            });
+        }
+    }
     let entry = match views.kv.get(&k) {
         Some(old) => KvEntry {
             create_revision: old.create_revision,
@@ -293,18 +496,49 @@ fn put_kv(
             value,
         },
     };
-    batch.put(store_key, encode(&entry));
-    views.kv.insert(k, entry);
+    fx.batch.put(store_key, encode(&entry));
+    bind_key(views, fx, &k, lease);
+    let prev = views.kv.insert(k.clone(), entry.clone());
+    let prev = prev.map(|e| Change::Kv {
+        key: k.clone(),
+        entry: Some(e),
+    });
+    fx.changed(
+        revision,
+        Change::Kv {
+            key: k,
+            entry: Some(entry),
+        },
+        prev,
+    );
     Ok(())
 }
 
-/// Deletes a user key; whether it existed.
-fn delete_kv(views: &mut Views, batch: &mut WriteBatch, k: Vec<u8>) -> Result<bool, Rejection> {
+/// Deletes a user key at `revision`; whether it existed.
+fn delete_kv(
+    views: &mut Views,
+    fx: &mut Effects,
+    k: Vec<u8>,
+    revision: u64,
+) -> Result<bool, Rejection> {
     let store_key = kv_key(&k)?;
-    if views.kv.remove(&k).is_none() {
+    let Some(old) = views.kv.remove(&k) else {
         return Ok(false);
-    }
-    batch.delete(store_key);
+    };
+    fx.batch.delete(store_key);
+    bind_key(views, fx, &k, None);
+    let prev = Change::Kv {
+        key: k.clone(),
+        entry: Some(old),
+    };
+    fx.changed(
+        revision,
+        Change::Kv {
+            key: k,
+            entry: None,
+        },
+        Some(prev),
+    );
     Ok(true)
 }
 
@@ -337,7 +571,7 @@ fn check_txn(txn: &Txn) -> Result<(), Rejection> {
     }
     for op in txn.success.iter().chain(&txn.failure) {
         match op {
-            TxnOp::Put { key: k, value } => {
+            TxnOp::Put { key: k, value } | TxnOp::PutLeased { key: k, value, .. } => {
                 kv_key(k)?;
                 check_value(value.len())?;
             }
@@ -384,7 +618,7 @@ fn compare_holds(compare: &Compare, entry: Option<&KvEntry>) -> bool {
 pub(crate) fn apply_txn(
     views: &mut Views,
     txn: Txn,
-    batch: &mut WriteBatch,
+    fx: &mut Effects,
     revision: u64,
 ) -> Result<TxnResponse, Rejection> {
     check_txn(&txn)?;
@@ -394,17 +628,25 @@ pub(crate) fn apply_txn(
         .all(|c| compare_holds(c, views.kv.get(&c.key)));
     let ops = if succeeded { txn.success } else { txn.failure };
     let mut scratch = views.clone();
-    let mut writes = WriteBatch::new();
+    let mut writes = Effects::default();
     let (mut read, mut deleted) = (0usize, 0usize);
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(match op {
             TxnOp::Put { key: k, value } => {
-                put_kv(&mut scratch, &mut writes, k, value, revision)?;
+                put_kv(&mut scratch, &mut writes, k, value, revision, None)?;
+                TxnOpResult::Put
+            }
+            TxnOp::PutLeased {
+                key: k,
+                value,
+                lease,
+            } => {
+                put_kv(&mut scratch, &mut writes, k, value, revision, Some(lease))?;
                 TxnOpResult::Put
             }
             TxnOp::Delete { key: k } => {
-                let gone = delete_kv(&mut scratch, &mut writes, k)?;
+                let gone = delete_kv(&mut scratch, &mut writes, k, revision)?;
                 deleted += usize::from(gone);
                 TxnOpResult::Deleted(gone.into())
             }
@@ -420,7 +662,7 @@ pub(crate) fn apply_txn(
                 deleted += doomed.len();
                 if deleted <= MAX_TXN_DELETES {
                     for k in &doomed {
-                        delete_kv(&mut scratch, &mut writes, k.clone())?;
+                        delete_kv(&mut scratch, &mut writes, k.clone(), revision)?;
                     }
                 }
                 TxnOpResult::Deleted(doomed.len() as u64)
@@ -449,7 +691,7 @@ pub(crate) fn apply_txn(
         }
     }
     *views = scratch;
-    batch.extend(writes);
+    fx.append(writes);
     Ok(TxnResponse {
         succeeded,
         revision: 0,

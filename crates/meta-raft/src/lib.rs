@@ -49,6 +49,7 @@
 pub mod apikey;
 mod apply;
 mod blocking;
+pub mod history;
 /// A failpoint: counted and, when configured, fired (feature `failpoints`);
 /// nothing at all without the feature. Configured `panic`, it panics;
 /// configured `return`, the enclosing storage call fails with an injected
@@ -73,6 +74,7 @@ pub mod types;
 mod views;
 
 pub use apikey::{ApiKeySecret, new_api_key};
+pub use history::{Cursor, DEFAULT_HISTORY_REVISIONS, History, HistoryError, Notice};
 pub use log_store::LogStore;
 pub use model::{
     Alarm, AlarmKind, Command, Envelope, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response,
@@ -80,5 +82,6 @@ pub use model::{
 pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};
 pub use views::{
-    ApiKeyCheck, ApiKeyInfo, MetadataReader, PAGE_ITEM_OVERHEAD, Page, PageLimits, take_page,
+    ApiKeyCheck, ApiKeyInfo, LeaseInfo, MetadataReader, PAGE_ITEM_OVERHEAD, Page, PageLimits,
+    take_page,
 };

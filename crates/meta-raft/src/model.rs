@@ -162,6 +162,45 @@ pub enum Command {
     /// A transaction over user keys: if every compare holds, the `success`
     /// ops run, else the `failure` ops; atomically, at one revision.
     Txn(Txn),
+    /// Grants a lease of `ttl_secs` seconds; its id is the revision it is
+    /// granted at ([`Response::LeaseGranted`]).
+    LeaseGrant {
+        /// Time to live without a keepalive, in seconds
+        /// (1..=[`MAX_LEASE_TTL_SECS`]).
+        ttl_secs: u64,
+    },
+    /// Revokes a lease: its keys are deleted and its cluster nodes marked
+    /// [`NodeState::Down`], all at one revision. Refused for an unknown
+    /// lease.
+    LeaseRevoke {
+        /// The lease.
+        id: LeaseId,
+    },
+    /// Expires a lease (proposed by the leader when its TTL ran out without
+    /// a keepalive): what [`Command::LeaseRevoke`] does, and nothing for a
+    /// lease that is already gone.
+    LeaseExpire {
+        /// The lease.
+        id: LeaseId,
+    },
+    /// Sets a user key bound to a lease (it is deleted with the lease).
+    PutLeased {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// The lease; refused if it does not exist.
+        lease: LeaseId,
+    },
+    /// Adds or replaces a node of the cluster map and binds it to a lease:
+    /// when the lease ends, the node is marked [`NodeState::Down`] (not
+    /// removed: the shard map may still name it).
+    UpsertNodeLeased {
+        /// The node.
+        node: ClusterNode,
+        /// The lease; refused if it does not exist.
+        lease: LeaseId,
+    },
 }
 
 impl Command {
@@ -173,6 +212,9 @@ impl Command {
         matches!(
             self,
             Command::UpsertNode(_)
+                | Command::UpsertNodeLeased { .. }
+                | Command::LeaseGrant { .. }
+                | Command::PutLeased { .. }
                 | Command::SetShardMap { .. }
                 | Command::CreateApiKey(_)
                 | Command::SetConfig { .. }
@@ -194,6 +236,122 @@ pub struct KvEntry {
     pub version: u64,
     /// The value.
     pub value: Vec<u8>,
+}
+
+/// A lease's id: the revision it was granted at.
+pub type LeaseId = u64;
+
+/// The longest lease, in seconds (one year).
+pub const MAX_LEASE_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// The most user keys one lease may hold: revoking it deletes them all at
+/// one revision, within the budget of one transaction.
+pub const MAX_LEASE_KEYS: usize = MAX_TXN_DELETES;
+
+/// A lease: what is bound to it ends with it. Its expiry is not stored:
+/// the leader keeps the deadlines and proposes [`Command::LeaseExpire`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Id (the revision it was granted at).
+    pub id: LeaseId,
+    /// Time to live without a keepalive, in seconds.
+    pub ttl_secs: u64,
+}
+
+/// One record as a change of the history reports it (etcd's watch
+/// events): a user key, a cluster node, the shard map or a config entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// A user key: its new entry, or `None` once deleted.
+    Kv {
+        /// The key.
+        key: Vec<u8>,
+        /// The entry after the change.
+        entry: Option<KvEntry>,
+    },
+    /// A node of the cluster map: `None` once removed.
+    Node {
+        /// Its id.
+        id: NodeId,
+        /// The node after the change.
+        node: Option<ClusterNode>,
+    },
+    /// The shard map, as replaced.
+    ShardMap(ShardMap),
+    /// A config entry: `None` once deleted.
+    Config {
+        /// Its name.
+        name: String,
+        /// The value after the change.
+        value: Option<String>,
+    },
+}
+
+impl Change {
+    /// Whether the record exists after the change (`false`: a delete).
+    pub fn is_put(&self) -> bool {
+        match self {
+            Change::Kv { entry, .. } => entry.is_some(),
+            Change::Node { node, .. } => node.is_some(),
+            Change::ShardMap(_) => true,
+            Change::Config { value, .. } => value.is_some(),
+        }
+    }
+
+    /// The area the record belongs to and its name there (a node's decimal
+    /// id, `map` for the shard map), which watches filter on.
+    pub fn address(&self) -> (WatchArea, std::borrow::Cow<'_, [u8]>) {
+        use std::borrow::Cow;
+        match self {
+            Change::Kv { key, .. } => (WatchArea::Kv, Cow::Borrowed(key)),
+            Change::Node { id, .. } => {
+                (WatchArea::Cluster, Cow::Owned(id.to_string().into_bytes()))
+            }
+            Change::ShardMap(_) => (WatchArea::Shards, Cow::Borrowed(b"map")),
+            Change::Config { name, .. } => (WatchArea::Config, Cow::Borrowed(name.as_bytes())),
+        }
+    }
+
+    /// Roughly how many bytes it holds (to bound buffers).
+    pub fn size(&self) -> usize {
+        64 + match self {
+            Change::Kv { key, entry } => key.len() + entry.as_ref().map_or(0, |e| e.value.len()),
+            Change::Node { node, .. } => node.as_ref().map_or(0, |n| {
+                n.address.len()
+                    + n.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            }),
+            Change::ShardMap(map) => map.shards.values().map(|a| 16 + 8 * a.replicas.len()).sum(),
+            Change::Config { name, value } => name.len() + value.as_ref().map_or(0, String::len),
+        }
+    }
+}
+
+/// What a watch follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WatchArea {
+    /// User keys.
+    Kv,
+    /// The cluster map.
+    Cluster,
+    /// The shard map.
+    Shards,
+    /// Config entries.
+    Config,
+}
+
+/// One change, at the revision that made it, with the record as it was
+/// before (`None`: it did not exist).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The store revision of the change.
+    pub revision: u64,
+    /// The record after it.
+    pub change: Change,
+    /// The record before it.
+    pub prev: Option<Change>,
 }
 
 /// The most compares of one transaction.
@@ -237,7 +395,7 @@ impl Txn {
         self.success
             .iter()
             .chain(&self.failure)
-            .any(|op| matches!(op, TxnOp::Put { .. }))
+            .any(|op| matches!(op, TxnOp::Put { .. } | TxnOp::PutLeased { .. }))
     }
 }
 
@@ -306,6 +464,16 @@ pub enum TxnOp {
     Get {
         /// Key.
         key: Vec<u8>,
+    },
+    /// Sets a key bound to a lease (refused whole if the lease does not
+    /// exist).
+    PutLeased {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+        /// The lease.
+        lease: LeaseId,
     },
 }
 
@@ -377,6 +545,13 @@ pub enum Response {
     Batch(Vec<Response>),
     /// What a [`Command::Txn`] did.
     Txn(TxnResponse),
+    /// A lease was granted.
+    LeaseGranted {
+        /// Its id.
+        id: LeaseId,
+        /// The store's revision after the grant (equal to the id).
+        revision: u64,
+    },
 }
 
 impl Response {
@@ -465,6 +640,20 @@ pub enum Rejection {
         /// Which alarms are raised (kind and node; the details are in the
         /// alarms' record).
         alarms: String,
+    },
+    /// No lease with this id (never granted, revoked or expired).
+    #[error("lease {id} does not exist (it expired, was revoked or was never granted)")]
+    LeaseNotFound {
+        /// The id.
+        id: LeaseId,
+    },
+    /// A lease cannot hold another key.
+    #[error("lease {id} already holds {max} keys: use another lease")]
+    LeaseFull {
+        /// The lease.
+        id: LeaseId,
+        /// The limit ([`MAX_LEASE_KEYS`]).
+        max: usize,
     },
 }
 

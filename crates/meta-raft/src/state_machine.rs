@@ -24,9 +24,10 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{apply_command, kv_key};
+use crate::apply::{Effects, apply_command, kv_key};
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
+use crate::history::{DEFAULT_HISTORY_REVISIONS, History, HistoryState};
 use crate::model::{Rejection, Response};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -74,6 +75,8 @@ struct Shared {
     /// Set when an apply or a snapshot install failed: openraft stops the
     /// node, and a purge waiting for this state machine gives up at once.
     failed: std::sync::atomic::AtomicBool,
+    /// The change history and the watchers' notices.
+    history: Arc<HistoryState>,
 }
 
 /// The metadata state machine: applies commands to `/meta/` of a store,
@@ -100,14 +103,29 @@ impl StateMachine {
         store: Arc<dyn MetadataStore>,
         spill_dir: impl Into<PathBuf>,
     ) -> Result<StateMachine, StorageError> {
+        Self::open_with(store, spill_dir, DEFAULT_HISTORY_REVISIONS).await
+    }
+
+    /// [`open_with_spill_dir`](Self::open_with_spill_dir), keeping the
+    /// changes of the last `history_revisions` revisions for watches (at
+    /// least 1; see [`History`]).
+    pub async fn open_with(
+        store: Arc<dyn MetadataStore>,
+        spill_dir: impl Into<PathBuf>,
+        history_revisions: u64,
+    ) -> Result<StateMachine, StorageError> {
         let spill_dir = spill_dir.into();
         std::fs::create_dir_all(&spill_dir)
             .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &e))?;
         let loader = store.clone();
-        let (views, applied) = blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
-            load(&*loader)
-        })
-        .await?;
+        let (views, applied, history) =
+            blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
+                let (views, applied) = load(&*loader)?;
+                let history = HistoryState::open(&*loader, views.revision, history_revisions)
+                    .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+                Ok((views, applied, history))
+            })
+            .await?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store,
@@ -116,8 +134,18 @@ impl StateMachine {
                 applied: RwLock::new(applied),
                 commit: Mutex::new(()),
                 failed: Default::default(),
+                history: Arc::new(history),
             }),
         })
+    }
+
+    /// This node's change history and live notices, for watches.
+    pub fn history(&self) -> History {
+        History {
+            store: self.shared.store.clone(),
+            state: self.shared.history.clone(),
+            views: self.shared.views.clone(),
+        }
     }
 
     /// The read API over this node's views.
@@ -348,7 +376,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let mut applied = self.applied();
-        let mut batch = WriteBatch::new();
+        let mut fx = Effects::default();
         let mut responses = Vec::new();
         let mut changes_membership = false;
         for entry in entries {
@@ -356,7 +384,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses.push(match entry.payload {
                 EntryPayload::Blank => Response::Internal,
                 EntryPayload::Normal(envelope) => match envelope.open() {
-                    Ok(command) => apply_command(&mut views, command, &mut batch),
+                    Ok(command) => apply_command(&mut views, command, &mut fx),
                     Err(rejection) => Response::Rejected(rejection),
                 },
                 EntryPayload::Membership(membership) => {
@@ -369,10 +397,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // The applied state rides in the same batch as the data it reflects.
         applied.revision = views.revision;
+        let Effects { mut batch, events } = fx;
         batch.put(applied_key(), encode(&applied));
         let shared = self.shared.clone();
         let applied_batch = blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
             let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            let revision = views.revision;
+            shared
+                .history
+                .stage(&*shared.store, &events, revision, &mut batch)
+                .map_err(sm_err(ErrorVerb::Write))?;
             shared
                 .store
                 .batch(&batch, Durability::Buffered)
@@ -382,6 +416,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .applied
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = applied;
+            shared.history.publish(revision, events);
             Ok(())
         })
         .await;
@@ -452,6 +487,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 )));
             }
             let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            // The changes between the current state and the snapshot's are
+            // not known here: the history restarts at the snapshot.
+            let current = shared
+                .views
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .revision;
+            let revision = views.revision;
+            shared
+                .history
+                .reset(&*shared.store, current, revision)
+                .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
             // Atomic and durable: the data and its applied state together.
             file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
             shared
@@ -464,6 +511,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .applied
                 .write()
                 .unwrap_or_else(PoisonError::into_inner) = applied;
+            shared.history.publish_reset(revision);
             shared.record_snapshot(&meta)?;
             failpoint!("sm.snapshot.install.after");
             Ok(())

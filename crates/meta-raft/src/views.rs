@@ -6,13 +6,14 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 use meta_store_api::keys::{Key, MetaNamespace};
 
 use crate::apikey::ApiKeySecret;
 use crate::codec::{CodecError, decode};
 use crate::model::{
-    Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, KvEntry, NodeId, ShardMap, Txn, TxnResponse,
+    Alarm, ApiKeyId, ApiKeyRecord, ClusterNode, KvEntry, Lease, LeaseId, NodeId, ShardMap, Txn,
+    TxnResponse,
 };
 use crate::state_machine::{AppliedState, AppliedStateV1};
 
@@ -35,6 +36,67 @@ pub(crate) struct Views {
     pub(crate) alarms: Arc<Vec<Alarm>>,
     /// The store's revision: +1 per applied command that changed something.
     pub(crate) revision: u64,
+    /// Live leases, with what is bound to them.
+    pub(crate) leases: OrdMap<LeaseId, LeaseState>,
+    /// The lease of each user key bound to one.
+    pub(crate) key_leases: OrdMap<Vec<u8>, LeaseId>,
+    /// The lease of each cluster node bound to one.
+    pub(crate) node_leases: OrdMap<NodeId, LeaseId>,
+}
+
+/// A live lease and what is bound to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LeaseState {
+    pub(crate) lease: Lease,
+    pub(crate) keys: OrdSet<Vec<u8>>,
+    pub(crate) nodes: OrdSet<NodeId>,
+}
+
+/// What [`MetadataReader::lease`] answers: a lease and what is bound to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// The lease.
+    pub lease: Lease,
+    /// Its user keys, in order.
+    pub keys: Vec<Vec<u8>>,
+    /// Its cluster nodes, by id.
+    pub nodes: Vec<NodeId>,
+}
+
+/// The name of a lease's record in the lease namespace: its id in 20
+/// digits, so leases sort by id and come before what is bound to them.
+fn lease_name(id: LeaseId) -> String {
+    format!("{id:020}")
+}
+
+/// The store key of a lease's record.
+pub(crate) fn lease_key(id: LeaseId) -> Vec<u8> {
+    Key::meta(MetaNamespace::Lease, lease_name(id))
+        .expect("a 20-digit name fits")
+        .encode()
+}
+
+/// The store key binding user key `key` to lease `id` (the key's SHA-256,
+/// so any key fits; the record's value is the key itself).
+pub(crate) fn lease_key_binding(id: LeaseId, key: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(key));
+    Key::meta(
+        MetaNamespace::Lease,
+        format!("{}/k/{digest}", lease_name(id)),
+    )
+    .expect("a fixed-length name fits")
+    .encode()
+}
+
+/// The store key binding cluster node `node` to lease `id`.
+pub(crate) fn lease_node_binding(id: LeaseId, node: NodeId) -> Vec<u8> {
+    Key::meta(
+        MetaNamespace::Lease,
+        format!("{}/n/{node:020}", lease_name(id)),
+    )
+    .expect("a fixed-length name fits")
+    .encode()
 }
 
 /// The layout of the records under `/meta/`.
@@ -135,6 +197,7 @@ impl Views {
                     };
                     views.kv.insert(name, entry);
                 }
+                MetaNamespace::Lease => views.load_lease_record(&name, &value, shown)?,
                 MetaNamespace::Sys if name == APPLIED.as_bytes() => {}
                 MetaNamespace::Sys if name == ALARMS.as_bytes() => {
                     views.alarms = Arc::new(decode(&value).map_err(record)?);
@@ -143,6 +206,54 @@ impl Views {
             }
         }
         Ok((views, applied, format))
+    }
+
+    /// Loads one record of the lease namespace: a lease (`<id>`), or a
+    /// binding of a key (`<id>/k/<sha256>`) or a node (`<id>/n/<node>`),
+    /// which sorts after its lease.
+    fn load_lease_record(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        shown: impl Fn() -> String,
+    ) -> Result<(), LoadError> {
+        let record = |source| LoadError::Record {
+            key: shown(),
+            source,
+        };
+        let id = std::str::from_utf8(name.get(..20).unwrap_or_default())
+            .ok()
+            .and_then(|id| id.parse::<LeaseId>().ok())
+            .ok_or_else(|| LoadError::Unexpected(shown()))?;
+        if name.len() == 20 {
+            let lease: Lease = decode(value).map_err(record)?;
+            if lease.id != id {
+                return Err(LoadError::Unexpected(shown()));
+            }
+            let state = LeaseState {
+                lease,
+                keys: OrdSet::new(),
+                nodes: OrdSet::new(),
+            };
+            self.leases.insert(id, state);
+            return Ok(());
+        }
+        let Some(state) = self.leases.get_mut(&id) else {
+            return Err(LoadError::Unexpected(shown()));
+        };
+        match &name[20..] {
+            [b'/', b'k', b'/', ..] => {
+                state.keys.insert(value.to_vec());
+                self.key_leases.insert(value.to_vec(), id);
+            }
+            [b'/', b'n', b'/', ..] => {
+                let node: NodeId = decode(value).map_err(record)?;
+                state.nodes.insert(node);
+                self.node_leases.insert(node, id);
+            }
+            _ => return Err(LoadError::Unexpected(shown())),
+        }
+        Ok(())
     }
 }
 
@@ -380,10 +491,45 @@ impl MetadataReader {
         }
         let mut views = self.views();
         let revision = views.revision;
-        let mut unused = meta_store_api::WriteBatch::new();
+        let mut unused = crate::apply::Effects::default();
         let mut done = crate::apply::apply_txn(&mut views, txn, &mut unused, revision + 1)?;
         done.revision = revision;
         Ok(done)
+    }
+
+    /// The lease a user key is bound to.
+    pub fn key_lease(&self, key: &[u8]) -> Option<LeaseId> {
+        self.views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .key_leases
+            .get(key)
+            .copied()
+    }
+
+    /// A live lease and what is bound to it.
+    pub fn lease(&self, id: LeaseId) -> Option<LeaseInfo> {
+        let state = self
+            .views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .leases
+            .get(&id)
+            .cloned()?;
+        Some(LeaseInfo {
+            lease: state.lease,
+            keys: state.keys.into_iter().collect(),
+            nodes: state.nodes.into_iter().collect(),
+        })
+    }
+
+    /// Every live lease, by id (without what is bound to them).
+    pub fn leases(&self) -> Vec<Lease> {
+        self.views()
+            .leases
+            .values()
+            .map(|state| state.lease.clone())
+            .collect()
     }
 
     /// The store's revision: +1 per applied command that changed

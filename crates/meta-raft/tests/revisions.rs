@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use common::Engine;
 use common::cluster::content_hash;
 use meta_raft::model::{
-    Compare, CompareOp, CompareTarget, KvEntry, MAX_TXN_OPS, Txn, TxnOp, TxnOpResult, TxnResponse,
+    Change, Compare, CompareOp, CompareTarget, Event, KvEntry, MAX_TXN_OPS, Txn, TxnOp,
+    TxnOpResult, TxnResponse,
 };
 use meta_raft::types::{Entry, TypeConfig};
-use meta_raft::{Command, Envelope, Rejection, Response, StateMachine};
+use meta_raft::{Command, Cursor, Envelope, Rejection, Response, StateMachine};
 use meta_store_api::keys::applied_key;
 use meta_store_api::{Durability, WriteBatch};
 use openraft::EntryPayload;
@@ -25,11 +26,20 @@ use openraft::storage::RaftStateMachine;
 use openraft::testing::log_id;
 use proptest::prelude::*;
 
-/// The rules, written out plainly: what every command answers and leaves.
+/// The rules, written out plainly: what every command answers and leaves,
+/// and the changes a watch reports.
 #[derive(Default, Debug)]
 struct Model {
     kv: BTreeMap<Vec<u8>, KvEntry>,
     revision: u64,
+    events: Vec<Event>,
+}
+
+fn kv_change(key: &[u8], entry: Option<&KvEntry>) -> Change {
+    Change::Kv {
+        key: key.to_vec(),
+        entry: entry.cloned(),
+    }
 }
 
 impl Model {
@@ -38,15 +48,30 @@ impl Model {
             Some(old) => (old.create_revision, old.version + 1),
             None => (revision, 1),
         };
-        self.kv.insert(
-            key.to_vec(),
-            KvEntry {
-                create_revision,
-                mod_revision: revision,
-                version,
-                value: value.to_vec(),
-            },
-        );
+        let entry = KvEntry {
+            create_revision,
+            mod_revision: revision,
+            version,
+            value: value.to_vec(),
+        };
+        let prev = self.kv.insert(key.to_vec(), entry.clone());
+        self.events.push(Event {
+            revision,
+            change: kv_change(key, Some(&entry)),
+            prev: prev.as_ref().map(|p| kv_change(key, Some(p))),
+        });
+    }
+
+    fn remove(&mut self, key: &[u8], revision: u64) -> bool {
+        let Some(prev) = self.kv.remove(key) else {
+            return false;
+        };
+        self.events.push(Event {
+            revision,
+            change: kv_change(key, None),
+            prev: Some(kv_change(key, Some(&prev))),
+        });
+        true
     }
 
     fn holds(&self, c: &Compare) -> bool {
@@ -87,7 +112,7 @@ impl Model {
                 Response::Applied { revision: 0 }
             }
             Command::Delete { key } => {
-                changed = self.kv.remove(key).is_some();
+                changed = self.remove(key, next);
                 Response::Applied { revision: 0 }
             }
             Command::CompareAndSwap { key, expected, new } => {
@@ -100,7 +125,7 @@ impl Model {
                         self.put(key, v, next);
                         changed = true;
                     }
-                    None => changed = self.kv.remove(key).is_some(),
+                    None => changed = self.remove(key, next),
                 }
                 Response::Applied { revision: 0 }
             }
@@ -127,7 +152,7 @@ impl Model {
                             TxnOpResult::Put
                         }
                         TxnOp::Delete { key } => {
-                            let gone = self.kv.remove(key).is_some();
+                            let gone = self.remove(key, next);
                             changed |= gone;
                             TxnOpResult::Deleted(gone as u64)
                         }
@@ -139,12 +164,13 @@ impl Model {
                                 .cloned()
                                 .collect();
                             for k in &doomed {
-                                self.kv.remove(k);
+                                self.remove(k, next);
                             }
                             changed |= !doomed.is_empty();
                             TxnOpResult::Deleted(doomed.len() as u64)
                         }
                         TxnOp::Get { key } => TxnOpResult::Get(self.kv.get(key).cloned()),
+                        TxnOp::PutLeased { .. } => unreachable!("not generated"),
                     });
                 }
                 Response::Txn(TxnResponse {
@@ -309,11 +335,16 @@ proptest! {
                     .into_iter()
                     .collect();
                 assert_eq!(listed, model.kv, "{engine:?}");
+                // The history holds every change, in order, with what it replaced.
+                let (events, _) = sm.history().read(Cursor::at(1), usize::MAX, usize::MAX, true).unwrap();
+                assert_eq!(events, model.events, "{engine:?} history");
                 hashes.push(content_hash(&*store));
-                // Reopened: the same revision and records.
+                // Reopened: the same revision, records and history.
                 drop(sm);
                 let sm = StateMachine::open(store.clone()).await.unwrap();
                 assert_eq!(sm.reader().revision(), model.revision, "{engine:?} reopened");
+                let (events, _) = sm.history().read(Cursor::at(1), usize::MAX, usize::MAX, true).unwrap();
+                assert_eq!(events, model.events, "{engine:?} history reopened");
                 assert_eq!(sm.applied().revision, model.revision);
                 for (k, e) in &model.kv {
                     assert_eq!(sm.reader().entry(k).as_ref(), Some(e), "{engine:?} reopened");

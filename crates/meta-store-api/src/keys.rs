@@ -4,10 +4,17 @@
 //! /meta/cluster/<name>   cluster map            /meta/apikey/<id>    API key records
 //! /meta/shard/<name>     shard map (versioned)  /meta/config/<name>  config entries
 //! /meta/kv/<name>        user key-value namespace
+//! /meta/lease/<id>[/...] leases and what is attached to them
 //! /meta/sys/<name>       the state machine's own records (last applied log id + membership)
 //! /raft/log/<u64 BE>     log entries (8-byte big-endian index, so they sort)
 //! /raft/vote  /raft/committed  /raft/purged  /raft/snapshot
+//! /raft/history/...      this node's change history, for watches (not replicated)
 //! ```
+//!
+//! The change history (`/raft/history/`) is derived from the applied
+//! commands and written in the same batch as the data, but it is this
+//! node's own record: its length is a node setting, so it is not part of
+//! `/meta/` (not in snapshots, not in the content hash).
 //!
 //! The state machine's applied state lives under `/meta/` (not `/raft/`) on
 //! purpose: a snapshot of `/meta/` then carries the data *and* the log id it
@@ -46,6 +53,14 @@ const VOTE: &[u8] = b"/raft/vote";
 const COMMITTED: &[u8] = b"/raft/committed";
 const PURGED: &[u8] = b"/raft/purged";
 const SNAPSHOT: &[u8] = b"/raft/snapshot";
+/// Prefix of the change history's events.
+const HISTORY_EVENTS: &[u8] = b"/raft/history/e/";
+/// Prefix of the previous values of the history's events.
+const HISTORY_PREV: &[u8] = b"/raft/history/p/";
+/// Prefix of the history's per-revision event counts.
+const HISTORY_COUNTS: &[u8] = b"/raft/history/n/";
+/// The history's compacted revision.
+const HISTORY_COMPACTED: &[u8] = b"/raft/history/compacted";
 
 /// Length of a log entry key: the prefix and an 8-byte index.
 pub const LOG_KEY_LEN: usize = LOG_PREFIX.len() + 8;
@@ -70,7 +85,7 @@ pub enum KeyError {
     UnknownRoot,
     /// The segment after `/meta/` names no namespace.
     #[error(
-        "unknown metadata namespace {found:?} (expected one of cluster, shard, apikey, config, kv, sys)"
+        "unknown metadata namespace {found:?} (expected one of cluster, shard, apikey, config, kv, lease, sys)"
     )]
     UnknownNamespace {
         /// The segment found.
@@ -106,17 +121,20 @@ pub enum MetaNamespace {
     Config,
     /// Users' own key-value data.
     Kv,
+    /// Leases, and the user keys and cluster nodes bound to them.
+    Lease,
     /// The state machine's own records (its last applied log id).
     Sys,
 }
 
 impl MetaNamespace {
     /// Every namespace, in key order of their prefixes.
-    pub const ALL: [MetaNamespace; 6] = [
+    pub const ALL: [MetaNamespace; 7] = [
         MetaNamespace::ApiKey,
         MetaNamespace::Cluster,
         MetaNamespace::Config,
         MetaNamespace::Kv,
+        MetaNamespace::Lease,
         MetaNamespace::Shard,
         MetaNamespace::Sys,
     ];
@@ -129,6 +147,7 @@ impl MetaNamespace {
             MetaNamespace::ApiKey => "apikey",
             MetaNamespace::Config => "config",
             MetaNamespace::Kv => "kv",
+            MetaNamespace::Lease => "lease",
             MetaNamespace::Sys => "sys",
         }
     }
@@ -141,6 +160,7 @@ impl MetaNamespace {
             MetaNamespace::ApiKey => b"/meta/apikey/",
             MetaNamespace::Config => b"/meta/config/",
             MetaNamespace::Kv => b"/meta/kv/",
+            MetaNamespace::Lease => b"/meta/lease/",
             MetaNamespace::Sys => b"/meta/sys/",
         }
     }
@@ -307,6 +327,51 @@ pub fn all_log_entries() -> KeyRange {
     KeyRange::prefix(LOG_PREFIX)
 }
 
+/// Where one change of the history is kept: the `seq`-th change made at
+/// store revision `revision` (big-endian, so changes sort by revision, then
+/// by the order they were made in).
+pub fn history_event_key(revision: u64, seq: u32) -> Vec<u8> {
+    [HISTORY_EVENTS, &revision.to_be_bytes(), &seq.to_be_bytes()].concat()
+}
+
+/// Where the value a history change replaced is kept (beside the change,
+/// so a change and its previous value can each be as large as a value).
+pub fn history_prev_key(revision: u64, seq: u32) -> Vec<u8> {
+    [HISTORY_PREV, &revision.to_be_bytes(), &seq.to_be_bytes()].concat()
+}
+
+/// Where the number of history changes made at `revision` is kept (absent:
+/// none), so trimming a revision needs no scan.
+pub fn history_count_key(revision: u64) -> Vec<u8> {
+    [HISTORY_COUNTS, &revision.to_be_bytes()].concat()
+}
+
+/// Where the history's compacted revision is kept: changes at or before it
+/// may be gone.
+pub fn history_compacted_key() -> Vec<u8> {
+    HISTORY_COMPACTED.to_vec()
+}
+
+/// The history changes from the `seq`-th of revision `revision` on, in
+/// order; [`history_revision`] reads a key's position back.
+pub fn history_events_from(revision: u64, seq: u32) -> KeyRange {
+    KeyRange {
+        start: std::ops::Bound::Included(history_event_key(revision, seq)),
+        end: std::ops::Bound::Excluded(
+            crate::store::prefix_successor(HISTORY_EVENTS).expect("not all 0xff"),
+        ),
+    }
+}
+
+/// The revision and sequence number of a history change's key (from
+/// [`history_event_key`]), or `None` for any other key.
+pub fn history_revision(key: &[u8]) -> Option<(u64, u32)> {
+    let rest = key.strip_prefix(HISTORY_EVENTS)?;
+    let revision: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    let seq: [u8; 4] = rest.get(8..)?.try_into().ok()?;
+    Some((u64::from_be_bytes(revision), u32::from_be_bytes(seq)))
+}
+
 fn invalid(key: &[u8], reason: KeyError) -> Error {
     Error::InvalidKey {
         key: KeyPreview::new(key),
@@ -351,6 +416,30 @@ mod tests {
         let mut sorted = prefixes.clone();
         sorted.sort();
         assert_eq!(prefixes, sorted);
+    }
+
+    #[test]
+    fn history_keys_sort_by_revision_then_order() {
+        assert!(history_event_key(1, 7) < history_event_key(2, 0));
+        assert!(history_event_key(255, 0) < history_event_key(256, 0));
+        assert!(history_event_key(3, 1) < history_event_key(3, 2));
+        assert_eq!(history_revision(&history_event_key(9, 4)), Some((9, 4)));
+        assert_eq!(history_revision(&history_prev_key(9, 4)), None);
+        assert_eq!(history_revision(&history_count_key(9)), None);
+        let from = history_events_from(5, 0);
+        assert!(!from.contains(&history_event_key(4, u32::MAX)));
+        assert!(from.contains(&history_event_key(5, 0)));
+        assert!(!history_events_from(5, 1).contains(&history_event_key(5, 0)));
+        assert!(from.contains(&history_event_key(u64::MAX, u32::MAX)));
+        assert!(!from.contains(&history_prev_key(6, 0)));
+        assert!(!from.contains(&history_count_key(6)));
+        assert!(!from.contains(&history_compacted_key()));
+        for key in [
+            history_event_key(u64::MAX, u32::MAX),
+            history_prev_key(1, 1),
+        ] {
+            assert!(check_key(&key).is_ok());
+        }
     }
 
     #[test]

@@ -279,9 +279,11 @@ pub(crate) fn rejection(r: Rejection) -> ApiError {
         Rejection::ValueTooLarge { .. } => "payload_too_large",
         Rejection::UnsupportedEnvelope { .. } | Rejection::Malformed { .. } => "bad_request",
         Rejection::NoSpace { .. } => "quota_exceeded",
+        Rejection::LeaseNotFound { .. } => "lease_not_found",
+        Rejection::LeaseFull { .. } => "lease_full",
     };
     let status = match code {
-        "not_found" => StatusCode::NOT_FOUND,
+        "not_found" | "lease_not_found" => StatusCode::NOT_FOUND,
         "quota_exceeded" => StatusCode::INSUFFICIENT_STORAGE,
         "invalid_key" | "bad_request" => StatusCode::BAD_REQUEST,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,

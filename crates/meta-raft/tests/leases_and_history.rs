@@ -1,0 +1,351 @@
+//! Leases and the change history, through the state machine on every
+//! engine: what a lease binds ends with it at one revision; unknown leases
+//! are refused; the history keeps the last revisions, survives a reopen,
+//! says when it was compacted, restarts at an installed snapshot, and its
+//! notices reach subscribers.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::Engine;
+use meta_raft::model::{
+    Change, ClusterNode, LeaseId, NodeState, Txn, TxnOp, TxnOpResult, TxnResponse,
+};
+use meta_raft::types::{Entry, TypeConfig};
+use meta_raft::{
+    Command, Cursor, Envelope, HistoryError, Notice, Rejection, Response, StateMachine,
+};
+use openraft::EntryPayload;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::testing::log_id;
+
+/// Applies commands one entry each, from log index `*next`.
+async fn apply(sm: &mut StateMachine, next: &mut u64, commands: Vec<Command>) -> Vec<Response> {
+    let entries: Vec<Entry> = commands
+        .iter()
+        .map(|c| {
+            *next += 1;
+            Entry {
+                log_id: log_id(1, 1, *next - 1),
+                payload: EntryPayload::<TypeConfig>::Normal(Envelope::new(c)),
+            }
+        })
+        .collect();
+    sm.apply(entries).await.unwrap()
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn leased(key: &str, lease: LeaseId) -> Command {
+    Command::PutLeased {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease,
+    }
+}
+
+fn node(id: u64) -> ClusterNode {
+    ClusterNode {
+        id,
+        address: format!("10.0.0.{id}:7000"),
+        state: NodeState::Active,
+        labels: BTreeMap::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_ends_with_its_keys_deleted_and_its_nodes_down_at_one_revision() {
+    for engine in Engine::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let store = engine.open(dir.path());
+        let mut sm = StateMachine::open(store.clone()).await.unwrap();
+        let mut next = 1;
+        let granted = apply(
+            &mut sm,
+            &mut next,
+            vec![Command::LeaseGrant { ttl_secs: 10 }],
+        )
+        .await;
+        assert_eq!(granted, [Response::LeaseGranted { id: 1, revision: 1 }]);
+        let done = apply(
+            &mut sm,
+            &mut next,
+            vec![
+                leased("a", 1),
+                leased("b", 1),
+                put("c", "plain"),
+                Command::UpsertNodeLeased {
+                    node: node(7),
+                    lease: 1,
+                },
+                // A put without the lease leaves the key unbound.
+                put("b", "kept"),
+            ],
+        )
+        .await;
+        assert!(
+            done.iter().all(Response::is_applied),
+            "{engine:?}: {done:?}"
+        );
+        let reader = sm.reader();
+        assert_eq!(reader.key_lease(b"a"), Some(1));
+        assert_eq!(reader.key_lease(b"b"), None);
+        let info = reader.lease(1).unwrap();
+        assert_eq!((info.keys, info.nodes), (vec![b"a".to_vec()], vec![7]));
+
+        // What is bound survives a reopen.
+        drop(sm);
+        let mut sm = StateMachine::open(store.clone()).await.unwrap();
+        let reader = sm.reader();
+        assert_eq!(
+            reader.lease(1).unwrap().keys,
+            vec![b"a".to_vec()],
+            "{engine:?}"
+        );
+        assert_eq!(reader.leases().len(), 1);
+
+        let before = reader.revision();
+        let revoked = apply(&mut sm, &mut next, vec![Command::LeaseRevoke { id: 1 }]).await;
+        assert_eq!(
+            revoked,
+            [Response::Applied {
+                revision: before + 1
+            }],
+            "{engine:?}"
+        );
+        assert_eq!(reader.get(b"a"), None);
+        assert_eq!(reader.get(b"b").as_deref(), Some(&b"kept"[..]));
+        assert_eq!(reader.node(7).unwrap().state, NodeState::Down, "{engine:?}");
+        assert!(reader.lease(1).is_none() && reader.leases().is_empty());
+        // Both changes are in the history, at the one revision.
+        let (events, _) = sm
+            .history()
+            .read(Cursor::at(before + 1), 100, usize::MAX, true)
+            .unwrap();
+        let changes: Vec<_> = events
+            .iter()
+            .map(|e| (e.revision, e.change.clone()))
+            .collect();
+        let down = ClusterNode {
+            state: NodeState::Down,
+            ..node(7)
+        };
+        assert_eq!(
+            changes,
+            [
+                (
+                    before + 1,
+                    Change::Kv {
+                        key: b"a".to_vec(),
+                        entry: None
+                    }
+                ),
+                (
+                    before + 1,
+                    Change::Node {
+                        id: 7,
+                        node: Some(down)
+                    }
+                ),
+            ],
+            "{engine:?}"
+        );
+        drop(sm);
+        let sm = StateMachine::open(store.clone()).await.unwrap();
+        assert!(sm.reader().leases().is_empty(), "{engine:?} reopened");
+        assert_eq!(sm.reader().key_lease(b"a"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_leases_are_refused_and_expiring_a_gone_lease_changes_nothing() {
+    let store = Engine::Mem.open(std::path::Path::new(""));
+    let mut sm = StateMachine::open(store).await.unwrap();
+    let mut next = 1;
+    let txn = Command::Txn(Txn {
+        compares: vec![],
+        success: vec![
+            TxnOp::Put {
+                key: b"x".to_vec(),
+                value: b"1".to_vec(),
+            },
+            TxnOp::PutLeased {
+                key: b"y".to_vec(),
+                value: b"1".to_vec(),
+                lease: 42,
+            },
+        ],
+        failure: vec![],
+    });
+    let answers = apply(
+        &mut sm,
+        &mut next,
+        vec![
+            leased("k", 42),
+            Command::LeaseRevoke { id: 42 },
+            Command::LeaseExpire { id: 42 },
+            Command::LeaseGrant { ttl_secs: 0 },
+            Command::UpsertNodeLeased {
+                node: node(1),
+                lease: 42,
+            },
+            txn,
+        ],
+    )
+    .await;
+    let gone = Response::Rejected(Rejection::LeaseNotFound { id: 42 });
+    assert_eq!(answers[0], gone);
+    assert_eq!(answers[1], gone);
+    assert_eq!(answers[2], Response::Applied { revision: 0 });
+    assert!(matches!(
+        answers[3],
+        Response::Rejected(Rejection::Malformed { .. })
+    ));
+    assert_eq!(answers[4], gone);
+    // The transaction is refused whole: its first put did not happen.
+    assert_eq!(answers[5], gone);
+    let reader = sm.reader();
+    assert_eq!((reader.revision(), reader.get(b"x")), (0, None));
+    assert!(reader.node(1).is_none());
+
+    // A transaction binds a key to a live lease.
+    let granted = apply(
+        &mut sm,
+        &mut next,
+        vec![Command::LeaseGrant { ttl_secs: 5 }],
+    )
+    .await;
+    let Response::LeaseGranted { id, .. } = granted[0] else {
+        panic!("{granted:?}")
+    };
+    let txn = Command::Txn(Txn {
+        compares: vec![],
+        success: vec![TxnOp::PutLeased {
+            key: b"lock".to_vec(),
+            value: b"me".to_vec(),
+            lease: id,
+        }],
+        failure: vec![],
+    });
+    let done = apply(&mut sm, &mut next, vec![txn]).await;
+    assert_eq!(
+        done,
+        [Response::Txn(TxnResponse {
+            succeeded: true,
+            revision: 2,
+            results: vec![TxnOpResult::Put]
+        })]
+    );
+    assert_eq!(reader.key_lease(b"lock"), Some(id));
+    let expired = apply(&mut sm, &mut next, vec![Command::LeaseExpire { id }]).await;
+    assert_eq!(expired, [Response::Applied { revision: 3 }]);
+    assert_eq!(reader.get(b"lock"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_its_window_across_reopens_and_restarts_at_a_snapshot() {
+    for engine in Engine::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let store = engine.open(&dir.path().join("a"));
+        let spill = dir.path().join("spill");
+        let mut sm = StateMachine::open_with(store.clone(), &spill, 5)
+            .await
+            .unwrap();
+        let mut notices = sm.history().subscribe();
+        let mut next = 1;
+        let puts = (1..=20).map(|i| put(&format!("k{i}"), "v")).collect();
+        apply(&mut sm, &mut next, puts).await;
+        let Notice::Applied { through, events } = &*notices.recv().await.unwrap() else {
+            panic!("an apply is announced")
+        };
+        assert_eq!((*through, events.as_ref().map(|e| e.len())), (20, Some(20)));
+
+        let history = sm.history();
+        assert_eq!(
+            (history.revision(), history.compacted()),
+            (20, 15),
+            "{engine:?}"
+        );
+        let compacted = history
+            .read(Cursor::at(3), 10, usize::MAX, false)
+            .unwrap_err();
+        assert!(
+            matches!(
+                compacted,
+                HistoryError::Compacted {
+                    from: 3,
+                    compacted: 15
+                }
+            ),
+            "{engine:?}: {compacted}"
+        );
+        assert!(compacted.to_string().contains("after revision 15"));
+        // Pages: two at a time, resuming where the last one ended.
+        let (first, cursor) = history.read(Cursor::at(16), 2, usize::MAX, false).unwrap();
+        let (rest, _) = history.read(cursor, 10, usize::MAX, false).unwrap();
+        let revisions: Vec<u64> = first.iter().chain(&rest).map(|e| e.revision).collect();
+        assert_eq!(revisions, [16, 17, 18, 19, 20], "{engine:?}");
+
+        // Reopened: the same window (trimmed records stay gone).
+        drop((sm, history));
+        let mut sm = StateMachine::open_with(store.clone(), &spill, 5)
+            .await
+            .unwrap();
+        assert_eq!(sm.history().compacted(), 15, "{engine:?} reopened");
+        let (events, _) = sm
+            .history()
+            .read(Cursor::at(16), 10, usize::MAX, false)
+            .unwrap();
+        assert_eq!(events.len(), 5);
+
+        // A node that installs a snapshot at revision 20 knows nothing before it.
+        let other_store = engine.open(&dir.path().join("b"));
+        let mut other = StateMachine::open_with(other_store.clone(), &spill, 5)
+            .await
+            .unwrap();
+        let mut other_next = 1;
+        apply(&mut other, &mut other_next, vec![put("old", "1")]).await;
+        let mut other_notices = other.history().subscribe();
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        other
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert!(matches!(
+            *other_notices.recv().await.unwrap(),
+            Notice::Reset { revision: 20 }
+        ));
+        let history = other.history();
+        assert_eq!(
+            (history.revision(), history.compacted()),
+            (20, 20),
+            "{engine:?}"
+        );
+        assert!(history.read(Cursor::at(1), 10, usize::MAX, false).is_err());
+        apply(&mut sm, &mut next, vec![put("new", "1")]).await;
+        let entry = Entry {
+            log_id: log_id(1, 1, 21),
+            payload: EntryPayload::<TypeConfig>::Normal(Envelope::new(&put("new", "1"))),
+        };
+        other.apply([entry]).await.unwrap();
+        let (events, _) = history.read(Cursor::at(21), 10, usize::MAX, false).unwrap();
+        assert_eq!(events.len(), 1, "{engine:?}");
+        // The records the snapshot replaced are gone from the store too.
+        let leftover = other_store.scan(b"/raft/history/e/").unwrap();
+        assert_eq!(leftover.len(), 1, "{engine:?}: only revision 21 remains");
+    }
+}
