@@ -14,6 +14,9 @@ use crate::wire::{self, ErrorResponse};
 
 /// Redirects followed for one request, at most.
 const MAX_REDIRECTS: usize = 3;
+/// The deadline of a streamed answer (a watch), which ends when it ends:
+/// the watch's own idle timeout notices a dead connection.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A key as read, and the store's revision at the read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,6 +214,9 @@ struct Request<'a> {
     path: &'a str,
     body: Option<Body>,
     headers: Vec<(&'static str, String)>,
+    /// The answer is a stream read for as long as it lasts (a watch): no
+    /// overall deadline.
+    stream: bool,
 }
 
 impl Request<'_> {
@@ -373,6 +379,9 @@ impl Client {
         for (name, value) in &request.headers {
             builder = builder.header(*name, value.as_str());
         }
+        if request.stream {
+            builder = builder.timeout(STREAM_TIMEOUT);
+        }
         builder
             .send()
             .await
@@ -408,6 +417,7 @@ impl Client {
             path: "/v1/cluster/status",
             body: None,
             headers: Vec::new(),
+            stream: false,
         };
         let response = self
             .exchange(&format!("{base}/v1/cluster/status"), &status)
@@ -426,6 +436,24 @@ impl Client {
         }
         let status: Members = decode("/v1/cluster/status", response).await?;
         Ok(status.members.values().any(|m| m.api == authority))
+    }
+
+    /// Sends a `GET` whose answer is a stream (a watch), retrying where
+    /// safe; the answer, whose body the caller reads.
+    pub(crate) async fn stream(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let request = Request {
+            method,
+            path,
+            body: None,
+            headers,
+            stream: true,
+        };
+        self.send(&request).await
     }
 
     /// Sends a request with an optional JSON body and decodes the answer.
@@ -447,6 +475,7 @@ impl Client {
             path,
             body,
             headers: Vec::new(),
+            stream: false,
         };
         decode(path, self.send(&request).await?).await
     }
@@ -524,6 +553,7 @@ impl Client {
             path: &path,
             body: None,
             headers: Vec::new(),
+            stream: false,
         };
         match self.send(&request).await {
             Ok(response) => response
@@ -566,6 +596,19 @@ impl Client {
         .await
     }
 
+    /// Sets a key bound to a lease: it is deleted when the lease ends
+    /// (`lease_not_found` if it already did).
+    pub async fn put_with_lease(
+        &self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        lease: u64,
+    ) -> Result<wire::WriteResponse, ClientError> {
+        let value = Some(value.as_ref().to_vec());
+        self.write_leased(Method::PUT, key, value, None, Some(lease))
+            .await
+    }
+
     /// Deletes a key; `deleted` says whether it existed.
     pub async fn delete(&self, key: &str) -> Result<wire::WriteResponse, ClientError> {
         self.write(Method::DELETE, key, None, None).await
@@ -588,12 +631,28 @@ impl Client {
         value: Option<Vec<u8>>,
         precondition: Option<Precondition>,
     ) -> Result<wire::WriteResponse, ClientError> {
-        let path = format!("/v1/kv/{}", encode_path(key));
+        self.write_leased(method, key, value, precondition, None)
+            .await
+    }
+
+    async fn write_leased(
+        &self,
+        method: Method,
+        key: &str,
+        value: Option<Vec<u8>>,
+        precondition: Option<Precondition>,
+        lease: Option<u64>,
+    ) -> Result<wire::WriteResponse, ClientError> {
+        let mut path = format!("/v1/kv/{}", encode_path(key));
+        if let Some(lease) = lease {
+            path += &format!("?lease={lease}");
+        }
         let request = Request {
             method,
             path: &path,
             body: value.map(Body::Bytes),
             headers: precondition.map(Precondition::header).into_iter().collect(),
+            stream: false,
         };
         decode(&path, self.send(&request).await?).await
     }
@@ -877,6 +936,7 @@ impl Client {
             path: &path,
             body: Some(Body::Bytes(value.as_bytes().to_vec())),
             headers: Vec::new(),
+            stream: false,
         };
         decode(&path, self.send(&request).await?).await
     }

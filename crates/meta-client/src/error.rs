@@ -74,6 +74,21 @@ impl ClientError {
         }
     }
 
+    /// Whether a watch's start is older than the node's history
+    /// (`compacted`): list the current state and watch from its revision
+    /// ([`oldest_revision`](Self::oldest_revision) is the oldest possible).
+    pub fn is_compacted(&self) -> bool {
+        self.code() == Some("compacted")
+    }
+
+    /// The oldest revision a watch can start from, on `compacted`.
+    pub fn oldest_revision(&self) -> Option<u64> {
+        match self {
+            ClientError::Api { error, .. } => error.oldest_revision,
+            _ => None,
+        }
+    }
+
     /// Whether a precondition (`If-Match`, `If-None-Match`) failed.
     pub fn is_precondition_failed(&self) -> bool {
         self.code() == Some("precondition_failed")

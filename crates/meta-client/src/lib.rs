@@ -13,7 +13,9 @@
 
 mod client;
 mod error;
+mod lease;
 mod tls;
+mod watch;
 pub mod wire;
 
 pub use client::{
@@ -21,4 +23,6 @@ pub use client::{
     encode_query, http_builder,
 };
 pub use error::ClientError;
+pub use lease::Lock;
 pub use tls::client_config;
+pub use watch::{WATCH_IDLE_TIMEOUT, Watch, WatchMessage, WatchRequest, WatchTarget};

@@ -42,6 +42,10 @@
 //! election_timeout_min_ms = 300
 //! election_timeout_max_ms = 600
 //! snapshot_every = 10000
+//!
+//! [watch]
+//! history_revisions = 10000        # a watch may resume this many revisions back
+//! progress_ms = 5000               # an idle watch gets a progress event this often
 //! ```
 
 use std::net::SocketAddr;
@@ -91,6 +95,8 @@ pub struct Config {
     pub fjall: FjallSection,
     /// Raft timing and snapshots.
     pub raft: RaftSection,
+    /// Watch history and progress events.
+    pub watch: WatchSection,
 }
 
 /// `[tls]`: all three files, or none. With them, the client API serves
@@ -217,6 +223,28 @@ pub struct RaftSection {
     pub snapshot_every: u64,
 }
 
+/// `[watch]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchSection {
+    /// This node keeps the changes of this many revisions: a watch may
+    /// start (or resume) that far back; older is `410 compacted`.
+    pub history_revisions: u64,
+    /// A watch that had nothing to report for this long gets a `progress`
+    /// event with the revision it is up to date with (keeping the
+    /// connection under `limits.idle_timeout_secs`).
+    pub progress_ms: u64,
+}
+
+impl Default for WatchSection {
+    fn default() -> Self {
+        WatchSection {
+            history_revisions: meta_raft::DEFAULT_HISTORY_REVISIONS,
+            progress_ms: 5000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -236,6 +264,7 @@ impl Default for Config {
             lmdb: LmdbSection::default(),
             fjall: FjallSection::default(),
             raft: RaftSection::default(),
+            watch: WatchSection::default(),
         }
     }
 }
@@ -548,6 +577,21 @@ impl Config {
             return Err(NodeError::config(
                 "raft.snapshot_every",
                 "must be at least 1",
+            ));
+        }
+        if self.watch.history_revisions == 0 {
+            return Err(NodeError::config(
+                "watch.history_revisions",
+                "must be at least 1",
+            ));
+        }
+        if self.watch.progress_ms == 0
+            || self.watch.progress_ms >= self.limits.idle_timeout_secs.saturating_mul(1000)
+        {
+            return Err(NodeError::config(
+                "watch.progress_ms",
+                "must be at least 1 and under limits.idle_timeout_secs (an idle watch would \
+                 be cut before its progress event)",
             ));
         }
         Ok(())

@@ -43,6 +43,7 @@ pub mod files;
 pub mod fuzzing;
 pub mod http;
 pub mod identity;
+pub mod lease;
 mod node;
 pub mod offline;
 pub mod pause;

@@ -41,6 +41,7 @@ pub struct Node {
     api_task: JoinHandle<()>,
     transport_task: JoinHandle<()>,
     alarm_task: JoinHandle<()>,
+    lease_task: JoinHandle<()>,
 }
 
 async fn open_store(
@@ -179,13 +180,15 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::io("reading the API address", e))?;
 
-        let sm = StateMachine::open_with_spill_dir(
+        let sm = StateMachine::open_with(
             state_store.clone(),
             config.data_dir.join("snapshots"),
+            config.watch.history_revisions,
         )
         .await
         .map_err(|e| NodeError::raft("opening the state machine", e))?;
         let reader = sm.reader();
+        let history = sm.history();
         let network = TcpNetwork::new(
             peer_security.clone(),
             Duration::from_millis(config.raft.election_timeout_min_ms / 2),
@@ -269,6 +272,14 @@ impl Node {
             }
             .run(),
         );
+        let deadlines = crate::lease::Deadlines::default();
+        let lease_task = tokio::spawn(crate::lease::run(
+            config.node_id,
+            raft.clone(),
+            proposer.clone(),
+            reader.clone(),
+            deadlines.clone(),
+        ));
         let state = ApiState {
             raft: raft.clone(),
             proposer,
@@ -291,6 +302,9 @@ impl Node {
             // A second under the idle deadline, which would cut the
             // connection of a request that waits longer.
             longest_wait: idle.saturating_sub(Duration::from_secs(1)),
+            history,
+            watch: config.watch.clone(),
+            deadlines,
         };
         if config.log_engine() == crate::engine::Engine::Mem {
             tracing::warn!(
@@ -385,6 +399,7 @@ impl Node {
             api_task,
             transport_task,
             alarm_task,
+            lease_task,
         })
     }
 
@@ -424,6 +439,7 @@ impl Node {
         }
         self.transport_task.abort();
         self.alarm_task.abort();
+        self.lease_task.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

@@ -6,8 +6,10 @@
 //! not; requests may use either. Keys are UTF-8 text.
 
 mod admin;
+mod watch;
 
 pub use admin::*;
+pub use watch::*;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -69,6 +71,9 @@ impl WireValue {
 pub struct KeyValue {
     /// The key.
     pub key: String,
+    /// The lease the key is bound to (it is deleted when the lease ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
     /// The value.
     #[serde(flatten)]
     pub value: WireValue,
@@ -269,6 +274,9 @@ impl Compare {
 pub struct PutOp {
     /// The key.
     pub key: String,
+    /// Bind the key to this lease (it is deleted when the lease ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
     /// The value.
     #[serde(flatten)]
     pub value: WireValue,
@@ -309,6 +317,16 @@ impl TxnOp {
     pub fn put(key: impl Into<String>, value: &[u8]) -> TxnOp {
         TxnOp::Put(PutOp {
             key: key.into(),
+            lease: None,
+            value: WireValue::from_bytes(value),
+        })
+    }
+
+    /// Puts `value` at `key`, bound to `lease`.
+    pub fn put_leased(key: impl Into<String>, value: &[u8], lease: u64) -> TxnOp {
+        TxnOp::Put(PutOp {
+            key: key.into(),
+            lease: Some(lease),
             value: WireValue::from_bytes(value),
         })
     }
@@ -399,7 +417,24 @@ pub struct ErrorBody {
     pub mod_revision: Option<u64>,
     /// The leader, on `not_leader`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leader: Option<LeaderHint>,
+    pub leader: Option<Box<LeaderHint>>,
+    /// The oldest revision a watch can start from, on `compacted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_revision: Option<u64>,
+}
+
+impl ErrorBody {
+    /// An error with only a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code: code.into(),
+            message: message.into(),
+            revision: None,
+            mod_revision: None,
+            leader: None,
+            oldest_revision: None,
+        }
+    }
 }
 
 /// Where the leader is.

@@ -90,13 +90,7 @@ pub async fn raw_output(cli: &Cli) -> anyhow::Result<Option<Vec<u8>>> {
 fn not_found(message: String) -> meta_client::ClientError {
     meta_client::ClientError::Api {
         status: 404,
-        error: wire::ErrorBody {
-            code: "not_found".into(),
-            message,
-            revision: None,
-            mod_revision: None,
-            leader: None,
-        },
+        error: wire::ErrorBody::new("not_found", message),
     }
 }
 

@@ -30,9 +30,10 @@ use crate::http::{
 };
 
 /// A key as answered.
-fn key_value(key: &[u8], e: KvEntry) -> wire::KeyValue {
+fn key_value(reader: &meta_raft::MetadataReader, key: &[u8], e: KvEntry) -> wire::KeyValue {
     wire::KeyValue {
         key: String::from_utf8_lossy(key).into_owned(),
+        lease: reader.key_lease(key),
         value: wire::WireValue::from_bytes(&e.value),
         create_revision: e.create_revision,
         mod_revision: e.mod_revision,
@@ -218,7 +219,7 @@ pub(crate) async fn get(
             .into_response()
     } else {
         Json(wire::GetResponse {
-            kv: key_value(key.as_bytes(), entry),
+            kv: key_value(&state.reader, key.as_bytes(), entry),
             revision,
         })
         .into_response()
@@ -252,7 +253,7 @@ pub(crate) async fn list(
         items: page
             .items
             .into_iter()
-            .map(|(k, e)| key_value(&k, e))
+            .map(|(k, e)| key_value(&state.reader, &k, e))
             .collect(),
         next,
         revision,
@@ -269,12 +270,30 @@ fn written(revision: u64, deleted: Option<u64>, tag: Option<u64>) -> Response {
     with_revision(Json(answer).into_response(), revision, tag)
 }
 
-/// `PUT /v1/kv/{key}`: the body is the value.
+/// The query of `PUT /v1/kv/{key}`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutQuery {
+    /// Bind the key to this lease (it is deleted when the lease ends).
+    lease: Option<u64>,
+}
+
+/// A transaction's put, bound to `lease` if there is one.
+fn put_op(key: Vec<u8>, value: Vec<u8>, lease: Option<u64>) -> model::TxnOp {
+    match lease {
+        Some(lease) => model::TxnOp::PutLeased { key, value, lease },
+        None => model::TxnOp::Put { key, value },
+    }
+}
+
+/// `PUT /v1/kv/{key}`: the body is the value (`?lease=ID` binds the key
+/// to a lease).
 pub(crate) async fn put(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Path(key): Path<String>,
+    Query(q): Query<PutQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -284,15 +303,16 @@ pub(crate) async fn put(
     check_value_len(&state, "the value", value.len())?;
     let (key, value) = (key.into_bytes(), value.to_vec());
     let revision = if compares.is_empty() {
-        match propose(&state, &uri, Command::Put { key, value }).await? {
+        let command = match q.lease {
+            Some(lease) => Command::PutLeased { key, value, lease },
+            None => Command::Put { key, value },
+        };
+        match propose(&state, &uri, command).await? {
             meta_raft::Response::Applied { revision } => revision,
             other => return Err(ApiError::internal(format!("a put was answered {other:?}"))),
         }
     } else {
-        let op = model::TxnOp::Put {
-            key: key.clone(),
-            value,
-        };
+        let op = put_op(key.clone(), value, q.lease);
         conditional(&state, &uri, &key, compares, op)
             .await?
             .revision
@@ -419,10 +439,7 @@ fn txn_of(state: &ApiState, principal: &Principal, request: wire::TxnRequest) ->
                             ApiError::bad_request(format!("put of `{}`: {e}", p.key))
                         })?;
                         check_value_len(state, &format!("the value of `{}`", p.key), value.len())?;
-                        model::TxnOp::Put {
-                            key: p.key.into_bytes(),
-                            value,
-                        }
+                        put_op(p.key.into_bytes(), value, p.lease)
                     }
                     wire::TxnOp::Delete(k) => {
                         require_kv(principal, true, &k.key)?;
@@ -491,7 +508,7 @@ pub(crate) async fn txn(
         .zip(done.results)
         .map(|(key, result)| match result {
             model::TxnOpResult::Get(e) => wire::TxnResult::Get {
-                kv: e.map(|e| key_value(key.as_deref().unwrap_or_default(), e)),
+                kv: e.map(|e| key_value(&state.reader, key.as_deref().unwrap_or_default(), e)),
             },
             model::TxnOpResult::Deleted(deleted) => wire::TxnResult::Delete { deleted },
             model::TxnOpResult::Put => wire::TxnResult::Put {},

@@ -45,7 +45,9 @@ use serde_json::{Value, json};
 use crate::auth::{self, Principal, Scope, Token};
 mod admin;
 mod data;
+mod leases;
 pub mod server;
+mod watch;
 
 pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
 use meta_client::wire;
@@ -85,6 +87,12 @@ pub struct ApiState {
     /// The longest a request may wait on purpose (`add-learner`): under
     /// the idle deadline, which would cut the connection.
     pub longest_wait: std::time::Duration,
+    /// This node's change history, which watches read.
+    pub history: meta_raft::History,
+    /// Watch settings.
+    pub watch: crate::config::WatchSection,
+    /// The lease deadlines this node counts while it leads.
+    pub deadlines: crate::lease::Deadlines,
 }
 
 /// How the API authenticates its callers.
@@ -580,7 +588,7 @@ pub(crate) async fn read_barrier(
 }
 
 /// A cluster-map node as answered.
-fn node_wire(n: &ClusterNode) -> wire::ClusterNode {
+pub(crate) fn node_wire(n: &ClusterNode) -> wire::ClusterNode {
     wire::ClusterNode {
         address: n.address.clone(),
         id: n.id,
@@ -607,10 +615,20 @@ async fn nodes_get(
     }))
 }
 
+/// The query of `PUT /v1/cluster/nodes/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeQuery {
+    /// Bind the node to this lease: it is marked `Down` when the lease
+    /// ends.
+    lease: Option<u64>,
+}
+
 async fn node_put(
     State(state): State<ApiState>,
     uri: OriginalUri,
     Path(id): Path<u64>,
+    Query(q): Query<NodeQuery>,
     body: JsonBody<wire::NodeRequest>,
 ) -> ApiResult<Json<wire::ClusterNode>> {
     let JsonBody(body) = body;
@@ -625,7 +643,11 @@ async fn node_put(
         labels: body.labels,
     };
     let shown = node_wire(&node);
-    propose(&state, &uri, Command::UpsertNode(node)).await?;
+    let command = match q.lease {
+        Some(lease) => Command::UpsertNodeLeased { node, lease },
+        None => Command::UpsertNode(node),
+    };
+    propose(&state, &uri, command).await?;
     Ok(Json(shown))
 }
 
@@ -1183,6 +1205,13 @@ pub fn router(state: ApiState) -> Router {
                 .layer(DefaultBodyLimit::max(state.limits.max_value_bytes)),
         )
         .route("/v1/cas", post(data::cas))
+        .route("/v1/leases", get(leases::list).post(leases::grant))
+        .route("/v1/leases/{id}", get(leases::get).delete(leases::revoke))
+        .route("/v1/leases/{id}/keepalive", post(leases::keepalive))
+        .route("/v1/watch", get(watch::kv))
+        .route("/v1/watch/cluster", get(watch::cluster))
+        .route("/v1/watch/shards", get(watch::shards))
+        .route("/v1/watch/config", get(watch::config))
         .route("/v1/txn", post(data::txn))
         .route("/v1/cluster/nodes", get(nodes_get))
         .route("/v1/cluster/nodes/{id}", put(node_put).delete(node_delete))

@@ -1,0 +1,546 @@
+//! Watches: `GET /v1/watch` (user keys) and `/v1/watch/{cluster,shards,
+//! config}`, as Server-Sent Events ([`meta_client::wire::WatchEvent`]).
+//!
+//! A watch is served from this node's applied state: it first replays the
+//! history from where the client starts (`from_revision`, or just after
+//! the revision in `Last-Event-ID`, the SSE protocol's own resume; by
+//! default only changes after now), then follows the state machine's
+//! notices. Revisions are the same on every replica, so a client resumes
+//! on any node. What it guarantees:
+//!
+//! - every change at most once and in revision order: positions are
+//!   (revision, place in revision), compared before anything is sent;
+//! - no gap: a start the history no longer covers is `410 compacted`
+//!   (or, mid-stream, an `end` event `compacted`), never a silent skip;
+//!   a snapshot installed under a live watch ends it the same way;
+//! - a watcher that reads too slowly holds at most its channel's few
+//!   messages plus its place in the notices; once it is more than the
+//!   notices' capacity behind, it gets an `end` event `lagged` with the
+//!   revision to resume after, and is disconnected.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, OriginalUri, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use meta_client::wire;
+use meta_raft::model::{Change, Event, WatchArea};
+use meta_raft::{Cursor, History, HistoryError, Notice};
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::auth::Principal;
+use crate::http::{ApiError, ApiResult, ApiState, node_wire, read_barrier, require_kv};
+
+/// Messages a watcher's connection may have waiting to be sent.
+const WATCH_BUFFER: usize = 16;
+/// History read at once, in changes and bytes.
+const READ_EVENTS: usize = 256;
+const READ_BYTES: usize = 1 << 20;
+
+/// The query of a watch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WatchQuery {
+    /// Only records whose name starts with this (default: all).
+    prefix: Option<String>,
+    /// Only this record.
+    key: Option<String>,
+    /// The first revision to report (default: the next one).
+    from_revision: Option<u64>,
+    /// Add each record's previous version.
+    #[serde(default)]
+    prev: bool,
+    /// Wait for a read index first, so the watch starts after every write
+    /// acknowledged before it.
+    #[serde(default)]
+    linearizable: bool,
+}
+
+/// What a watcher follows.
+#[derive(Clone, Debug)]
+struct Filter {
+    area: WatchArea,
+    name: Vec<u8>,
+    exact: bool,
+}
+
+impl Filter {
+    fn matches(&self, change: &Change) -> bool {
+        let (area, name) = change.address();
+        area == self.area
+            && match self.exact {
+                true => *name == *self.name,
+                false => name.starts_with(&self.name),
+            }
+    }
+}
+
+/// `GET /v1/watch`: user keys (the caller's `kv:read` must cover the key
+/// or prefix).
+pub(crate) async fn kv(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    uri: OriginalUri,
+    query: Query<WatchQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let name = query
+        .key
+        .as_deref()
+        .or(query.prefix.as_deref())
+        .unwrap_or("");
+    require_kv(&principal, false, name)?;
+    watch(state, uri, query.0, &headers, WatchArea::Kv).await
+}
+
+/// `GET /v1/watch/cluster`.
+pub(crate) async fn cluster(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    query: Query<WatchQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    watch(state, uri, query.0, &headers, WatchArea::Cluster).await
+}
+
+/// `GET /v1/watch/shards`.
+pub(crate) async fn shards(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    query: Query<WatchQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    watch(state, uri, query.0, &headers, WatchArea::Shards).await
+}
+
+/// `GET /v1/watch/config`.
+pub(crate) async fn config(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    query: Query<WatchQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    watch(state, uri, query.0, &headers, WatchArea::Config).await
+}
+
+/// The revision after which `Last-Event-ID` resumes.
+fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "`Last-Event-ID` must be a revision (the `id` of the last event received)",
+            )
+        })
+}
+
+async fn watch(
+    state: ApiState,
+    uri: OriginalUri,
+    query: WatchQuery,
+    headers: &HeaderMap,
+    area: WatchArea,
+) -> ApiResult<Response> {
+    if query.key.is_some() && query.prefix.is_some() {
+        return Err(ApiError::bad_request(
+            "a watch takes `key` or `prefix`, not both",
+        ));
+    }
+    let resume = last_event_id(headers)?;
+    read_barrier(&state, &uri, !query.linearizable).await?;
+    let history = state.history.clone();
+    let start = match (resume, query.from_revision) {
+        (Some(last), _) => last.saturating_add(1),
+        (None, Some(from)) => from.max(1),
+        (None, None) => history.revision() + 1,
+    };
+    let compacted = history.compacted();
+    if start <= compacted {
+        return Err(compacted_error(start, compacted, history.revision()));
+    }
+    let filter = Filter {
+        area,
+        exact: query.key.is_some(),
+        name: query.key.or(query.prefix).unwrap_or_default().into_bytes(),
+    };
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    let watcher = Watcher {
+        history,
+        filter,
+        prev: query.prev,
+        tx,
+        progress: Duration::from_millis(state.watch.progress_ms),
+        pending: None,
+        done: start - 1,
+        last_sent: tokio::time::Instant::now(),
+    };
+    tokio::spawn(watcher.run(Cursor::at(start)));
+    let mut response = Response::new(Body::new(EventStream { rx }));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn compacted_error(start: u64, compacted: u64, revision: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "compacted",
+        format!(
+            "revision {start} is compacted: this node keeps the changes after revision \
+             {compacted}; list the current state and watch from its revision"
+        ),
+    )
+    .with("oldest_revision", compacted + 1)
+    .at_revision(revision)
+}
+
+/// The response body: the messages the watcher task sends.
+struct EventStream {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl http_body::Body for EventStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|message| message.map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+}
+
+/// Why a watch stopped.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The stream ends with this `end` message.
+    End(wire::WatchEnd),
+}
+
+/// One watch's task.
+struct Watcher {
+    history: History,
+    filter: Filter,
+    prev: bool,
+    tx: mpsc::Sender<Bytes>,
+    progress: Duration,
+    /// The last matching event, not sent yet: it carries the `id` if no
+    /// later event of its revision follows.
+    pending: Option<(u64, wire::WatchEvent)>,
+    /// Every change up to this revision was sent (or did not match).
+    done: u64,
+    /// When the last message went out (progress follows an idle spell).
+    last_sent: tokio::time::Instant,
+}
+
+impl Watcher {
+    async fn run(mut self, from: Cursor) {
+        let stop = match self.serve(from).await {
+            Ok(never) => match never {},
+            Err(stop) => stop,
+        };
+        if let Stop::End(end) = stop {
+            // A pending event's revision may be incomplete: it comes again
+            // after a resume from `end.revision`.
+            self.pending = None;
+            let _ = self
+                .send(message(wire::event::END, None, &end).into())
+                .await;
+        }
+    }
+
+    async fn serve(&mut self, mut cursor: Cursor) -> Result<Infallible, Stop> {
+        // Catch up from the history, then subscribe, then read what was
+        // applied meanwhile: once nothing was, the notices carry on.
+        let mut notices = loop {
+            cursor = self.replay(cursor).await?;
+            let notices = self.history.subscribe();
+            let applied = self.history.revision();
+            if cursor.revision > applied {
+                break notices;
+            }
+        };
+        self.progress_message().await?;
+        loop {
+            let notice = tokio::select! {
+                notice = notices.recv() => notice,
+                () = tokio::time::sleep_until(self.last_sent + self.progress) => {
+                    self.progress_message().await?;
+                    continue;
+                }
+                () = self.tx.closed() => return Err(Stop::Gone),
+            };
+            match notice {
+                Ok(notice) => match &*notice {
+                    Notice::Applied { through, events } => {
+                        match events {
+                            Some(events) => cursor = self.live(cursor, events).await?,
+                            None => cursor = self.replay(cursor).await?,
+                        }
+                        cursor = cursor.max(Cursor::at(through + 1));
+                        self.complete(*through).await?;
+                    }
+                    Notice::Reset { revision } => {
+                        if self.done < *revision {
+                            let compacted = self.history.compacted();
+                            return Err(Stop::End(wire::WatchEnd {
+                                code: "compacted".into(),
+                                message: format!(
+                                    "this node installed a snapshot at revision {revision}: the \
+                                     changes after {} are not in its history; list the current \
+                                     state and watch from its revision",
+                                    self.done
+                                ),
+                                oldest_revision: Some(compacted + 1),
+                                revision: self.done,
+                            }));
+                        }
+                    }
+                },
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Err(Stop::End(wire::WatchEnd {
+                        code: "lagged".into(),
+                        message: format!(
+                            "this watcher read too slowly and fell behind; resume after \
+                             revision {} (Last-Event-ID)",
+                            self.done
+                        ),
+                        oldest_revision: None,
+                        revision: self.done,
+                    }));
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(Stop::End(wire::WatchEnd {
+                        code: "shutting_down".into(),
+                        message: "this node is stopping; resume on another node".into(),
+                        oldest_revision: None,
+                        revision: self.done,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Reads the history from `cursor` up to this node's applied revision
+    /// (at least), sending what matches; returns where it stopped.
+    async fn replay(&mut self, mut cursor: Cursor) -> Result<Cursor, Stop> {
+        loop {
+            let applied = self.history.revision();
+            if cursor.revision > applied {
+                self.complete(applied).await?;
+                return Ok(cursor);
+            }
+            let (history, prev) = (self.history.clone(), self.prev);
+            let read = tokio::task::spawn_blocking(move || {
+                history.read(cursor, READ_EVENTS, READ_BYTES, prev)
+            })
+            .await
+            .map_err(|e| internal_end(self.done, format!("reading the history: {e}")))?;
+            let (events, next) = match read {
+                Ok(read) => read,
+                Err(HistoryError::Compacted { compacted, .. }) => {
+                    return Err(Stop::End(wire::WatchEnd {
+                        code: "compacted".into(),
+                        message: format!(
+                            "the changes after revision {} were trimmed from this node's \
+                             history before they were sent; list the current state and watch \
+                             from its revision",
+                            self.done
+                        ),
+                        oldest_revision: Some(compacted + 1),
+                        revision: self.done,
+                    }));
+                }
+                Err(e) => return Err(internal_end(self.done, e.to_string())),
+            };
+            if events.is_empty() {
+                // Nothing (more) up to the applied revision.
+                self.complete(applied).await?;
+                return Ok(Cursor::at(applied + 1).max(cursor));
+            }
+            for event in events {
+                // A revision whose last change was read is complete once
+                // a later one shows up.
+                self.complete(event.revision - 1).await?;
+                self.offer(event).await?;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Sends the live `events` at or after `cursor`; returns the cursor
+    /// after them.
+    async fn live(&mut self, mut cursor: Cursor, events: &[Event]) -> Result<Cursor, Stop> {
+        let mut seq = 0u32;
+        let mut last = None;
+        for event in events {
+            if last != Some(event.revision) {
+                (last, seq) = (Some(event.revision), 0);
+            }
+            let at = Cursor {
+                revision: event.revision,
+                seq,
+            };
+            seq += 1;
+            if at < cursor {
+                continue;
+            }
+            self.complete(event.revision - 1).await?;
+            let mut event = event.clone();
+            if !self.prev {
+                event.prev = None;
+            }
+            self.offer(event).await?;
+            cursor = Cursor {
+                revision: at.revision,
+                seq: at.seq + 1,
+            };
+        }
+        Ok(cursor)
+    }
+
+    /// Takes one change in order: sends the pending one (with its `id` if
+    /// this one is of a later revision) and keeps this one pending.
+    async fn offer(&mut self, event: Event) -> Result<(), Stop> {
+        if !self.filter.matches(&event.change) {
+            return Ok(());
+        }
+        let shown = event_wire(&event);
+        if let Some((revision, pending)) = self.pending.take() {
+            let id = (revision != event.revision).then_some(revision);
+            self.send_event(&pending, id).await?;
+        }
+        self.pending = Some((event.revision, shown));
+        Ok(())
+    }
+
+    /// Every change up to `revision` was offered: the pending event is
+    /// the last of its revision.
+    async fn complete(&mut self, revision: u64) -> Result<(), Stop> {
+        if revision <= self.done {
+            return Ok(());
+        }
+        if self.pending.as_ref().is_some_and(|(r, _)| *r <= revision) {
+            self.flush().await?;
+        }
+        self.done = revision;
+        Ok(())
+    }
+
+    /// Sends the pending event with its `id`.
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if let Some((revision, pending)) = self.pending.take() {
+            self.send_event(&pending, Some(revision)).await?;
+        }
+        Ok(())
+    }
+
+    async fn progress_message(&mut self) -> Result<(), Stop> {
+        self.flush().await?;
+        let done = self.done;
+        let body = wire::WatchProgress { revision: done };
+        self.send(message(wire::event::PROGRESS, Some(done), &body).into())
+            .await
+    }
+
+    async fn send_event(&mut self, event: &wire::WatchEvent, id: Option<u64>) -> Result<(), Stop> {
+        let name = match event.kind {
+            wire::EventType::Put => wire::event::PUT,
+            wire::EventType::Delete => wire::event::DELETE,
+        };
+        self.send(message(name, id, event).into()).await
+    }
+
+    async fn send(&mut self, bytes: Bytes) -> Result<(), Stop> {
+        self.tx.send(bytes).await.map_err(|_| Stop::Gone)?;
+        self.last_sent = tokio::time::Instant::now();
+        Ok(())
+    }
+}
+
+fn internal_end(done: u64, message: String) -> Stop {
+    tracing::warn!("a watch ends: {message}");
+    Stop::End(wire::WatchEnd {
+        code: "internal".into(),
+        message,
+        oldest_revision: None,
+        revision: done,
+    })
+}
+
+/// One SSE message: `event:`, `id:` (if any), one `data:` line of JSON.
+fn message(event: &str, id: Option<u64>, data: &impl serde::Serialize) -> String {
+    let json = serde_json::to_string(data).expect("watch messages always serialize");
+    match id {
+        Some(id) => format!("event: {event}\nid: {id}\ndata: {json}\n\n"),
+        None => format!("event: {event}\ndata: {json}\n\n"),
+    }
+}
+
+/// A record as a watch shows it.
+fn record_wire(change: &Change) -> wire::WatchRecord {
+    let mut record = wire::WatchRecord::default();
+    match change {
+        Change::Kv { entry: Some(e), .. } => {
+            record.create_revision = Some(e.create_revision);
+            record.mod_revision = Some(e.mod_revision);
+            record.version = Some(e.version);
+            record.value = wire::WireValue::from_bytes(&e.value);
+        }
+        Change::Node { node: Some(n), .. } => record.node = Some(node_wire(n)),
+        Change::ShardMap(map) => {
+            record.shard_map = Some(wire::ShardMapRecord {
+                version: map.version,
+                shards: map
+                    .shards
+                    .iter()
+                    .map(|(id, a)| {
+                        let replicas = a.replicas.clone();
+                        (*id, wire::ShardAssignment { replicas })
+                    })
+                    .collect(),
+            });
+        }
+        Change::Config { value: Some(v), .. } => {
+            record.value = wire::WireValue::from_bytes(v.as_bytes());
+        }
+        Change::Kv { entry: None, .. }
+        | Change::Node { node: None, .. }
+        | Change::Config { value: None, .. } => {}
+    }
+    record
+}
+
+/// A change as a watch shows it.
+fn event_wire(event: &Event) -> wire::WatchEvent {
+    let (_, name) = event.change.address();
+    wire::WatchEvent {
+        key: String::from_utf8_lossy(&name).into_owned(),
+        prev: event.prev.as_ref().map(record_wire),
+        record: record_wire(&event.change),
+        revision: event.revision,
+        kind: match event.change.is_put() {
+            true => wire::EventType::Put,
+            false => wire::EventType::Delete,
+        },
+    }
+}
