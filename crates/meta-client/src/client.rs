@@ -861,6 +861,18 @@ impl Client {
         self.request(Method::PUT, &path, Some(node)).await
     }
 
+    /// Adds or replaces a node of the cluster map, bound to a lease: it is
+    /// marked down when the lease ends.
+    pub async fn set_node_with_lease(
+        &self,
+        id: u64,
+        node: &wire::NodeRequest,
+        lease: u64,
+    ) -> Result<wire::ClusterNode, ClientError> {
+        let path = format!("/v1/cluster/nodes/{id}?lease={lease}");
+        self.request(Method::PUT, &path, Some(node)).await
+    }
+
     /// Removes a node of the cluster map.
     pub async fn remove_node(&self, id: u64) -> Result<wire::OkResponse, ClientError> {
         let path = format!("/v1/cluster/nodes/{id}");

@@ -46,6 +46,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Refused>() => ExitCode::FAILURE,
+        Err(e) if e.is::<meta_node::cli::ExitStatus>() => ExitCode::from(
+            e.downcast_ref::<meta_node::cli::ExitStatus>()
+                .map_or(1, |s| s.0),
+        ),
         Err(e) => {
             if json {
                 eprintln!("{}", json_error(&e));
@@ -177,6 +181,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
+            if meta_node::cli::run_streaming(&cli).await? {
+                return Ok(());
+            }
             if let Some(bytes) = meta_node::cli::raw_output(&cli).await? {
                 return write_out(&bytes);
             }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-pub use run::{Outcome, raw_output, run_client};
+pub use run::{ExitStatus, Outcome, raw_output, run_client, run_streaming};
 
 use crate::auth::Token;
 use crate::config::Config;
@@ -82,6 +82,15 @@ pub enum Command {
     /// Config entries.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Follow changes as they happen: one line per change (`--json`: one
+    /// JSON object per line), until interrupted or --count changes.
+    Watch(WatchArgs),
+    /// Leases: keys and cluster nodes bound to one end with it.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// Take a lock (a key bound to a lease) and run a command while
+    /// holding it, or hold it until interrupted.
+    Lock(LockArgs),
     /// Offline backup and restore of a stopped node's store.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -292,6 +301,9 @@ pub enum KvCommand {
         /// Only if the key does not exist (create only).
         #[arg(long)]
         if_absent: bool,
+        /// Bind the key to this lease (it is deleted when the lease ends).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["if_revision", "if_absent"])]
+        lease: Option<u64>,
     },
     /// Delete a key; prints how many keys were deleted (0 or 1).
     Delete {
@@ -335,6 +347,83 @@ pub enum KvCommand {
         #[arg(long)]
         new: Option<String>,
     },
+}
+
+/// `watch`.
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// Only names starting with this (user keys by default).
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// PREFIX is one exact name.
+    #[arg(long)]
+    pub exact: bool,
+    /// Watch the cluster map (names are node ids) instead of user keys.
+    #[arg(long, conflicts_with_all = ["shards", "config"])]
+    pub cluster: bool,
+    /// Watch the shard map instead of user keys.
+    #[arg(long, conflicts_with = "config")]
+    pub shards: bool,
+    /// Watch config entries instead of user keys.
+    #[arg(long)]
+    pub config: bool,
+    /// Start at this revision (default: the changes from now on).
+    #[arg(long, value_name = "REV")]
+    pub from_revision: Option<u64>,
+    /// Show each record's previous version too.
+    #[arg(long)]
+    pub prev: bool,
+    /// Print progress reports too (the revision the watch is up to date with).
+    #[arg(long)]
+    pub progress: bool,
+    /// Stop after this many changes.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+/// `lease`.
+#[derive(Subcommand, Debug)]
+pub enum LeaseCommand {
+    /// Grant a lease; prints its id.
+    Grant {
+        /// Seconds it lives without a keepalive.
+        ttl_secs: u64,
+    },
+    /// Keep a lease alive (three times per TTL) until interrupted or the
+    /// lease is lost; --once sends one keepalive.
+    Keepalive {
+        /// The lease.
+        id: u64,
+        /// Send one keepalive and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// A lease: time left, keys and nodes bound to it.
+    Get {
+        /// The lease.
+        id: u64,
+    },
+    /// End a lease now: its keys are deleted and its nodes marked down.
+    Revoke {
+        /// The lease.
+        id: u64,
+    },
+    /// Every live lease.
+    List,
+}
+
+/// `lock`.
+#[derive(clap::Args, Debug)]
+pub struct LockArgs {
+    /// The lock's key.
+    pub name: String,
+    /// Seconds the lock outlives a holder that stops keeping it alive.
+    #[arg(long, default_value_t = 10)]
+    pub ttl: u64,
+    /// The command to run while holding the lock (after `--`); without
+    /// one, hold it until interrupted (Ctrl-C) or stdin closes.
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 /// `cluster`.
@@ -403,6 +492,11 @@ pub enum ClusterCommand {
         /// Labels, KEY=VALUE.
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Bind the node to this lease: it is marked down when the lease
+        /// ends (register with a lease, keep it alive, and a dead node is
+        /// marked down by itself).
+        #[arg(long, value_name = "ID")]
+        lease: Option<u64>,
     },
     /// Remove a node from the cluster map.
     RemoveNode {

@@ -233,3 +233,58 @@ pub(super) fn config(entries: &std::collections::BTreeMap<String, String>) -> St
         .collect();
     table(&["name", "value"], rows)
 }
+
+/// A lease: id, TTL, time left, and what is bound to it.
+pub(super) fn lease(l: &wire::LeaseResponse) -> String {
+    let mut out = format!(
+        "lease {}: ttl {}s, {}s left",
+        l.id, l.ttl_secs, l.remaining_secs
+    );
+    if !l.keys.is_empty() {
+        out += &format!("\nkeys: {}", l.keys.join(", "));
+    }
+    if !l.nodes.is_empty() {
+        let nodes: Vec<String> = l.nodes.iter().map(u64::to_string).collect();
+        out += &format!("\nnodes: {}", nodes.join(", "));
+    }
+    out
+}
+
+/// The live leases.
+pub(super) fn leases(leases: &[wire::LeaseResponse]) -> String {
+    let rows = leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.id.to_string(),
+                l.ttl_secs.to_string(),
+                l.remaining_secs.to_string(),
+            ]
+        })
+        .collect();
+    table(&["id", "ttl (s)", "left (s)"], rows)
+}
+
+/// A record of a watch event as text: a value, a node or the shard map.
+fn watch_record(r: &wire::WatchRecord) -> String {
+    if let Some(node) = &r.node {
+        return serde_json::to_string(node).unwrap_or_default();
+    }
+    if let Some(map) = &r.shard_map {
+        return serde_json::to_string(map).unwrap_or_default();
+    }
+    value(&r.value)
+}
+
+/// One watch event on one line: `REVISION put KEY VALUE` or `REVISION
+/// delete KEY` (and `(was PREV)` when asked).
+pub(super) fn watch_event(e: &wire::WatchEvent) -> String {
+    let mut line = match e.kind {
+        wire::EventType::Put => format!("{} put {} {}", e.revision, e.key, watch_record(&e.record)),
+        wire::EventType::Delete => format!("{} delete {}", e.revision, e.key),
+    };
+    if let Some(prev) = &e.prev {
+        line += &format!(" (was {})", watch_record(prev));
+    }
+    line
+}

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::render;
 use super::{
-    ApikeyCommand, Cli, ClusterCommand, Command, ConfigCommand, KvCommand, ShardCommand,
-    check_path_segments, split_pair,
+    ApikeyCommand, Cli, ClusterCommand, Command, ConfigCommand, KvCommand, LeaseCommand, LockArgs,
+    ShardCommand, WatchArgs, check_path_segments, split_pair,
 };
 
 /// What a client command answered: the JSON to print with `--json`, the
@@ -108,6 +108,7 @@ pub async fn run_client(cli: &Cli) -> anyhow::Result<Outcome> {
         Command::Shard(cmd) => shard(&client, cmd).await,
         Command::Apikey(cmd) => apikey(&client, cmd).await,
         Command::Config(cmd) => config(&client, cmd).await,
+        Command::Lease(cmd) => lease(&client, cmd).await,
         _ => anyhow::bail!("not a client command"),
     }
 }
@@ -128,6 +129,7 @@ async fn kv(client: &Client, cmd: &KvCommand) -> anyhow::Result<Outcome> {
             value,
             if_revision,
             if_absent,
+            lease,
         } => {
             check_path_segments(key)?;
             let value = value_arg(value)?;
@@ -136,9 +138,10 @@ async fn kv(client: &Client, cmd: &KvCommand) -> anyhow::Result<Outcome> {
                 (None, true) => Some(Precondition::Absent),
                 (None, false) => None,
             };
-            let written = match precondition {
-                Some(p) => client.put_if(key, value, p).await?,
-                None => client.put(key, value).await?,
+            let written = match (precondition, lease) {
+                (Some(p), _) => client.put_if(key, value, p).await?,
+                (None, Some(lease)) => client.put_with_lease(key, value, *lease).await?,
+                (None, None) => client.put(key, value).await?,
             };
             // The revision is in the `--json` answer.
             Outcome::new(&written, "ok".into())
@@ -280,6 +283,7 @@ async fn cluster(client: &Client, cmd: &ClusterCommand) -> anyhow::Result<Outcom
             address,
             state,
             labels,
+            lease,
         } => {
             let mut map = std::collections::BTreeMap::new();
             for l in labels {
@@ -299,7 +303,10 @@ async fn cluster(client: &Client, cmd: &ClusterCommand) -> anyhow::Result<Outcom
                 state,
                 labels: map,
             };
-            let node = client.set_node(*id, &request).await?;
+            let node = match lease {
+                Some(lease) => client.set_node_with_lease(*id, &request, *lease).await?,
+                None => client.set_node(*id, &request).await?,
+            };
             Outcome::new(&node, "ok".into())
         }
         ClusterCommand::RemoveNode { id } => {
@@ -421,5 +428,177 @@ async fn config(client: &Client, cmd: &ConfigCommand) -> anyhow::Result<Outcome>
             let text = render::config(&config.config);
             Outcome::new(&config, text)
         }
+    }
+}
+
+async fn lease(client: &Client, cmd: &LeaseCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        LeaseCommand::Grant { ttl_secs } => {
+            let lease = client.grant_lease(*ttl_secs).await?;
+            let text = lease.id.to_string();
+            Outcome::new(&lease, text)
+        }
+        LeaseCommand::Keepalive { id, .. } => {
+            let lease = client.keep_alive_once(*id).await?;
+            let text = render::lease(&lease);
+            Outcome::new(&lease, text)
+        }
+        LeaseCommand::Get { id } => {
+            let lease = client
+                .lease(*id)
+                .await?
+                .ok_or_else(|| not_found_code("lease_not_found", format!("no lease {id}")))?;
+            let text = render::lease(&lease);
+            Outcome::new(&lease, text)
+        }
+        LeaseCommand::Revoke { id } => {
+            let done = client.revoke_lease(*id).await?;
+            Outcome::new(&done, "ok".into())
+        }
+        LeaseCommand::List => {
+            let all = client.leases().await?;
+            let text = render::leases(&all.leases);
+            Outcome::new(&all, text)
+        }
+    }
+}
+
+/// The API's error `code` (404), for reads the client answers with `None`.
+fn not_found_code(code: &str, message: String) -> meta_client::ClientError {
+    meta_client::ClientError::Api {
+        status: 404,
+        error: wire::ErrorBody::new(code, message),
+    }
+}
+
+/// A command that ends with this exit status (`lock -- CMD` exits with
+/// CMD's).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitStatus(pub u8);
+
+/// Prints one line to stdout now; `false` once the reader went away.
+fn print_line(line: &str) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Long-running client commands (`watch`, `lease keepalive`, `lock`),
+/// which print as they go; `false` for every other command.
+pub async fn run_streaming(cli: &Cli) -> anyhow::Result<bool> {
+    match &cli.command {
+        Command::Watch(args) => watch(&cli.client()?, args, cli.json).await?,
+        Command::Lease(LeaseCommand::Keepalive { id, once: false }) => {
+            keepalive(&cli.client()?, *id, cli.json).await?
+        }
+        Command::Lock(args) => lock(&cli.client()?, args).await?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+async fn watch(client: &Client, args: &WatchArgs, json: bool) -> anyhow::Result<()> {
+    use meta_client::{WatchMessage, WatchRequest, WatchTarget};
+    let target = match (args.cluster, args.shards, args.config) {
+        (true, _, _) => WatchTarget::Cluster,
+        (_, true, _) => WatchTarget::Shards,
+        (_, _, true) => WatchTarget::Config,
+        _ => WatchTarget::Kv,
+    };
+    let mut request = if args.exact && target == WatchTarget::Kv {
+        WatchRequest::kv_key(&args.prefix)
+    } else {
+        WatchRequest::prefix(target, &args.prefix)
+    };
+    if let Some(from) = args.from_revision {
+        request = request.from_revision(from);
+    }
+    if args.prev {
+        request = request.with_prev();
+    }
+    let mut watch = client.watch(request);
+    let mut seen = 0u64;
+    while args.count.is_none_or(|count| seen < count) {
+        let line = match watch.next().await? {
+            WatchMessage::Event(event) => {
+                if args.exact && event.key != args.prefix {
+                    continue;
+                }
+                seen += 1;
+                match json {
+                    true => serde_json::to_string(&event)?,
+                    false => render::watch_event(&event),
+                }
+            }
+            WatchMessage::Progress(revision) if args.progress => match json {
+                true => serde_json::json!({"type": "progress", "revision": revision}).to_string(),
+                false => format!("{revision} progress"),
+            },
+            WatchMessage::Progress(_) => continue,
+        };
+        if !print_line(&line)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn keepalive(client: &Client, id: u64, json: bool) -> anyhow::Result<()> {
+    let lease = client.keep_alive_once(id).await?;
+    let line = match json {
+        true => serde_json::to_string(&lease)?,
+        false => format!("keeping lease {id} alive (ttl {}s)", lease.ttl_secs),
+    };
+    print_line(&line)?;
+    tokio::select! {
+        lost = client.keep_alive(id, lease.ttl_secs) => {
+            Err(anyhow::Error::new(lost).context(format!("lease {id} is lost")))
+        }
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+async fn lock(client: &Client, args: &LockArgs) -> anyhow::Result<()> {
+    check_path_segments(&args.name)?;
+    let held = client.lock(&args.name, args.ttl).await?;
+    let Some((program, rest)) = args.command.split_first() else {
+        print_line(&format!(
+            "locked `{}` (lease {}, revision {}); Ctrl-C releases it",
+            held.key, held.lease, held.revision
+        ))?;
+        let outcome = tokio::select! {
+            lost = client.keep_alive(held.lease, args.ttl) => {
+                Err(anyhow::Error::new(lost).context(format!("the lock `{}` is lost", held.key)))
+            }
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        };
+        client.unlock(&held).await?;
+        return outcome;
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(rest)
+        .env("META_LOCK_KEY", &held.key)
+        .env("META_LOCK_REVISION", held.revision.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting `{program}`"))?;
+    let status = tokio::select! {
+        status = child.wait() => status.with_context(|| format!("waiting for `{program}`"))?,
+        lost = client.keep_alive(held.lease, args.ttl) => {
+            let _ = child.kill().await;
+            return Err(anyhow::Error::new(lost)
+                .context(format!("the lock `{}` is lost: `{program}` was stopped", held.key)));
+        }
+    };
+    client.unlock(&held).await?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(ExitStatus(u8::try_from(code).unwrap_or(1)).into()),
+        None => Err(ExitStatus(1).into()),
     }
 }
