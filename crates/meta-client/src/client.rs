@@ -438,6 +438,11 @@ impl Client {
         Ok(status.members.values().any(|m| m.api == authority))
     }
 
+    /// Makes the next request go to the next endpoint first.
+    pub(crate) fn skip_endpoint(&self) {
+        self.preferred.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Sends a `GET` whose answer is a stream (a watch), retrying where
     /// safe; the answer, whose body the caller reads.
     pub(crate) async fn stream(

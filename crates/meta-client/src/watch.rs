@@ -262,15 +262,11 @@ impl Watch<'_> {
                 return Ok(());
             }
             wire::event::END => {
-                let end: wire::WatchEnd =
-                    serde_json::from_str(data).map_err(|e| decode(e.to_string()))?;
+                serde_json::from_str::<wire::WatchEnd>(data).map_err(|e| decode(e.to_string()))?;
                 self.disconnect();
-                if end.code == "compacted" {
-                    let mut error = wire::ErrorBody::new(end.code, end.message);
-                    error.revision = Some(end.revision);
-                    error.oldest_revision = end.oldest_revision;
-                    return Err(ClientError::Api { status: 410, error });
-                }
+                // Resumed on another node (one whose history goes back far
+                // enough, for `compacted`), after the last complete revision.
+                self.client.skip_endpoint();
                 return Ok(());
             }
             // Unknown kinds are for newer clients.
