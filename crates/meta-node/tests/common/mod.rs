@@ -549,6 +549,11 @@ impl Drop for Proc {
 /// Runs the CLI against the node at `api`, with the token
 /// [`token_file`] finds for it.
 pub(crate) fn cli(api: &str, args: &[&str]) -> Output {
+    cli_command(api, args).output().unwrap()
+}
+
+/// The command [`cli`] runs, to spawn it.
+pub(crate) fn cli_command(api: &str, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["--addr", &url(api), "--json"])
@@ -561,7 +566,8 @@ pub(crate) fn cli(api: &str, args: &[&str]) -> Output {
         // No credentials at all: the CLI must not find any by itself.
         None => command.arg("--data-dir").arg("/nonexistent"),
     };
-    command.args(args).output().unwrap()
+    command.args(args);
+    command
 }
 
 /// [`cli`], which must succeed; its JSON output.
