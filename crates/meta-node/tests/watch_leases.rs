@@ -418,7 +418,12 @@ fn a_watcher_that_stops_reading_is_cut_off_with_lagged_and_resumes() {
         );
         tls.write_all(request.as_bytes()).await.unwrap();
         let mut head = [0u8; 64];
-        tls.read(&mut head).await.unwrap();
+        let n = tls.read(&mut head).await.unwrap();
+        assert!(
+            head[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&head[..n])
+        );
         tls
     });
     // A reader that keeps up.
@@ -580,7 +585,7 @@ fn a_kept_lease_survives_a_leader_kill_and_an_abandoned_one_ends_everywhere_at_o
     assert!(!keeper.is_finished(), "the keepalive goes on");
     nodes[leader] = cluster.start(leader);
     for api in &apis {
-        let one = client(&[api.clone()], 0);
+        let one = client(std::slice::from_ref(api), 0);
         wait_until(20, "the restarted node catches up", || {
             rt.block_on(one.get_with("svc/abandoned", Consistency::Stale))
                 .is_ok_and(|kv| kv.is_none())
