@@ -72,24 +72,38 @@ impl Client {
 
     /// Keeps lease `id` (of `ttl_secs`) alive three times per TTL until it
     /// is lost, and says why: it no longer exists, or no keepalive got
-    /// through for a whole TTL (failed attempts are retried meanwhile).
+    /// through for nine tenths of a TTL (failed attempts are retried
+    /// meanwhile; each one ends when the lease would).
     /// Run it beside the work the lease guards, and stop that work when it
     /// returns.
     pub async fn keep_alive(&self, id: u64, ttl_secs: u64) -> ClientError {
         let every = keepalive_every(ttl_secs);
         let ttl = Duration::from_secs(ttl_secs);
-        let mut last_ok = tokio::time::Instant::now();
+        // Counted from when the last successful keepalive was *sent*: the
+        // leader restarted the TTL no earlier. Given up a tenth of the TTL
+        // early, so the guarded work stops before anyone else may start.
+        let mut lease_ends = tokio::time::Instant::now() + ttl;
+        let margin = ttl / 10;
         loop {
             tokio::time::sleep(every).await;
             loop {
-                match self.keep_alive_once(id).await {
-                    Ok(_) => {
-                        last_ok = tokio::time::Instant::now();
+                let sent = tokio::time::Instant::now();
+                let give_up = lease_ends.checked_sub(margin).unwrap_or(sent);
+                if sent >= give_up {
+                    return ClientError::Config(format!(
+                        "lease {id} is lost: no keepalive got through for its whole TTL \
+                         ({ttl_secs} s)"
+                    ));
+                }
+                match tokio::time::timeout_at(give_up, self.keep_alive_once(id)).await {
+                    Ok(Ok(_)) => {
+                        lease_ends = sent + ttl;
                         break;
                     }
-                    Err(e) if e.code() == Some("lease_not_found") => return e,
-                    Err(e) if last_ok.elapsed() >= ttl => return e,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Ok(Err(e)) if e.code() == Some("lease_not_found") => return e,
+                    Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    // The loop's first check gives up.
+                    Err(_) => {}
                 }
             }
         }

@@ -125,6 +125,24 @@ pub enum WatchMessage {
 
 /// A running watch (see the module documentation): call
 /// [`next`](Self::next) for each change.
+///
+/// ```no_run
+/// # async fn demo(client: meta_client::Client) -> Result<(), meta_client::ClientError> {
+/// use meta_client::{WatchMessage, WatchRequest};
+/// // Everything under shards/ from revision 100 on, once each, in order.
+/// let mut watch = client.watch(WatchRequest::kv_prefix("shards/").from_revision(100));
+/// loop {
+///     match watch.next().await {
+///         Ok(WatchMessage::Event(e)) => println!("{} {:?} {}", e.revision, e.kind, e.key),
+///         Ok(WatchMessage::Progress(r)) => println!("up to date at {r}"),
+///         // Older than every node's history: list, then watch from the list's revision + 1.
+///         Err(e) if e.is_compacted() => break,
+///         // No endpoint answered (after the client's retries): call next() again.
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Watch<'c> {
     client: &'c Client,
     request: WatchRequest,

@@ -293,6 +293,12 @@ pub enum Need {
         /// Whether the route writes.
         write: bool,
     },
+    /// Some `kv` scope, whatever its prefix (routes that name no key:
+    /// leases, whose handlers check their owner).
+    AnyKv {
+        /// Whether the route writes.
+        write: bool,
+    },
     /// `admin`, or, on a node not yet initialised, its `init.token`.
     Init,
 }
@@ -304,7 +310,7 @@ impl Need {
             Need::Public => true,
             Need::Authenticated => !matches!(principal, Principal::Init),
             Need::Scope(scope) => principal.may(scope),
-            Need::Kv { write } => principal.may_some_kv(*write),
+            Need::Kv { write } | Need::AnyKv { write } => principal.may_some_kv(*write),
             Need::Init => matches!(principal, Principal::Init) || principal.may(&Scope::Admin),
         }
     }
@@ -317,6 +323,12 @@ impl Need {
             Need::Scope(scope) => format!("`{scope}`"),
             Need::Kv { write: false } => "`kv:read` covering the key or prefix".into(),
             Need::Kv { write: true } => "`kv:write` covering the key".into(),
+            Need::AnyKv { write: false } => {
+                "any `kv:read` scope (and the lease's owner, `read` or `admin`)".into()
+            }
+            Need::AnyKv { write: true } => {
+                "any `kv:write` scope (and, for an existing lease, its owner or `admin`)".into()
+            }
             Need::Init => "`admin`, or the node's `init.token` before init".into(),
         }
     }
@@ -372,14 +384,14 @@ pub fn routes() -> Vec<Route> {
         route(M::DELETE, "/v1/kv", Need::Kv { write: true }),
         route(M::POST, "/v1/txn", Need::Kv { write: false }),
         route(M::GET, "/v1/watch", Need::Kv { write: false }),
-        route(M::GET, "/v1/leases", Need::Kv { write: false }),
-        route(M::POST, "/v1/leases", Need::Kv { write: true }),
-        route(M::GET, "/v1/leases/{id}", Need::Kv { write: false }),
-        route(M::DELETE, "/v1/leases/{id}", Need::Kv { write: true }),
+        route(M::GET, "/v1/leases", Need::AnyKv { write: false }),
+        route(M::POST, "/v1/leases", Need::AnyKv { write: true }),
+        route(M::GET, "/v1/leases/{id}", Need::AnyKv { write: false }),
+        route(M::DELETE, "/v1/leases/{id}", Need::AnyKv { write: true }),
         route(
             M::POST,
             "/v1/leases/{id}/keepalive",
-            Need::Kv { write: true },
+            Need::AnyKv { write: true },
         ),
         route(M::GET, "/v1/watch/cluster", read(Area::Cluster)),
         route(M::GET, "/v1/watch/shards", read(Area::Shards)),

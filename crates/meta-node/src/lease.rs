@@ -26,6 +26,9 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// proposal did not get through.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Expiries proposed per look at most (the rest at the next look).
+const EXPIRE_PER_LOOK: usize = 1024;
+
 /// The leader's lease deadlines (empty on other nodes).
 #[derive(Clone, Debug, Default)]
 pub struct Deadlines {
@@ -37,20 +40,32 @@ struct State {
     /// The term these deadlines were counted in (`None`: not leading).
     term: Option<u64>,
     deadlines: HashMap<LeaseId, Instant>,
+    /// Leases whose deadline passed: their expiry is proposed (again at
+    /// the instant given, if it is not applied by then).
+    expiring: HashMap<LeaseId, Instant>,
 }
 
 impl Deadlines {
     /// A keepalive, on the leader of `term` (checked by a read index): the
-    /// lease gets its full TTL again.
-    pub fn keep_alive(&self, term: u64, lease: &Lease) {
+    /// lease gets its full TTL again — unless its deadline already passed
+    /// (its expiry is on its way): `false`, the lease is lost.
+    #[must_use]
+    pub fn keep_alive(&self, term: u64, lease: &Lease) -> bool {
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if state.term != Some(term) {
             // A new term: every deadline starts afresh.
             state.term = Some(term);
             state.deadlines.clear();
+            state.expiring.clear();
         }
-        let deadline = Instant::now() + Duration::from_secs(lease.ttl_secs);
-        state.deadlines.insert(lease.id, deadline);
+        let now = Instant::now();
+        if state.expiring.contains_key(&lease.id) {
+            return false;
+        }
+        state
+            .deadlines
+            .insert(lease.id, now + Duration::from_secs(lease.ttl_secs));
+        true
     }
 
     /// The time `lease` has left, as this leader counts it (its full TTL if
@@ -71,21 +86,34 @@ impl Deadlines {
         if state.term != term {
             state.term = term;
             state.deadlines.clear();
+            state.expiring.clear();
         }
         if term.is_none() {
             return Vec::new();
         }
         let live: HashMap<LeaseId, &Lease> = leases.iter().map(|l| (l.id, l)).collect();
         state.deadlines.retain(|id, _| live.contains_key(id));
+        state.expiring.retain(|id, _| live.contains_key(id));
+        let State {
+            deadlines,
+            expiring,
+            ..
+        } = &mut *state;
         let mut expired = Vec::new();
         for lease in leases {
-            let deadline = state
-                .deadlines
+            if let Some(retry) = expiring.get_mut(&lease.id) {
+                if *retry <= now && expired.len() < EXPIRE_PER_LOOK {
+                    expired.push(lease.id);
+                    *retry = now + RETRY_AFTER;
+                }
+                continue;
+            }
+            let deadline = deadlines
                 .entry(lease.id)
                 .or_insert_with(|| now + Duration::from_secs(lease.ttl_secs));
-            if *deadline <= now {
+            if *deadline <= now && expired.len() < EXPIRE_PER_LOOK {
                 expired.push(lease.id);
-                *deadline = now + RETRY_AFTER;
+                expiring.insert(lease.id, now + RETRY_AFTER);
             }
         }
         expired
@@ -113,20 +141,22 @@ pub async fn run(
         if expired.is_empty() {
             continue;
         }
-        let commands: Vec<Command> = expired
-            .iter()
-            .map(|&id| Command::LeaseExpire { id })
-            .collect();
-        tracing::info!(leases = ?expired, "expiring leases whose TTL passed without a keepalive");
-        let proposer = proposer.clone();
-        // Not awaited here: a slow commit must not hold up the next look.
-        tokio::spawn(async move {
-            for command in commands {
-                if let Err(e) = proposer.propose(command).await {
-                    tracing::warn!("proposing a lease expiry: {e}");
+        tracing::info!(
+            count = expired.len(),
+            first = expired[0],
+            "expiring leases whose TTL passed without a keepalive"
+        );
+        // One proposal each: concurrent proposals share log entries (group
+        // commit), and each lease still ends at its own revision. Not
+        // awaited here: a slow commit must not hold up the next look.
+        for id in expired {
+            let proposer = proposer.clone();
+            tokio::spawn(async move {
+                if let Err(e) = proposer.propose(Command::LeaseExpire { id }).await {
+                    tracing::warn!(lease = id, "proposing a lease expiry: {e}");
                 }
-            }
-        });
+            });
+        }
     }
 }
 
@@ -135,7 +165,24 @@ mod tests {
     use super::*;
 
     fn lease(id: u64, ttl_secs: u64) -> Lease {
-        Lease { id, ttl_secs }
+        Lease {
+            id,
+            ttl_secs,
+            owner: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_keepalive_after_the_deadline_does_not_revive_the_lease() {
+        let deadlines = Deadlines::default();
+        let t0 = Instant::now() - Duration::from_secs(5);
+        let leases = [lease(1, 1)];
+        assert!(deadlines.expired(Some(1), &leases, t0).is_empty());
+        assert_eq!(deadlines.expired(Some(1), &leases, Instant::now()), [1]);
+        assert!(
+            !deadlines.keep_alive(1, &leases[0]),
+            "its expiry is on its way"
+        );
     }
 
     #[test]
@@ -170,7 +217,7 @@ mod tests {
         let t0 = Instant::now();
         let leases = [lease(1, 1)];
         assert!(deadlines.expired(Some(1), &leases, t0).is_empty());
-        deadlines.keep_alive(1, &leases[0]);
+        assert!(deadlines.keep_alive(1, &leases[0]));
         assert!(deadlines.remaining(&leases[0]) > Duration::from_millis(500));
         assert!(deadlines.expired(Some(1), &[], t0).is_empty());
         assert!(deadlines.inner.lock().unwrap().deadlines.is_empty());

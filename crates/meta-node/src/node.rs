@@ -183,7 +183,10 @@ impl Node {
         let sm = StateMachine::open_with(
             state_store.clone(),
             config.data_dir.join("snapshots"),
-            config.watch.history_revisions,
+            meta_raft::HistoryLimits {
+                revisions: config.watch.history_revisions,
+                bytes: config.watch.history_bytes,
+            },
         )
         .await
         .map_err(|e| NodeError::raft("opening the state machine", e))?;

@@ -61,6 +61,14 @@ fn call(
         }
         let response = request.send().await.unwrap();
         let status = response.status();
+        // A watch answers a stream that does not end: its status is enough.
+        if response
+            .headers()
+            .get("content-type")
+            .is_some_and(|t| t == "text/event-stream")
+        {
+            return (status, Value::Null);
+        }
         (status, response.json().await.unwrap_or(Value::Null))
     })
 }
@@ -73,12 +81,15 @@ fn concrete(route: &auth::Route) -> (String, Option<Value>) {
     let path = match route.path {
         "/v1/cluster/nodes/{id}" => path.replace("{id}", "7"),
         "/v1/apikeys/{id}" => path.replace("{id}", "no-such-key"),
+        "/v1/leases/{id}" | "/v1/leases/{id}/keepalive" => path.replace("{id}", "999999"),
+        "/v1/watch" => "/v1/watch?prefix=app/k".into(),
         "/v1/kv" if route.method == reqwest::Method::DELETE => "/v1/kv?prefix=app/".into(),
         _ => path,
     };
     let body = match (route.method.as_str(), route.path) {
         ("PUT", "/v1/kv/{*key}") | ("PUT", "/v1/config/{name}") => Some(json!("v")),
         ("POST", "/v1/cas") => Some(json!({"key": "app/k", "expected": null, "new": "v"})),
+        ("POST", "/v1/leases") => Some(json!({"ttl_secs": 60})),
         ("POST", "/v1/txn") => Some(json!({"success": [{"get": {"key": "app/k"}}]})),
         ("PUT", "/v1/cluster/nodes/{id}") => Some(json!({"address": "10.0.0.7:9000"})),
         ("PUT", "/v1/shards") => Some(json!({"expected_version": 99, "shards": {}})),

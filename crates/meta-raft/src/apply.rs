@@ -13,9 +13,10 @@ use meta_store_api::keys::{Key, MetaNamespace};
 use crate::codec::encode;
 use crate::model::{
     Alarm, Change, ClusterNode, Command, Compare, CompareOp, CompareTarget, Event, KvEntry, Lease,
-    LeaseId, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, MAX_LEASE_KEYS, MAX_LEASE_TTL_SECS,
-    MAX_TXN_COMPARES, MAX_TXN_DELETES, MAX_TXN_OPS, MAX_TXN_READ_BYTES, NodeId, NodeState,
-    Rejection, Response, Txn, TxnOp, TxnOpResult, TxnResponse,
+    LeaseId, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, MAX_LEASE_KEYS, MAX_LEASE_TTL_SECS, MAX_LEASES,
+    MAX_PREV_BYTES_PER_REVISION, MAX_TXN_COMPARES, MAX_TXN_DELETES, MAX_TXN_OPS,
+    MAX_TXN_READ_BYTES, NodeId, NodeState, Rejection, Response, Txn, TxnOp, TxnOpResult,
+    TxnResponse,
 };
 use crate::views::{
     ALARMS, LeaseState, SHARD_MAP, Views, lease_key, lease_key_binding, lease_node_binding,
@@ -29,15 +30,27 @@ pub(crate) struct Effects {
     pub(crate) batch: WriteBatch,
     /// The watchable changes.
     pub(crate) events: Vec<Event>,
+    /// Bytes of previous values kept for the revision of the last change.
+    prev_bytes: (u64, usize),
 }
 
 impl Effects {
-    /// Records a watchable change made at `revision`.
+    /// Records a watchable change made at `revision`, keeping the record
+    /// it replaced within [`MAX_PREV_BYTES_PER_REVISION`] per revision.
     fn changed(&mut self, revision: u64, change: Change, prev: Option<Change>) {
+        if self.prev_bytes.0 != revision {
+            self.prev_bytes = (revision, 0);
+        }
+        let size = prev.as_ref().map_or(0, Change::size);
+        let keep = self.prev_bytes.1.saturating_add(size) <= MAX_PREV_BYTES_PER_REVISION;
+        if keep {
+            self.prev_bytes.1 += size;
+        }
         self.events.push(Event {
             revision,
             change,
-            prev,
+            prev_omitted: prev.is_some() && !keep,
+            prev: prev.filter(|_| keep),
         });
     }
 
@@ -45,6 +58,11 @@ impl Effects {
     fn append(&mut self, other: Effects) {
         self.batch.extend(other.batch);
         self.events.extend(other.events);
+        if other.prev_bytes.0 == self.prev_bytes.0 {
+            self.prev_bytes.1 = self.prev_bytes.1.saturating_add(other.prev_bytes.1);
+        } else if other.prev_bytes.0 > self.prev_bytes.0 {
+            self.prev_bytes = other.prev_bytes;
+        }
     }
 }
 
@@ -182,7 +200,7 @@ fn try_apply(
             upsert_node(views, fx, node, revision)?;
             bind_node(views, fx, id, Some(lease));
         }
-        Command::LeaseGrant { ttl_secs } => {
+        Command::LeaseGrant { ttl_secs, owner } => {
             if !(1..=MAX_LEASE_TTL_SECS).contains(&ttl_secs) {
                 return Err(Rejection::Malformed {
                     reason: format!(
@@ -190,9 +208,13 @@ fn try_apply(
                     ),
                 });
             }
+            if views.leases.len() >= MAX_LEASES {
+                return Err(Rejection::TooManyLeases { max: MAX_LEASES });
+            }
             let lease = Lease {
                 id: revision,
                 ttl_secs,
+                owner,
             };
             fx.batch.put(lease_key(revision), encode(&lease));
             let state = LeaseState {

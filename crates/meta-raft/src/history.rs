@@ -9,8 +9,8 @@
 //! Revisions are the same on every replica, so a watcher can resume on any
 //! node from the last revision it saw.
 //!
-//! The history keeps the last `retention` revisions: apply trims older
-//! ones as it goes (a bounded number per apply), raising the *compacted
+//! The history keeps the last revisions within its limits (a count and a
+//! size): apply trims older ones as it goes (a bounded number per apply), raising the *compacted
 //! revision* first, so a reader never mistakes a trimmed range for an
 //! empty one. A snapshot install empties it: the changes between the old
 //! state and the snapshot's are unknown to this node, and its compacted
@@ -38,7 +38,56 @@ use crate::views::Views;
 /// How many revisions a node keeps by default (`watch.history_revisions`).
 pub const DEFAULT_HISTORY_REVISIONS: u64 = 10_000;
 
-/// The most revisions one apply trims: a node whose retention shrank
+/// How many bytes of changes a node keeps by default
+/// (`watch.history_bytes`).
+pub const DEFAULT_HISTORY_BYTES: u64 = 1 << 30;
+
+/// How much history a node keeps: the last `revisions` revisions, and no
+/// more than about `bytes` of them (the oldest go first; the newest
+/// revision always stays, whatever its size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Revisions kept (at least 1).
+    pub revisions: u64,
+    /// Bytes kept (changes and the records they replaced, as stored).
+    pub bytes: u64,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            revisions: DEFAULT_HISTORY_REVISIONS,
+            bytes: DEFAULT_HISTORY_BYTES,
+        }
+    }
+}
+
+/// A change as stored: the change and what is known of the record it
+/// replaced (the record itself is stored beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    change: Change,
+    prev: PrevState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum PrevState {
+    /// The record did not exist.
+    Absent,
+    /// It is stored at the change's prev key.
+    Stored,
+    /// It existed but is not kept (see [`Event::prev_omitted`]).
+    Omitted,
+}
+
+/// What the history holds: its compacted revision and its size.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Extent {
+    compacted: u64,
+    bytes: u64,
+}
+
+/// The most revisions one apply trims: a node whose limits shrank
 /// catches up over several applies instead of stalling one.
 const TRIM_PER_APPLY: u64 = 1024;
 
@@ -93,47 +142,57 @@ pub enum HistoryError {
     },
 }
 
-/// The history's shared state: retention, compacted revision, watchers.
+/// The history's shared state: limits, compacted revision, size, watchers.
 pub(crate) struct HistoryState {
-    retention: u64,
+    limits: HistoryLimits,
     compacted: AtomicU64,
+    /// Bytes held (changed only under the state machine's commit lock).
+    bytes: AtomicU64,
     notices: broadcast::Sender<Arc<Notice>>,
 }
 
 impl HistoryState {
-    /// Reads the compacted revision of `store` (a store without one — new,
+    /// Reads the history's extent in `store` (a store without one — new,
     /// or written by a build without history — starts its history at
     /// `revision`, and records that).
     pub(crate) fn open(
         store: &dyn MetadataStore,
         revision: u64,
-        retention: u64,
+        limits: HistoryLimits,
     ) -> Result<HistoryState, HistoryError> {
-        let compacted = match store.get(&history_compacted_key())? {
-            Some(bytes) => decode(&bytes).map_err(|source| HistoryError::Record {
+        let extent = match store.get(&history_compacted_key())? {
+            Some(bytes) => decode::<Extent>(&bytes).map_err(|source| HistoryError::Record {
                 revision: 0,
                 source,
             })?,
             None => {
+                let extent = Extent {
+                    compacted: revision,
+                    bytes: 0,
+                };
                 store.set(
                     &history_compacted_key(),
-                    &encode(&revision),
+                    &encode(&extent),
                     Durability::Durable,
                 )?;
-                revision
+                extent
             }
         };
         Ok(HistoryState {
-            retention: retention.max(1),
-            compacted: AtomicU64::new(compacted),
+            limits: HistoryLimits {
+                revisions: limits.revisions.max(1),
+                bytes: limits.bytes,
+            },
+            compacted: AtomicU64::new(extent.compacted),
+            bytes: AtomicU64::new(extent.bytes),
             notices: broadcast::channel(NOTICE_CAPACITY).0,
         })
     }
 
     /// Adds the history records of `events` (made by one apply that left
-    /// the store at `revision`) to `batch`, and trims revisions that fell
-    /// out of the retention window. The compacted revision is raised here,
-    /// before the batch deletes anything.
+    /// the store at `revision`) to `batch`, and trims the oldest revisions
+    /// while the history is longer than its limits. The compacted revision
+    /// is raised here, before the batch deletes anything.
     pub(crate) fn stage(
         &self,
         store: &dyn MetadataStore,
@@ -141,31 +200,72 @@ impl HistoryState {
         revision: u64,
         batch: &mut WriteBatch,
     ) -> Result<(), meta_store_api::Error> {
+        let mut compacted = self.compacted();
+        let mut bytes = self.bytes.load(Ordering::Acquire);
+        // Revisions already out of the window are not written at all.
+        let floor = revision
+            .saturating_sub(self.limits.revisions)
+            .max(compacted);
+        let first_new = events.first().map_or(revision + 1, |e| e.revision);
         let mut i = 0;
         while i < events.len() {
             let at = events[i].revision;
-            let mut seq = 0u32;
+            let (mut seq, mut size) = (0u32, 0u64);
             while let Some(event) = events.get(i).filter(|e| e.revision == at) {
-                batch.put(history_event_key(at, seq), encode(&event.change));
-                if let Some(prev) = &event.prev {
-                    batch.put(history_prev_key(at, seq), encode(prev));
-                }
-                seq += 1;
                 i += 1;
+                if at <= floor {
+                    continue;
+                }
+                let prev = match (&event.prev, event.prev_omitted) {
+                    (Some(prev), _) => {
+                        let record = encode(prev);
+                        size += record.len() as u64;
+                        batch.put(history_prev_key(at, seq), record);
+                        PrevState::Stored
+                    }
+                    (None, true) => PrevState::Omitted,
+                    (None, false) => PrevState::Absent,
+                };
+                let record = encode(&Stored {
+                    change: event.change.clone(),
+                    prev,
+                });
+                size += record.len() as u64;
+                batch.put(history_event_key(at, seq), record);
+                seq += 1;
             }
-            batch.put(history_count_key(at), encode(&seq));
-        }
-        let compacted = self.compacted();
-        let target = revision
-            .saturating_sub(self.retention)
-            .min(compacted.saturating_add(TRIM_PER_APPLY));
-        if target > compacted {
-            for old in compacted + 1..=target {
-                forget_revision(store, old, batch)?;
+            if seq > 0 {
+                batch.put(history_count_key(at), encode(&(seq, size)));
+                bytes += size;
             }
-            batch.put(history_compacted_key(), encode(&target));
-            self.compacted.store(target, Ordering::Release);
         }
+        // Trim the oldest revisions already in the store (not this batch's)
+        // while the window or the size is exceeded, a bounded number at a
+        // time — except that revisions this batch skipped (a batch longer
+        // than the window) need every older one gone first.
+        let in_store = first_new.saturating_sub(1);
+        let skipped = floor >= first_new;
+        let cap = TRIM_PER_APPLY.max(2 * revision.saturating_sub(in_store));
+        let stop = compacted.saturating_add(cap).min(in_store);
+        let stop = if skipped { in_store } else { stop };
+        let mut trimmed = false;
+        while compacted < stop && (skipped || compacted < floor || bytes > self.limits.bytes) {
+            compacted += 1;
+            bytes = bytes.saturating_sub(forget_revision(store, compacted, batch)?);
+            trimmed = true;
+        }
+        if skipped {
+            compacted = floor;
+            trimmed = true;
+        }
+        if trimmed {
+            self.compacted.store(compacted, Ordering::Release);
+        }
+        self.bytes.store(bytes, Ordering::Release);
+        batch.put(
+            history_compacted_key(),
+            encode(&Extent { compacted, bytes }),
+        );
         Ok(())
     }
 
@@ -199,7 +299,12 @@ impl HistoryState {
         for old in compacted + 1..=current {
             forget_revision(store, old, &mut batch)?;
         }
-        batch.put(history_compacted_key(), encode(&target));
+        self.bytes.store(0, Ordering::Release);
+        let extent = Extent {
+            compacted: target,
+            bytes: 0,
+        };
+        batch.put(history_compacted_key(), encode(&extent));
         store.batch(&batch, Durability::Durable)
     }
 
@@ -213,25 +318,26 @@ impl HistoryState {
     }
 }
 
-/// Adds the deletes of every history record of revision `old` to `batch`.
+/// Adds the deletes of every history record of revision `old` to `batch`;
+/// the bytes they held.
 fn forget_revision(
     store: &dyn MetadataStore,
     old: u64,
     batch: &mut WriteBatch,
-) -> Result<(), meta_store_api::Error> {
+) -> Result<u64, meta_store_api::Error> {
     let Some(count) = store.get(&history_count_key(old))? else {
-        return Ok(());
+        return Ok(0);
     };
     // A damaged count cannot say which records exist: delete none of them
     // rather than fail apply (they stay behind, harmless, below the
     // compacted revision).
-    let count: u32 = decode(&count).unwrap_or(0);
+    let (count, bytes): (u32, u64) = decode(&count).unwrap_or((0, 0));
     for seq in 0..count {
         batch.delete(history_event_key(old, seq));
         batch.delete(history_prev_key(old, seq));
     }
     batch.delete(history_count_key(old));
-    Ok(())
+    Ok(bytes)
 }
 
 /// This node's change history and its live notices: what a watch is built
@@ -266,16 +372,23 @@ impl History {
         self.state.compacted()
     }
 
-    /// How many revisions this node keeps.
-    pub fn retention(&self) -> u64 {
-        self.state.retention
+    /// How much history this node keeps.
+    pub fn limits(&self) -> HistoryLimits {
+        self.state.limits
+    }
+
+    /// Bytes the history holds now.
+    pub fn bytes(&self) -> u64 {
+        self.state.bytes.load(Ordering::Acquire)
     }
 
     /// Reads changes from `from` on, in order: at most `max_events`, and no
-    /// more once `max_bytes` (of [`Change::size`]) are read; with the
-    /// records they replaced if `with_prev`. Returns them and where the
-    /// next read starts. A read may end inside a revision: a revision is
-    /// complete once a read returns a later one, or once the read reaches
+    /// more once `max_bytes` (of [`Change::size`]) are read; each with its
+    /// position. Changes `wanted` rejects are skipped (without reading
+    /// their previous records); the others come with the records they
+    /// replaced if `with_prev`. Returns them and where the next read
+    /// starts. A read may end inside a revision: a revision is complete
+    /// once a read returns a later one, or once the read reaches
     /// [`revision`](Self::revision). Fails with [`HistoryError::Compacted`]
     /// when changes at `from` may be gone. Blocking (store reads).
     pub fn read(
@@ -284,7 +397,8 @@ impl History {
         max_events: usize,
         max_bytes: usize,
         with_prev: bool,
-    ) -> Result<(Vec<Event>, Cursor), HistoryError> {
+        wanted: impl Fn(&Change) -> bool,
+    ) -> Result<(Vec<(Cursor, Event)>, Cursor), HistoryError> {
         let from = Cursor {
             revision: from.revision.max(1),
             ..from
@@ -311,25 +425,35 @@ impl History {
             let Some((revision, seq)) = history_revision(&key) else {
                 continue;
             };
-            let record = |source| HistoryError::Record { revision, source };
-            let change: Change = decode(&value).map_err(record)?;
-            let prev = match with_prev {
-                true => match self.store.get(&history_prev_key(revision, seq))? {
-                    Some(bytes) => Some(decode::<Change>(&bytes).map_err(record)?),
-                    None => None,
-                },
-                false => None,
-            };
-            bytes += change.size() + prev.as_ref().map_or(0, Change::size);
-            events.push(Event {
-                revision,
-                change,
-                prev,
-            });
+            let at = Cursor { revision, seq };
             next = Cursor {
                 revision,
                 seq: seq.saturating_add(1),
             };
+            let record = |source| HistoryError::Record { revision, source };
+            let stored: Stored = decode(&value).map_err(record)?;
+            if !wanted(&stored.change) {
+                continue;
+            }
+            let prev = match (with_prev, stored.prev) {
+                (true, PrevState::Stored) => {
+                    match self.store.get(&history_prev_key(revision, seq))? {
+                        Some(bytes) => Some(decode::<Change>(&bytes).map_err(record)?),
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            bytes += stored.change.size() + prev.as_ref().map_or(0, Change::size);
+            events.push((
+                at,
+                Event {
+                    revision,
+                    change: stored.change,
+                    prev,
+                    prev_omitted: with_prev && stored.prev == PrevState::Omitted,
+                },
+            ));
             if bytes >= max_bytes {
                 break;
             }

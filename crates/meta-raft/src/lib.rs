@@ -74,7 +74,10 @@ pub mod types;
 mod views;
 
 pub use apikey::{ApiKeySecret, new_api_key};
-pub use history::{Cursor, DEFAULT_HISTORY_REVISIONS, History, HistoryError, Notice};
+pub use history::{
+    Cursor, DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_REVISIONS, History, HistoryError, HistoryLimits,
+    Notice,
+};
 pub use log_store::LogStore;
 pub use model::{
     Alarm, AlarmKind, Command, Envelope, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response,

@@ -168,6 +168,9 @@ pub enum Command {
         /// Time to live without a keepalive, in seconds
         /// (1..=[`MAX_LEASE_TTL_SECS`]).
         ttl_secs: u64,
+        /// Who grants it (an API key id; empty on an insecure node): only
+        /// they (or an admin) may keep it alive, bind to it or revoke it.
+        owner: String,
     },
     /// Revokes a lease: its keys are deleted and its cluster nodes marked
     /// [`NodeState::Down`], all at one revision. Refused for an unknown
@@ -248,6 +251,16 @@ pub const MAX_LEASE_TTL_SECS: u64 = 365 * 24 * 3600;
 /// one revision, within the budget of one transaction.
 pub const MAX_LEASE_KEYS: usize = MAX_TXN_DELETES;
 
+/// The most live leases: the leader looks at each of them several times a
+/// second.
+pub const MAX_LEASES: usize = 100_000;
+
+/// The most bytes of previous values one revision's history keeps: past
+/// it (a range delete of many large values), the changes are reported
+/// without their previous value ([`Event::prev_omitted`]), so neither apply
+/// nor the history holds a second copy of everything deleted.
+pub const MAX_PREV_BYTES_PER_REVISION: usize = 16 << 20;
+
 /// A lease: what is bound to it ends with it. Its expiry is not stored:
 /// the leader keeps the deadlines and proposes [`Command::LeaseExpire`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +269,8 @@ pub struct Lease {
     pub id: LeaseId,
     /// Time to live without a keepalive, in seconds.
     pub ttl_secs: u64,
+    /// Who granted it (an API key id; empty on an insecure node).
+    pub owner: String,
 }
 
 /// One record as a change of the history reports it (etcd's watch
@@ -352,6 +367,9 @@ pub struct Event {
     pub change: Change,
     /// The record before it.
     pub prev: Option<Change>,
+    /// The record before it is not kept: its revision replaced more than
+    /// [`MAX_PREV_BYTES_PER_REVISION`] of previous values.
+    pub prev_omitted: bool,
 }
 
 /// The most compares of one transaction.
@@ -646,6 +664,12 @@ pub enum Rejection {
     LeaseNotFound {
         /// The id.
         id: LeaseId,
+    },
+    /// No more leases may be granted until some end.
+    #[error("{max} leases are live: no more can be granted until some end")]
+    TooManyLeases {
+        /// The limit ([`MAX_LEASES`]).
+        max: usize,
     },
     /// A lease cannot hold another key.
     #[error("lease {id} already holds {max} keys: use another lease")]

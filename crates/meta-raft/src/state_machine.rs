@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{Effects, apply_command, kv_key};
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::history::{DEFAULT_HISTORY_REVISIONS, History, HistoryState};
+use crate::history::{History, HistoryLimits, HistoryState};
 use crate::model::{Rejection, Response};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -103,16 +103,15 @@ impl StateMachine {
         store: Arc<dyn MetadataStore>,
         spill_dir: impl Into<PathBuf>,
     ) -> Result<StateMachine, StorageError> {
-        Self::open_with(store, spill_dir, DEFAULT_HISTORY_REVISIONS).await
+        Self::open_with(store, spill_dir, HistoryLimits::default()).await
     }
 
     /// [`open_with_spill_dir`](Self::open_with_spill_dir), keeping the
-    /// changes of the last `history_revisions` revisions for watches (at
-    /// least 1; see [`History`]).
+    /// changes within `history` for watches (see [`History`]).
     pub async fn open_with(
         store: Arc<dyn MetadataStore>,
         spill_dir: impl Into<PathBuf>,
-        history_revisions: u64,
+        history: HistoryLimits,
     ) -> Result<StateMachine, StorageError> {
         let spill_dir = spill_dir.into();
         std::fs::create_dir_all(&spill_dir)
@@ -121,7 +120,7 @@ impl StateMachine {
         let (views, applied, history) =
             blocking(ErrorSubject::StateMachine, ErrorVerb::Read, move || {
                 let (views, applied) = load(&*loader)?;
-                let history = HistoryState::open(&*loader, views.revision, history_revisions)
+                let history = HistoryState::open(&*loader, views.revision, history)
                     .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
                 Ok((views, applied, history))
             })
@@ -397,7 +396,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // The applied state rides in the same batch as the data it reflects.
         applied.revision = views.revision;
-        let Effects { mut batch, events } = fx;
+        let Effects {
+            mut batch, events, ..
+        } = fx;
         batch.put(applied_key(), encode(&applied));
         let shared = self.shared.clone();
         let applied_batch = blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {

@@ -439,6 +439,20 @@ impl MetadataReader {
         Ok(ApiKeyInfo::from(&record))
     }
 
+    /// Whether API key `id` exists and is neither revoked nor expired at
+    /// `now_ms` (for requests that outlive their authentication, such as a
+    /// watch).
+    pub fn api_key_live(&self, id: &ApiKeyId, now_ms: u64) -> bool {
+        self.views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .api_keys
+            .get(id)
+            .is_some_and(|r| {
+                r.revoked_at_ms.is_none() && r.expires_at_ms.is_none_or(|at| now_ms < at)
+            })
+    }
+
     /// Every API key, without secrets or hashes.
     pub fn api_keys(&self) -> Vec<ApiKeyInfo> {
         self.api_keys_page(None, PageLimits::ALL).items

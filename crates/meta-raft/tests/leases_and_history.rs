@@ -38,6 +38,13 @@ async fn apply(sm: &mut StateMachine, next: &mut u64, commands: Vec<Command>) ->
     sm.apply(entries).await.unwrap()
 }
 
+fn limits(revisions: u64) -> meta_raft::HistoryLimits {
+    meta_raft::HistoryLimits {
+        revisions,
+        ..Default::default()
+    }
+}
+
 fn put(key: &str, value: &str) -> Command {
     Command::Put {
         key: key.into(),
@@ -72,7 +79,10 @@ async fn a_lease_ends_with_its_keys_deleted_and_its_nodes_down_at_one_revision()
         let granted = apply(
             &mut sm,
             &mut next,
-            vec![Command::LeaseGrant { ttl_secs: 10 }],
+            vec![Command::LeaseGrant {
+                ttl_secs: 10,
+                owner: "app".into(),
+            }],
         )
         .await;
         assert_eq!(granted, [Response::LeaseGranted { id: 1, revision: 1 }]);
@@ -129,11 +139,11 @@ async fn a_lease_ends_with_its_keys_deleted_and_its_nodes_down_at_one_revision()
         // Both changes are in the history, at the one revision.
         let (events, _) = sm
             .history()
-            .read(Cursor::at(before + 1), 100, usize::MAX, true)
+            .read(Cursor::at(before + 1), 100, usize::MAX, true, |_| true)
             .unwrap();
         let changes: Vec<_> = events
             .iter()
-            .map(|e| (e.revision, e.change.clone()))
+            .map(|(_, e)| (e.revision, e.change.clone()))
             .collect();
         let down = ClusterNode {
             state: NodeState::Down,
@@ -193,7 +203,10 @@ async fn unknown_leases_are_refused_and_expiring_a_gone_lease_changes_nothing() 
             leased("k", 42),
             Command::LeaseRevoke { id: 42 },
             Command::LeaseExpire { id: 42 },
-            Command::LeaseGrant { ttl_secs: 0 },
+            Command::LeaseGrant {
+                ttl_secs: 0,
+                owner: String::new(),
+            },
             Command::UpsertNodeLeased {
                 node: node(1),
                 lease: 42,
@@ -221,7 +234,10 @@ async fn unknown_leases_are_refused_and_expiring_a_gone_lease_changes_nothing() 
     let granted = apply(
         &mut sm,
         &mut next,
-        vec![Command::LeaseGrant { ttl_secs: 5 }],
+        vec![Command::LeaseGrant {
+            ttl_secs: 5,
+            owner: String::new(),
+        }],
     )
     .await;
     let Response::LeaseGranted { id, .. } = granted[0] else {
@@ -257,7 +273,7 @@ async fn the_history_keeps_its_window_across_reopens_and_restarts_at_a_snapshot(
         let dir = tempfile::tempdir().unwrap();
         let store = engine.open(&dir.path().join("a"));
         let spill = dir.path().join("spill");
-        let mut sm = StateMachine::open_with(store.clone(), &spill, 5)
+        let mut sm = StateMachine::open_with(store.clone(), &spill, limits(5))
             .await
             .unwrap();
         let mut notices = sm.history().subscribe();
@@ -276,7 +292,7 @@ async fn the_history_keeps_its_window_across_reopens_and_restarts_at_a_snapshot(
             "{engine:?}"
         );
         let compacted = history
-            .read(Cursor::at(3), 10, usize::MAX, false)
+            .read(Cursor::at(3), 10, usize::MAX, false, |_| true)
             .unwrap_err();
         assert!(
             matches!(
@@ -290,26 +306,29 @@ async fn the_history_keeps_its_window_across_reopens_and_restarts_at_a_snapshot(
         );
         assert!(compacted.to_string().contains("after revision 15"));
         // Pages: two at a time, resuming where the last one ended.
-        let (first, cursor) = history.read(Cursor::at(16), 2, usize::MAX, false).unwrap();
-        let (rest, _) = history.read(cursor, 10, usize::MAX, false).unwrap();
-        let revisions: Vec<u64> = first.iter().chain(&rest).map(|e| e.revision).collect();
+        let all = |_: &Change| true;
+        let (first, cursor) = history
+            .read(Cursor::at(16), 2, usize::MAX, false, all)
+            .unwrap();
+        let (rest, _) = history.read(cursor, 10, usize::MAX, false, all).unwrap();
+        let revisions: Vec<u64> = first.iter().chain(&rest).map(|(_, e)| e.revision).collect();
         assert_eq!(revisions, [16, 17, 18, 19, 20], "{engine:?}");
 
         // Reopened: the same window (trimmed records stay gone).
         drop((sm, history));
-        let mut sm = StateMachine::open_with(store.clone(), &spill, 5)
+        let mut sm = StateMachine::open_with(store.clone(), &spill, limits(5))
             .await
             .unwrap();
         assert_eq!(sm.history().compacted(), 15, "{engine:?} reopened");
         let (events, _) = sm
             .history()
-            .read(Cursor::at(16), 10, usize::MAX, false)
+            .read(Cursor::at(16), 10, usize::MAX, false, |_| true)
             .unwrap();
         assert_eq!(events.len(), 5);
 
         // A node that installs a snapshot at revision 20 knows nothing before it.
         let other_store = engine.open(&dir.path().join("b"));
-        let mut other = StateMachine::open_with(other_store.clone(), &spill, 5)
+        let mut other = StateMachine::open_with(other_store.clone(), &spill, limits(5))
             .await
             .unwrap();
         let mut other_next = 1;
@@ -335,17 +354,88 @@ async fn the_history_keeps_its_window_across_reopens_and_restarts_at_a_snapshot(
             (20, 20),
             "{engine:?}"
         );
-        assert!(history.read(Cursor::at(1), 10, usize::MAX, false).is_err());
+        assert!(
+            history
+                .read(Cursor::at(1), 10, usize::MAX, false, |_| true)
+                .is_err()
+        );
         apply(&mut sm, &mut next, vec![put("new", "1")]).await;
         let entry = Entry {
             log_id: log_id(1, 1, 21),
             payload: EntryPayload::<TypeConfig>::Normal(Envelope::new(&put("new", "1"))),
         };
         other.apply([entry]).await.unwrap();
-        let (events, _) = history.read(Cursor::at(21), 10, usize::MAX, false).unwrap();
+        let (events, _) = history
+            .read(Cursor::at(21), 10, usize::MAX, false, |_| true)
+            .unwrap();
         assert_eq!(events.len(), 1, "{engine:?}");
         // The records the snapshot replaced are gone from the store too.
         let leftover = other_store.scan(b"/raft/history/e/").unwrap();
         assert_eq!(leftover.len(), 1, "{engine:?}: only revision 21 remains");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_to_its_byte_limit_and_leaves_out_huge_previous_values() {
+    let store = Engine::Mem.open(std::path::Path::new(""));
+    let dir = tempfile::tempdir().unwrap();
+    let limits = meta_raft::HistoryLimits {
+        revisions: 1000,
+        bytes: 4 << 20,
+    };
+    let mut sm = StateMachine::open_with(store, dir.path(), limits)
+        .await
+        .unwrap();
+    let mut next = 1;
+    let big = "x".repeat(512 << 10);
+    for i in 0..40 {
+        apply(&mut sm, &mut next, vec![put(&format!("big/{i:02}"), &big)]).await;
+    }
+    let history = sm.history();
+    // Within the byte limit (one revision over it at most), the oldest gone.
+    assert!(
+        history.bytes() <= (4 << 20) + (1 << 20),
+        "{}",
+        history.bytes()
+    );
+    let compacted = history.compacted();
+    assert!(
+        compacted > 20,
+        "the oldest revisions were trimmed: {compacted}"
+    );
+    let (kept, _) = history
+        .read(Cursor::at(compacted + 1), 100, usize::MAX, false, |_| true)
+        .unwrap();
+    assert_eq!(kept.len() as u64, 40 - compacted);
+
+    // One revision deletes 20 MiB: the first 16 MiB of replaced values are
+    // kept, the rest reported as left out.
+    let delete = Command::Txn(Txn {
+        compares: vec![],
+        success: vec![TxnOp::DeletePrefix {
+            prefix: b"big/".to_vec(),
+        }],
+        failure: vec![],
+    });
+    apply(&mut sm, &mut next, vec![delete]).await;
+    let (events, _) = history
+        .read(Cursor::at(41), 100, usize::MAX, true, |_| true)
+        .unwrap();
+    assert_eq!(events.len(), 40);
+    let with_prev = events.iter().filter(|(_, e)| e.prev.is_some()).count();
+    let omitted = events.iter().filter(|(_, e)| e.prev_omitted).count();
+    assert_eq!(with_prev + omitted, 40);
+    assert!(
+        (30..40).contains(&with_prev),
+        "16 MiB of 512 KiB values: {with_prev}"
+    );
+    // Without asking for previous values, nothing is said about them.
+    let (events, _) = history
+        .read(Cursor::at(41), 100, usize::MAX, false, |_| true)
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|(_, e)| e.prev.is_none() && !e.prev_omitted)
+    );
 }

@@ -84,6 +84,10 @@ pub struct WatchEvent {
     /// exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<WatchRecord>,
+    /// The record before the change existed but is not reported: its
+    /// revision replaced more than 16 MiB of values (`?prev=true` only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prev_omitted: bool,
     /// The record after the change (empty for a delete).
     #[serde(flatten)]
     pub record: WatchRecord,
@@ -92,6 +96,10 @@ pub struct WatchEvent {
     /// Put or delete.
     #[serde(rename = "type")]
     pub kind: EventType,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A `progress` message's data.
@@ -106,7 +114,8 @@ pub struct WatchProgress {
 pub struct WatchEnd {
     /// `compacted` (the changes after `revision` are gone from this node:
     /// relist and watch from `oldest_revision` or later), `lagged` (the
-    /// watcher read too slowly: resume after `revision`), `shutting_down`.
+    /// watcher read too slowly: resume after `revision`), `shutting_down`,
+    /// `unauthenticated` (the watch's API key was revoked or expired).
     pub code: String,
     /// In words.
     pub message: String,

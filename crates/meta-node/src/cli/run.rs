@@ -580,15 +580,24 @@ async fn lock(client: &Client, args: &LockArgs) -> anyhow::Result<()> {
         client.unlock(&held).await?;
         return outcome;
     };
-    let mut child = tokio::process::Command::new(program)
+    // The command gets the lock, not this CLI's credentials.
+    let spawned = tokio::process::Command::new(program)
         .args(rest)
         .env("META_LOCK_KEY", &held.key)
         .env("META_LOCK_REVISION", held.revision.to_string())
+        .env_remove("META_TOKEN")
+        .env_remove("META_TOKEN_FILE")
         .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting `{program}`"))?;
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            client.unlock(&held).await?;
+            return Err(anyhow::Error::new(e).context(format!("starting `{program}`")));
+        }
+    };
     let status = tokio::select! {
-        status = child.wait() => status.with_context(|| format!("waiting for `{program}`"))?,
+        status = child.wait() => status,
         lost = client.keep_alive(held.lease, args.ttl) => {
             let _ = child.kill().await;
             return Err(anyhow::Error::new(lost)
@@ -596,6 +605,7 @@ async fn lock(client: &Client, args: &LockArgs) -> anyhow::Result<()> {
         }
     };
     client.unlock(&held).await?;
+    let status = status.with_context(|| format!("waiting for `{program}`"))?;
     match status.code() {
         Some(0) => Ok(()),
         Some(code) => Err(ExitStatus(u8::try_from(code).unwrap_or(1)).into()),

@@ -298,6 +298,9 @@ pub(crate) async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     require_kv(&principal, true, &key)?;
+    if let Some(lease) = q.lease {
+        crate::http::leases::owned_lease(&state, &principal, lease)?;
+    }
     let compares = preconditions(&headers, key.as_bytes())?;
     let value = body?;
     check_value_len(&state, "the value", value.len())?;
@@ -439,6 +442,9 @@ fn txn_of(state: &ApiState, principal: &Principal, request: wire::TxnRequest) ->
                             ApiError::bad_request(format!("put of `{}`: {e}", p.key))
                         })?;
                         check_value_len(state, &format!("the value of `{}`", p.key), value.len())?;
+                        if let Some(lease) = p.lease {
+                            crate::http::leases::owned_lease(state, principal, lease)?;
+                        }
                         put_op(p.key.into_bytes(), value, p.lease)
                     }
                     wire::TxnOp::Delete(k) => {

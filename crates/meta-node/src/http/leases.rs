@@ -2,10 +2,13 @@
 //! and reads go to the leader (others answer `307` to it): only the leader
 //! counts deadlines ([`crate::lease`]).
 //!
-//! Granting and keeping alive need some `kv:write` scope. Revoking deletes
-//! the lease's keys, so the caller's `kv:write` must cover each of them
-//! (and `cluster:write` if cluster nodes are bound to it). A read lists
-//! only the keys the caller may read.
+//! A lease belongs to the API key that granted it: only that key (or an
+//! `admin`) may keep it alive, bind keys or nodes to it, or revoke it;
+//! reading one needs that, or the `read` scope. Granting needs some
+//! `kv:write` scope. Revoking deletes the lease's keys, so the caller's
+//! `kv:write` must also cover each of them (and `cluster:write` if cluster
+//! nodes are bound to it). A read lists only the keys (and nodes) the
+//! caller may read.
 
 use axum::Json;
 use axum::extract::{Extension, OriginalUri, Path, State};
@@ -18,6 +21,40 @@ use crate::http::{ApiError, ApiResult, ApiState, JsonBody, propose, read_barrier
 
 fn lease_not_found(id: u64) -> ApiError {
     crate::http::rejection(meta_raft::Rejection::LeaseNotFound { id })
+}
+
+/// Who the caller is, as a lease's owner: its API key id (empty on an
+/// insecure node).
+pub(crate) fn owner_of(principal: &Principal) -> String {
+    match principal {
+        Principal::Key { id, .. } => id.0.clone(),
+        Principal::Init | Principal::Anyone => String::new(),
+    }
+}
+
+/// Whether `principal` may use lease `lease`: its owner, or an admin.
+fn owns(principal: &Principal, lease: &Lease) -> bool {
+    matches!(principal, Principal::Anyone)
+        || principal.may(&Scope::Admin)
+        || matches!(principal, Principal::Key { id, .. } if id.0 == lease.owner)
+}
+
+/// Lease `id`, if `principal` may use it (keep it alive, bind to it,
+/// revoke it): `404` if it does not exist here, `403` if it is another
+/// key's. Its owner never changes, so this node's state can say.
+pub(crate) fn owned_lease(state: &ApiState, principal: &Principal, id: u64) -> ApiResult<Lease> {
+    let info = state.reader.lease(id).ok_or_else(|| lease_not_found(id))?;
+    if !owns(principal, &info.lease) {
+        return Err(ApiError::permission_denied(format!(
+            "lease {id} belongs to another API key: only it (or an admin) may use it"
+        )));
+    }
+    Ok(info.lease)
+}
+
+/// Whether `principal` may read lease `lease`.
+fn may_read(principal: &Principal, lease: &Lease) -> bool {
+    owns(principal, lease) || principal.may(&Scope::Read)
 }
 
 /// The lease as answered, with what of it the caller may see.
@@ -33,6 +70,15 @@ fn shown(
         .map(|k| String::from_utf8_lossy(&k).into_owned())
         .filter(|k| principal.is_some_and(|p| p.may(&kv_scope(false, k))))
         .collect();
+    let cluster_read = Scope::Access {
+        area: Area::Cluster,
+        write: false,
+        prefix: String::new(),
+    };
+    let nodes = match principal.is_some_and(|p| p.may(&cluster_read)) {
+        true => nodes,
+        false => Vec::new(),
+    };
     wire::LeaseResponse {
         id: lease.id,
         keys,
@@ -46,12 +92,14 @@ fn shown(
 /// `POST /v1/leases`.
 pub(crate) async fn grant(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     body: JsonBody<wire::LeaseGrantRequest>,
 ) -> ApiResult<Json<wire::LeaseResponse>> {
     let JsonBody(body) = body;
     let ttl_secs = body.ttl_secs;
-    match propose(&state, &uri, Command::LeaseGrant { ttl_secs }).await? {
+    let owner = owner_of(&principal);
+    match propose(&state, &uri, Command::LeaseGrant { ttl_secs, owner }).await? {
         meta_raft::Response::LeaseGranted { id, revision } => Ok(Json(wire::LeaseResponse {
             id,
             keys: Vec::new(),
@@ -69,6 +117,7 @@ pub(crate) async fn grant(
 /// `POST /v1/leases/{id}/keepalive`.
 pub(crate) async fn keepalive(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<wire::LeaseResponse>> {
@@ -76,15 +125,12 @@ pub(crate) async fn keepalive(
     // that its state holds every lease granted before.
     read_barrier(&state, &uri, false).await?;
     let term = state.raft.metrics().borrow().current_term;
-    let info = state.reader.lease(id).ok_or_else(|| lease_not_found(id))?;
-    state.deadlines.keep_alive(term, &info.lease);
-    Ok(Json(shown(
-        &state,
-        None,
-        &info.lease,
-        Vec::new(),
-        Vec::new(),
-    )))
+    let lease = owned_lease(&state, &principal, id)?;
+    // Too late: its deadline passed and its expiry is on its way.
+    if !state.deadlines.keep_alive(term, &lease) {
+        return Err(lease_not_found(id));
+    }
+    Ok(Json(shown(&state, None, &lease, Vec::new(), Vec::new())))
 }
 
 /// `GET /v1/leases/{id}`.
@@ -96,6 +142,11 @@ pub(crate) async fn get(
 ) -> ApiResult<Json<wire::LeaseResponse>> {
     read_barrier(&state, &uri, false).await?;
     let info = state.reader.lease(id).ok_or_else(|| lease_not_found(id))?;
+    if !may_read(&principal, &info.lease) {
+        return Err(ApiError::permission_denied(format!(
+            "lease {id} belongs to another API key: reading it needs that key, `read` or `admin`"
+        )));
+    }
     Ok(Json(shown(
         &state,
         Some(&principal),
@@ -108,6 +159,7 @@ pub(crate) async fn get(
 /// `GET /v1/leases`.
 pub(crate) async fn list(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
 ) -> ApiResult<Json<wire::LeasesResponse>> {
     read_barrier(&state, &uri, false).await?;
@@ -115,6 +167,7 @@ pub(crate) async fn list(
         .reader
         .leases()
         .iter()
+        .filter(|lease| may_read(&principal, lease))
         .map(|lease| shown(&state, None, lease, Vec::new(), Vec::new()))
         .collect();
     Ok(Json(wire::LeasesResponse { leases }))
@@ -127,6 +180,7 @@ pub(crate) async fn revoke(
     uri: OriginalUri,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<wire::WriteResponse>> {
+    owned_lease(&state, &principal, id)?;
     let info = state.reader.lease(id).ok_or_else(|| lease_not_found(id))?;
     for key in &info.keys {
         require_kv(&principal, true, &String::from_utf8_lossy(key))?;

@@ -289,6 +289,7 @@ pub(crate) fn rejection(r: Rejection) -> ApiError {
         Rejection::NoSpace { .. } => "quota_exceeded",
         Rejection::LeaseNotFound { .. } => "lease_not_found",
         Rejection::LeaseFull { .. } => "lease_full",
+        Rejection::TooManyLeases { .. } => "too_many_leases",
     };
     let status = match code {
         "not_found" | "lease_not_found" => StatusCode::NOT_FOUND,
@@ -626,12 +627,16 @@ struct NodeQuery {
 
 async fn node_put(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     Path(id): Path<u64>,
     Query(q): Query<NodeQuery>,
     body: JsonBody<wire::NodeRequest>,
 ) -> ApiResult<Json<wire::ClusterNode>> {
     let JsonBody(body) = body;
+    if let Some(lease) = q.lease {
+        leases::owned_lease(&state, &principal, lease)?;
+    }
     let node = ClusterNode {
         id,
         address: body.address,

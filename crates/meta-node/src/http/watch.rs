@@ -38,6 +38,8 @@ use crate::http::{ApiError, ApiResult, ApiState, node_wire, read_barrier, requir
 
 /// Messages a watcher's connection may have waiting to be sent.
 const WATCH_BUFFER: usize = 16;
+/// How long a message may wait for a client that does not read.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// History read at once, in changes and bytes.
 const READ_EVENTS: usize = 256;
 const READ_BYTES: usize = 1 << 20;
@@ -95,37 +97,48 @@ pub(crate) async fn kv(
         .or(query.prefix.as_deref())
         .unwrap_or("");
     require_kv(&principal, false, name)?;
-    watch(state, uri, query.0, &headers, WatchArea::Kv).await
+    watch(state, &principal, uri, query.0, &headers, WatchArea::Kv).await
 }
 
 /// `GET /v1/watch/cluster`.
 pub(crate) async fn cluster(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     query: Query<WatchQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    watch(state, uri, query.0, &headers, WatchArea::Cluster).await
+    watch(
+        state,
+        &principal,
+        uri,
+        query.0,
+        &headers,
+        WatchArea::Cluster,
+    )
+    .await
 }
 
 /// `GET /v1/watch/shards`.
 pub(crate) async fn shards(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     query: Query<WatchQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    watch(state, uri, query.0, &headers, WatchArea::Shards).await
+    watch(state, &principal, uri, query.0, &headers, WatchArea::Shards).await
 }
 
 /// `GET /v1/watch/config`.
 pub(crate) async fn config(
     State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     query: Query<WatchQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    watch(state, uri, query.0, &headers, WatchArea::Config).await
+    watch(state, &principal, uri, query.0, &headers, WatchArea::Config).await
 }
 
 /// The revision after which `Last-Event-ID` resumes.
@@ -147,6 +160,7 @@ fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 
 async fn watch(
     state: ApiState,
+    principal: &Principal,
     uri: OriginalUri,
     query: WatchQuery,
     headers: &HeaderMap,
@@ -180,10 +194,22 @@ async fn watch(
         filter,
         prev: query.prev,
         tx,
-        progress: Duration::from_millis(state.watch.progress_ms),
+        // Under half the idle deadline, which would close the connection.
+        progress: Duration::from_millis(
+            state
+                .watch
+                .progress_ms
+                .min(state.limits.idle_timeout_secs.saturating_mul(500))
+                .max(1),
+        ),
         pending: None,
         done: start - 1,
         last_sent: tokio::time::Instant::now(),
+        key: match principal {
+            Principal::Key { id, .. } => Some(id.clone()),
+            _ => None,
+        },
+        reader: state.reader.clone(),
     };
     tokio::spawn(watcher.run(Cursor::at(start)));
     let mut response = Response::new(Body::new(EventStream { rx }));
@@ -193,6 +219,12 @@ async fn watch(
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Where the watch starts (after this revision): a client that loses
+    // the stream before any message resumes from here.
+    headers.insert(
+        axum::http::HeaderName::from_static(wire::REVISION_HEADER),
+        HeaderValue::from(start - 1),
+    );
     Ok(response)
 }
 
@@ -250,6 +282,9 @@ struct Watcher {
     done: u64,
     /// When the last message went out (progress follows an idle spell).
     last_sent: tokio::time::Instant,
+    /// The API key that opened the watch (`None`: an insecure node).
+    key: Option<meta_raft::model::ApiKeyId>,
+    reader: meta_raft::MetadataReader,
 }
 
 impl Watcher {
@@ -284,11 +319,13 @@ impl Watcher {
             let notice = tokio::select! {
                 notice = notices.recv() => notice,
                 () = tokio::time::sleep_until(self.last_sent + self.progress) => {
+                    self.still_authorized()?;
                     self.progress_message().await?;
                     continue;
                 }
                 () = self.tx.closed() => return Err(Stop::Gone),
             };
+            self.still_authorized()?;
             match notice {
                 Ok(notice) => match &*notice {
                     Notice::Applied { through, events } => {
@@ -344,14 +381,16 @@ impl Watcher {
     /// (at least), sending what matches; returns where it stopped.
     async fn replay(&mut self, mut cursor: Cursor) -> Result<Cursor, Stop> {
         loop {
+            // Read before the history: what the store holds up to here is
+            // complete (a batch is in the store before its revision shows).
             let applied = self.history.revision();
             if cursor.revision > applied {
                 self.complete(applied).await?;
                 return Ok(cursor);
             }
-            let (history, prev) = (self.history.clone(), self.prev);
+            let (history, prev, filter) = (self.history.clone(), self.prev, self.filter.clone());
             let read = tokio::task::spawn_blocking(move || {
-                history.read(cursor, READ_EVENTS, READ_BYTES, prev)
+                history.read(cursor, READ_EVENTS, READ_BYTES, prev, |c| filter.matches(c))
             })
             .await
             .map_err(|e| internal_end(self.done, format!("reading the history: {e}")))?;
@@ -372,12 +411,18 @@ impl Watcher {
                 }
                 Err(e) => return Err(internal_end(self.done, e.to_string())),
             };
-            if events.is_empty() {
+            if next == cursor {
                 // Nothing (more) up to the applied revision.
                 self.complete(applied).await?;
                 return Ok(Cursor::at(applied + 1).max(cursor));
             }
-            for event in events {
+            for (at, event) in events {
+                if event.revision > applied {
+                    // Not applied yet when this read began: its notice
+                    // follows (this revision may be incomplete here).
+                    self.complete(applied).await?;
+                    return Ok(at);
+                }
                 // A revision whose last change was read is complete once
                 // a later one shows up.
                 self.complete(event.revision - 1).await?;
@@ -405,15 +450,19 @@ impl Watcher {
                 continue;
             }
             self.complete(event.revision - 1).await?;
-            let mut event = event.clone();
-            if !self.prev {
-                event.prev = None;
-            }
-            self.offer(event).await?;
             cursor = Cursor {
                 revision: at.revision,
                 seq: at.seq + 1,
             };
+            if !self.filter.matches(&event.change) {
+                continue;
+            }
+            let mut event = event.clone();
+            if !self.prev {
+                event.prev = None;
+                event.prev_omitted = false;
+            }
+            self.offer(event).await?;
         }
         Ok(cursor)
     }
@@ -470,10 +519,35 @@ impl Watcher {
         self.send(message(name, id, event).into()).await
     }
 
+    /// Queues a message for the connection. A client that takes none for
+    /// [`SEND_TIMEOUT`] (it reads a byte now and then, so the idle deadline
+    /// never cuts it) is dropped: it costs the node no more than that.
     async fn send(&mut self, bytes: Bytes) -> Result<(), Stop> {
-        self.tx.send(bytes).await.map_err(|_| Stop::Gone)?;
-        self.last_sent = tokio::time::Instant::now();
-        Ok(())
+        match tokio::time::timeout(SEND_TIMEOUT, self.tx.send(bytes)).await {
+            Ok(Ok(())) => {
+                self.last_sent = tokio::time::Instant::now();
+                Ok(())
+            }
+            Ok(Err(_)) | Err(_) => Err(Stop::Gone),
+        }
+    }
+
+    /// Whether the key that opened the watch still may (not revoked, not
+    /// expired): checked at every notice and progress report, so a
+    /// revocation ends open watches too.
+    fn still_authorized(&self) -> Result<(), Stop> {
+        let Some(id) = &self.key else {
+            return Ok(());
+        };
+        if self.reader.api_key_live(id, crate::http::now_ms()) {
+            return Ok(());
+        }
+        Err(Stop::End(wire::WatchEnd {
+            code: "unauthenticated".into(),
+            message: format!("the API key `{id}` was revoked or expired"),
+            oldest_revision: None,
+            revision: self.done,
+        }))
     }
 }
 
@@ -536,6 +610,7 @@ fn event_wire(event: &Event) -> wire::WatchEvent {
     wire::WatchEvent {
         key: String::from_utf8_lossy(&name).into_owned(),
         prev: event.prev.as_ref().map(record_wire),
+        prev_omitted: event.prev_omitted,
         record: record_wire(&event.change),
         revision: event.revision,
         kind: match event.change.is_put() {

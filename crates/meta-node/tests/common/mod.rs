@@ -446,6 +446,15 @@ impl Proc {
             .append(true)
             .open(&log_path)
             .unwrap();
+        // Frequent snapshots, unless the node's config file chooses.
+        let config_sets_snapshots = extra.windows(2).any(|w| {
+            w[0] == "--config"
+                && std::fs::read_to_string(&w[1]).is_ok_and(|t| t.contains("snapshot_every"))
+        });
+        let snapshots: &[&str] = match config_sets_snapshots {
+            true => &[],
+            false => &["--snapshot-every", "50"],
+        };
         let mut command = Command::new(BIN);
         if let Some(pause) = pause {
             command
@@ -459,7 +468,7 @@ impl Proc {
             .arg("--data-dir")
             .arg(dir)
             .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
-            .args(["--snapshot-every", "50"])
+            .args(snapshots)
             .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
