@@ -17,7 +17,8 @@ use criterion::{BenchmarkGroup, BenchmarkId, Throughput};
 pub struct Latencies(Arc<Mutex<Vec<u64>>>);
 
 impl Latencies {
-    fn extend(&self, samples: Vec<u64>) {
+    /// Adds samples (nanoseconds).
+    pub fn extend(&self, samples: Vec<u64>) {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -104,6 +104,11 @@ impl NodeProc {
         node
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident set size of the process so far (`VmHWM`), bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         proc_status_kib(self.child.id(), "VmHWM:").map(|k| k * 1024)

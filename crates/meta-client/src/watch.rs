@@ -189,11 +189,17 @@ impl Watch<'_> {
         self
     }
 
-    /// The last revision whose every change was handed out (or reported
-    /// by a progress message); a new watch from the next one continues
-    /// this one exactly.
+    /// A revision whose every change was handed out by
+    /// [`next`](Self::next) (or reported by a progress message): a new
+    /// watch from the next revision continues this one. When `next` has
+    /// handed out only some changes of a revision, this is the revision
+    /// before it, and the new watch hands those out again.
     pub fn revision(&self) -> Option<u64> {
-        self.last
+        match self.ready.front() {
+            Some(WatchMessage::Event(e)) => Some(e.revision - 1),
+            Some(WatchMessage::Progress(r)) => Some(*r),
+            None => self.last,
+        }
     }
 
     /// The next change or progress report. Reconnects and resumes by

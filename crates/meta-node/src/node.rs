@@ -305,6 +305,7 @@ impl Node {
             // A second under the idle deadline, which would cut the
             // connection of a request that waits longer.
             longest_wait: idle.saturating_sub(Duration::from_secs(1)),
+            fanout: crate::http::watch::Fanout::start(&history),
             history,
             watch: config.watch.clone(),
             deadlines,

@@ -71,7 +71,12 @@ async fn collect(
             .watch(request.clone())
             .idle_timeout(Duration::from_secs(5));
         let mut budget = rng.as_mut().map_or(u64::MAX, |r| 1 + r.below(40));
-        while budget > 0 {
+        // Dropped on purpose only between revisions (a new watch from the
+        // next revision would hand out a partly seen one again).
+        let between = |watch: &meta_client::Watch<'_>, events: &[Seen]| {
+            events.last().is_none_or(|e| watch.revision() >= Some(e.0))
+        };
+        while budget > 0 || !between(&watch, &events) {
             match tokio::time::timeout(Duration::from_secs(90), watch.next()).await {
                 Ok(Ok(WatchMessage::Event(e))) => events.push(seen(&e)),
                 Ok(Ok(WatchMessage::Progress(r))) => {
@@ -87,7 +92,7 @@ async fn collect(
                 }
                 Err(_) => panic!("a watch stalled for 90 s"),
             }
-            budget -= 1;
+            budget = budget.saturating_sub(1);
         }
         // A new watch, on purpose, from where this one got to.
         if let Some(last) = watch.revision() {
@@ -253,10 +258,28 @@ fn watchers_get_every_change_once_in_order_across_kills_restarts_and_leader_chan
             })
             .cloned()
             .collect();
-        assert_eq!(got, want, "watcher of {name:?} (exact: {exact})");
+        same_history(
+            &got,
+            &want,
+            &format!("watcher of {name:?} (exact: {exact})"),
+        );
     }
     let hashes: Vec<&Proc> = nodes.iter().collect();
     common::converged_hash(&hashes);
+}
+
+/// Fails at the first difference, showing what is around it.
+fn same_history(got: &[Seen], want: &[Seen], what: &str) {
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        let around = |v: &[Seen]| v[i.saturating_sub(2)..(i + 3).min(v.len())].to_vec();
+        panic!(
+            "{what}: first difference at {i} of {} received / {} expected:\n  received {:?}\n  expected {:?}",
+            got.len(),
+            want.len(),
+            around(got),
+            around(want)
+        );
+    }
 }
 
 /// A single node with this config.

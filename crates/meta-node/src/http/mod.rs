@@ -47,7 +47,7 @@ mod admin;
 mod data;
 mod leases;
 pub mod server;
-mod watch;
+pub mod watch;
 
 pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
 use meta_client::wire;
@@ -89,6 +89,8 @@ pub struct ApiState {
     pub longest_wait: std::time::Duration,
     /// This node's change history, which watches read.
     pub history: meta_raft::History,
+    /// Its notices, rendered once for every watcher.
+    pub fanout: watch::Fanout,
     /// Watch settings.
     pub watch: crate::config::WatchSection,
     /// The lease deadlines this node counts while it leads.

@@ -20,6 +20,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -74,9 +75,13 @@ struct Filter {
 impl Filter {
     fn matches(&self, change: &Change) -> bool {
         let (area, name) = change.address();
+        self.matches_address(area, &name)
+    }
+
+    fn matches_address(&self, area: WatchArea, name: &[u8]) -> bool {
         area == self.area
             && match self.exact {
-                true => *name == *self.name,
+                true => name == self.name,
                 false => name.starts_with(&self.name),
             }
     }
@@ -203,6 +208,8 @@ async fn watch(
                 .max(1),
         ),
         pending: None,
+        out: Vec::new(),
+        fanout: state.fanout.clone(),
         done: start - 1,
         last_sent: tokio::time::Instant::now(),
         key: match principal {
@@ -260,6 +267,102 @@ impl http_body::Body for EventStream {
     }
 }
 
+/// Bytes queued before they are sent early (else a notice's messages go
+/// out as one chunk).
+const OUT_BATCH_BYTES: usize = 256 << 10;
+
+/// A change rendered once for every watcher: its address (what filters
+/// look at) and its message without and with the record it replaced.
+pub struct Rendered {
+    revision: u64,
+    area: WatchArea,
+    name: Vec<u8>,
+    plain: Bytes,
+    with_prev: Bytes,
+}
+
+/// What the fan-out tells watchers after each apply.
+pub enum Fanned {
+    /// Revisions up to `through` are applied; their changes, rendered (or
+    /// `None`: read them from the history).
+    Applied {
+        /// The store's revision after the apply.
+        through: u64,
+        /// The changes.
+        events: Option<Arc<[Rendered]>>,
+    },
+    /// A snapshot replaced the state at `revision`.
+    Reset {
+        /// Its revision.
+        revision: u64,
+    },
+    /// The fan-out missed notices: read the history.
+    Gap,
+}
+
+/// Renders each change once for all watchers: a task that follows the
+/// state machine's notices and passes them on, rendered. Watchers of the
+/// same change share its bytes, so a change costs each watcher a filter
+/// check and a copy of a reference, not a JSON encoding.
+#[derive(Clone)]
+pub struct Fanout {
+    tx: broadcast::Sender<Arc<Fanned>>,
+}
+
+impl Fanout {
+    /// Starts the fan-out of `history`'s notices.
+    pub fn start(history: &History) -> Fanout {
+        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        let mut notices = history.subscribe();
+        let out = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let fanned = match notices.recv().await {
+                    Ok(notice) => match &*notice {
+                        Notice::Applied { through, events } => Fanned::Applied {
+                            through: *through,
+                            events: events.as_ref().map(|events| {
+                                events.iter().map(rendered).collect::<Vec<_>>().into()
+                            }),
+                        },
+                        Notice::Reset { revision } => Fanned::Reset {
+                            revision: *revision,
+                        },
+                    },
+                    Err(broadcast::error::RecvError::Lagged(_)) => Fanned::Gap,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                // No receiver: nobody watches.
+                let _ = out.send(Arc::new(fanned));
+            }
+        });
+        Fanout { tx }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Fanned>> {
+        self.tx.subscribe()
+    }
+}
+
+/// How many applies a watcher may be behind before it is told it lagged.
+const FANOUT_CAPACITY: usize = 1024;
+
+fn rendered(event: &Event) -> Rendered {
+    let (area, name) = event.change.address();
+    let plain = render(event, false);
+    let with_prev = match event.prev.is_some() || event.prev_omitted {
+        true => render(event, true),
+        false => plain.clone(),
+    };
+    Rendered {
+        revision: event.revision,
+        area,
+        name: name.into_owned(),
+        plain,
+        with_prev,
+    }
+}
+
 /// Why a watch stopped.
 enum Stop {
     /// The client went away.
@@ -277,7 +380,10 @@ struct Watcher {
     progress: Duration,
     /// The last matching event, not sent yet: it carries the `id` if no
     /// later event of its revision follows.
-    pending: Option<(u64, wire::WatchEvent)>,
+    pending: Option<(u64, Bytes)>,
+    /// Messages to send as one chunk.
+    out: Vec<u8>,
+    fanout: Fanout,
     /// Every change up to this revision was sent (or did not match).
     done: u64,
     /// When the last message went out (progress follows an idle spell).
@@ -297,9 +403,10 @@ impl Watcher {
             // A pending event's revision may be incomplete: it comes again
             // after a resume from `end.revision`.
             self.pending = None;
-            let _ = self
-                .send(message(wire::event::END, None, &end).into())
-                .await;
+            let end = message(wire::event::END, &end);
+            if self.queue(&end, None).await.is_ok() {
+                let _ = self.send_queued().await;
+            }
         }
     }
 
@@ -308,7 +415,7 @@ impl Watcher {
         // applied meanwhile: once nothing was, the notices carry on.
         let mut notices = loop {
             cursor = self.replay(cursor).await?;
-            let notices = self.history.subscribe();
+            let notices = self.fanout.subscribe();
             let applied = self.history.revision();
             if cursor.revision > applied {
                 break notices;
@@ -328,15 +435,22 @@ impl Watcher {
             self.still_authorized()?;
             match notice {
                 Ok(notice) => match &*notice {
-                    Notice::Applied { through, events } => {
+                    Fanned::Applied { through, events } => {
                         match events {
                             Some(events) => cursor = self.live(cursor, events).await?,
                             None => cursor = self.replay(cursor).await?,
                         }
                         cursor = cursor.max(Cursor::at(through + 1));
                         self.complete(*through).await?;
+                        self.send_queued().await?;
                     }
-                    Notice::Reset { revision } => {
+                    // The fan-out fell behind the state machine: catch up
+                    // from the history.
+                    Fanned::Gap => {
+                        cursor = self.replay(cursor).await?;
+                        self.send_queued().await?;
+                    }
+                    Fanned::Reset { revision } => {
                         if self.done < *revision {
                             let compacted = self.history.compacted();
                             return Err(Stop::End(wire::WatchEnd {
@@ -426,15 +540,18 @@ impl Watcher {
                 // A revision whose last change was read is complete once
                 // a later one shows up.
                 self.complete(event.revision - 1).await?;
-                self.offer(event).await?;
+                self.offer(event.revision, render(&event, self.prev))
+                    .await?;
             }
+            // Whatever this read held goes out now.
+            self.send_queued().await?;
             cursor = next;
         }
     }
 
     /// Sends the live `events` at or after `cursor`; returns the cursor
     /// after them.
-    async fn live(&mut self, mut cursor: Cursor, events: &[Event]) -> Result<Cursor, Stop> {
+    async fn live(&mut self, mut cursor: Cursor, events: &[Rendered]) -> Result<Cursor, Stop> {
         let mut seq = 0u32;
         let mut last = None;
         for event in events {
@@ -454,31 +571,27 @@ impl Watcher {
                 revision: at.revision,
                 seq: at.seq + 1,
             };
-            if !self.filter.matches(&event.change) {
+            if !self.filter.matches_address(event.area, &event.name) {
                 continue;
             }
-            let mut event = event.clone();
-            if !self.prev {
-                event.prev = None;
-                event.prev_omitted = false;
-            }
-            self.offer(event).await?;
+            let message = match self.prev {
+                true => event.with_prev.clone(),
+                false => event.plain.clone(),
+            };
+            self.offer(event.revision, message).await?;
         }
         Ok(cursor)
     }
 
-    /// Takes one change in order: sends the pending one (with its `id` if
-    /// this one is of a later revision) and keeps this one pending.
-    async fn offer(&mut self, event: Event) -> Result<(), Stop> {
-        if !self.filter.matches(&event.change) {
-            return Ok(());
+    /// Takes one matching change in order: queues the pending one (with
+    /// its `id` if this one is of a later revision) and keeps this one
+    /// pending.
+    async fn offer(&mut self, revision: u64, message: Bytes) -> Result<(), Stop> {
+        if let Some((pending_revision, pending)) = self.pending.take() {
+            let id = (pending_revision != revision).then_some(pending_revision);
+            self.queue(&pending, id).await?;
         }
-        let shown = event_wire(&event);
-        if let Some((revision, pending)) = self.pending.take() {
-            let id = (revision != event.revision).then_some(revision);
-            self.send_event(&pending, id).await?;
-        }
-        self.pending = Some((event.revision, shown));
+        self.pending = Some((revision, message));
         Ok(())
     }
 
@@ -495,10 +608,10 @@ impl Watcher {
         Ok(())
     }
 
-    /// Sends the pending event with its `id`.
+    /// Queues the pending event with its `id`.
     async fn flush(&mut self) -> Result<(), Stop> {
         if let Some((revision, pending)) = self.pending.take() {
-            self.send_event(&pending, Some(revision)).await?;
+            self.queue(&pending, Some(revision)).await?;
         }
         Ok(())
     }
@@ -507,16 +620,32 @@ impl Watcher {
         self.flush().await?;
         let done = self.done;
         let body = wire::WatchProgress { revision: done };
-        self.send(message(wire::event::PROGRESS, Some(done), &body).into())
-            .await
+        let message = message(wire::event::PROGRESS, &body);
+        self.queue(&message, Some(done)).await?;
+        self.send_queued().await
     }
 
-    async fn send_event(&mut self, event: &wire::WatchEvent, id: Option<u64>) -> Result<(), Stop> {
-        let name = match event.kind {
-            wire::EventType::Put => wire::event::PUT,
-            wire::EventType::Delete => wire::event::DELETE,
-        };
-        self.send(message(name, id, event).into()).await
+    /// Adds a message (and its `id`) to what goes out next; sends early
+    /// once that is large.
+    async fn queue(&mut self, message: &[u8], id: Option<u64>) -> Result<(), Stop> {
+        self.out.extend_from_slice(message);
+        if let Some(id) = id {
+            self.out.extend_from_slice(format!("id: {id}\n").as_bytes());
+        }
+        self.out.push(b'\n');
+        if self.out.len() >= OUT_BATCH_BYTES {
+            self.send_queued().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued, as one chunk.
+    async fn send_queued(&mut self) -> Result<(), Stop> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.out));
+        self.send(chunk).await
     }
 
     /// Queues a message for the connection. A client that takes none for
@@ -561,13 +690,25 @@ fn internal_end(done: u64, message: String) -> Stop {
     })
 }
 
-/// One SSE message: `event:`, `id:` (if any), one `data:` line of JSON.
-fn message(event: &str, id: Option<u64>, data: &impl serde::Serialize) -> String {
+/// One SSE message without its end: `event:` and one `data:` line of
+/// JSON (the `id:` line, if any, and the blank line follow).
+fn message(event: &str, data: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_string(data).expect("watch messages always serialize");
-    match id {
-        Some(id) => format!("event: {event}\nid: {id}\ndata: {json}\n\n"),
-        None => format!("event: {event}\ndata: {json}\n\n"),
+    Bytes::from(format!("event: {event}\ndata: {json}\n"))
+}
+
+/// A change's message, with or without the record it replaced.
+fn render(event: &Event, prev: bool) -> Bytes {
+    let mut shown = event_wire(event);
+    if !prev {
+        shown.prev = None;
+        shown.prev_omitted = false;
     }
+    let name = match shown.kind {
+        wire::EventType::Put => wire::event::PUT,
+        wire::EventType::Delete => wire::event::DELETE,
+    };
+    message(name, &shown)
 }
 
 /// A record as a watch shows it.
