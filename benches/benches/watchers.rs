@@ -3,7 +3,9 @@
 //! writers), first alone, then with N watchers of the written prefix
 //! (default 10,000). Reports the writers' throughput and latency in both
 //! phases, the events delivered per second, the node's memory per watcher,
-//! and whether every watcher received every event. Not a criterion bench
+//! and whether every watcher received every event. The readers share this
+//! machine's cores with the node (on a runtime of their own, apart from
+//! the writers'). Not a criterion bench
 //! (one run of each phase); results go to `target/bench-watch.json` and
 //! stdout, for `cargo xtask bench` and `docs/benchmarks.md`.
 //!
@@ -37,7 +39,9 @@ struct Phase {
 /// Writes to `bench/` at `rate` per second for `secs`, from 4 writers.
 async fn write_phase(api: &str, rate: u64, secs: u64, phase: &str) -> Phase {
     const WRITERS: u64 = 4;
-    let http = reqwest::Client::new();
+    let http = meta_node::client::http_builder()
+        .build()
+        .expect("an HTTP client");
     let latencies = Latencies::default();
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -158,7 +162,15 @@ fn main() {
         true,
         &["--insecure", "--config", &config],
     );
+    // The writers and the watchers' readers on runtimes of their own: a
+    // writer's answer must not wait behind 10,000 reader tasks of this
+    // process (the node is what is measured).
     let rt = runtime();
+    let readers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the readers");
     let api = node.api.clone();
 
     // Phase 1: the writers alone.
@@ -170,7 +182,7 @@ fn main() {
     let ready = Arc::new(AtomicU64::new(0));
     let connect = Instant::now();
     for _ in 0..watchers {
-        rt.spawn(watcher(api.clone(), received.clone(), ready.clone()));
+        readers.spawn(watcher(api.clone(), received.clone(), ready.clone()));
     }
     wait_until(
         Duration::from_secs(300),

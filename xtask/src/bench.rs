@@ -290,6 +290,50 @@ pub fn render_node_rss(rss: &Value) -> String {
     out + "\n"
 }
 
+/// The watch fan-out section from `target/bench-watch.json`
+/// (`benches/watchers.rs`).
+pub fn render_watch(watch: &Value) -> String {
+    if !watch.is_object() {
+        return String::new();
+    }
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let phase = |name: &str, v: &Value| {
+        format!(
+            "| {name} | {:.1} | {:.2} ms | {:.2} ms |\n",
+            f(&v["writes_per_sec"]),
+            f(&v["p50_ms"]),
+            f(&v["p99_ms"])
+        )
+    };
+    format!(
+        "### Watch fan-out: {watchers} watchers under a steady write load\n\n\
+         One LMDB node (`benches/benches/watchers.rs`), 4 writers at {rate} writes/s in all, \
+         first alone, then with {watchers} watchers of the written prefix (raw HTTP/1.1 \
+         connections in the bench process).\n\n\
+         | phase | writes/s | p50 | p99 |\n|---|---|---|---|\n{alone}{watched}\n\
+         Throughput drop: **{drop:.1}%**. Events delivered: {received} of {expected} \
+         ({every}), **{eps:.0} events/s**. Node memory per watcher: **{per} bytes** \
+         (RSS {before} → {after} with the watchers connected; peak {peak}).\n\n",
+        watchers = watch["watchers"],
+        rate = watch["target_writes_per_sec"],
+        alone = phase("alone", &watch["alone"]),
+        watched = phase("watched", &watch["watched"]),
+        drop = f(&watch["throughput_drop"]) * 100.0,
+        received = watch["events_received"],
+        expected = watch["events_expected"],
+        every = if watch["every_watcher_got_every_event"].as_bool() == Some(true) {
+            "every watcher got every event"
+        } else {
+            "**some events were not delivered**"
+        },
+        eps = f(&watch["events_per_sec"]),
+        per = watch["node_bytes_per_watcher"],
+        before = mib(&watch["node_rss_before_watchers"]),
+        after = mib(&watch["node_rss_with_watchers"]),
+        peak = mib(&watch["node_peak_rss"]),
+    )
+}
+
 /// The scale section from `target/bench-scale.json` (`benches/scale.rs`).
 pub fn render_scale(scale: &Value) -> String {
     let Some(engines) = scale.as_array().filter(|a| !a.is_empty()) else {
@@ -441,6 +485,8 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
     let latency_dir = root.join("target/bench-latency");
     let scale_path = root.join("target/bench-scale.json");
     let rss_path = root.join("target/bench-node-rss.json");
+    let watch_path = root.join("target/bench-watch.json");
+    let _ = std::fs::remove_file(&watch_path);
     let _ = std::fs::remove_dir_all(&latency_dir);
     let _ = std::fs::remove_file(&scale_path);
     let _ = std::fs::remove_file(&rss_path);
@@ -461,7 +507,9 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null)
     };
-    let extra = render_scale(&read_json(&scale_path)) + &render_node_rss(&read_json(&rss_path));
+    let extra = render_scale(&read_json(&scale_path))
+        + &render_node_rss(&read_json(&rss_path))
+        + &render_watch(&read_json(&watch_path));
     let commit = Command::new("git")
         .current_dir(&root)
         .args(["rev-parse", "--short", "HEAD"])
@@ -605,6 +653,24 @@ mod tests {
             "{section}"
         );
         assert_eq!(render_scale(&Value::Null), "");
+        assert_eq!(render_watch(&Value::Null), "");
+        let watch = serde_json::json!({
+            "watchers": 10000, "target_writes_per_sec": 50,
+            "alone": {"writes_per_sec": 50.0, "p50_ms": 1.0, "p99_ms": 2.0},
+            "watched": {"writes_per_sec": 45.0, "p50_ms": 3.0, "p99_ms": 9.0},
+            "throughput_drop": 0.1, "events_received": 4500000, "events_expected": 4500000,
+            "every_watcher_got_every_event": true, "events_per_sec": 440000.0,
+            "node_bytes_per_watcher": 20480, "node_rss_before_watchers": 50_000_000,
+            "node_rss_with_watchers": 250_000_000, "node_peak_rss": 300_000_000
+        });
+        let section = render_watch(&watch);
+        assert!(
+            section.contains("10000 watchers") && section.contains("**10.0%**"),
+            "{section}"
+        );
+        assert!(
+            section.contains("every watcher got every event") && section.contains("20480 bytes")
+        );
         let rss =
             serde_json::json!([{"topology": "single", "engine": "fjall", "peak_rss": 104857600}]);
         assert!(render_node_rss(&rss).contains("| single | fjall | 100 MiB |"));

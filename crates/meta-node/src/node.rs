@@ -305,7 +305,8 @@ impl Node {
             // A second under the idle deadline, which would cut the
             // connection of a request that waits longer.
             longest_wait: idle.saturating_sub(Duration::from_secs(1)),
-            fanout: crate::http::watch::Fanout::start(&history),
+            fanout: crate::http::watch::Fanout::start(&history)
+                .map_err(|e| NodeError::io("starting the watch thread", e))?,
             history,
             watch: config.watch.clone(),
             deadlines,

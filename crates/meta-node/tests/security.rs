@@ -15,21 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Dirs, Proc, ProcCluster, arg, bin_err, bin_ok, cli, cli_ok, free_port, wait_until};
+use common::{
+    Dirs, Proc, ProcCluster, arg, bin_err, bin_ok, cli, cli_ok, free_port, runtime, wait_until,
+};
 use meta_node::auth::{self, Need, Principal, Scope};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 fn addr() -> String {
     format!("127.0.0.1:{}", free_port())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// One request with an explicit token (or none), no redirects followed.

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Dirs, Http, Proc, ProcCluster, Rng, cli, free_port, seed_from_env, wait_until};
+use common::{
+    Dirs, Http, Proc, ProcCluster, Rng, cli, free_port, runtime, seed_from_env, wait_until,
+};
 use meta_client::{Client, ClientBuilder, Consistency, WatchMessage, WatchRequest, wire};
 
 fn client(apis: &[String], first: usize) -> Arc<Client> {
@@ -33,14 +35,6 @@ fn client(apis: &[String], first: usize) -> Arc<Client> {
             .build()
             .unwrap(),
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A change as compared: revision, key, and the value after it (`None`:
@@ -487,7 +481,12 @@ fn a_watcher_that_stops_reading_is_cut_off_with_lagged_and_resumes() {
     let text = rt.block_on(async {
         let mut text = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "no `end` message: the reader that stopped was never cut off"
+            );
             let n = tokio::time::timeout(Duration::from_secs(30), stalled.read(&mut buf))
                 .await
                 .expect("the stream ends")

@@ -37,8 +37,13 @@ use tokio::sync::{broadcast, mpsc};
 use crate::auth::Principal;
 use crate::http::{ApiError, ApiResult, ApiState, node_wire, read_barrier, require_kv};
 
-/// Messages a watcher's connection may have waiting to be sent.
-const WATCH_BUFFER: usize = 16;
+/// Chunks a watcher's connection may have waiting to be sent (each at
+/// most about [`OUT_BATCH_BYTES`]): with the socket's buffers, what a
+/// watcher that does not read can hold of the node's memory.
+const WATCH_BUFFER: usize = 4;
+/// A busy watch sends at most one chunk per this long (its changes wait
+/// at most this much; a quiet watch sends at once).
+const DELIVERY_WINDOW: Duration = Duration::from_millis(100);
 /// How long a message may wait for a client that does not read.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// History read at once, in changes and bytes.
@@ -105,45 +110,29 @@ pub(crate) async fn kv(
     watch(state, &principal, uri, query.0, &headers, WatchArea::Kv).await
 }
 
-/// `GET /v1/watch/cluster`.
-pub(crate) async fn cluster(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    query: Query<WatchQuery>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    watch(
-        state,
-        &principal,
-        uri,
-        query.0,
-        &headers,
-        WatchArea::Cluster,
-    )
-    .await
-}
+/// The areas of `/v1/watch/{cluster,shards,config}`, as the const
+/// parameter of [`area`].
+pub(crate) const CLUSTER: u8 = 0;
+/// See [`CLUSTER`].
+pub(crate) const SHARDS: u8 = 1;
+/// See [`CLUSTER`].
+pub(crate) const CONFIG: u8 = 2;
 
-/// `GET /v1/watch/shards`.
-pub(crate) async fn shards(
+/// `GET /v1/watch/cluster`, `/shards`, `/config` (the route's own read
+/// scope is checked by the router).
+pub(crate) async fn area<const AREA: u8>(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     uri: OriginalUri,
     query: Query<WatchQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    watch(state, &principal, uri, query.0, &headers, WatchArea::Shards).await
-}
-
-/// `GET /v1/watch/config`.
-pub(crate) async fn config(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    uri: OriginalUri,
-    query: Query<WatchQuery>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    watch(state, &principal, uri, query.0, &headers, WatchArea::Config).await
+    let area = match AREA {
+        CLUSTER => WatchArea::Cluster,
+        SHARDS => WatchArea::Shards,
+        _ => WatchArea::Config,
+    };
+    watch(state, &principal, uri, query.0, &headers, area).await
 }
 
 /// The revision after which `Last-Event-ID` resumes.
@@ -218,7 +207,7 @@ async fn watch(
         },
         reader: state.reader.clone(),
     };
-    tokio::spawn(watcher.run(Cursor::at(start)));
+    state.fanout.runtime.spawn(watcher.run(Cursor::at(start)));
     let mut response = Response::new(Body::new(EventStream { rx }));
     let headers = response.headers_mut();
     headers.insert(
@@ -269,7 +258,7 @@ impl http_body::Body for EventStream {
 
 /// Bytes queued before they are sent early (else a notice's messages go
 /// out as one chunk).
-const OUT_BATCH_BYTES: usize = 256 << 10;
+const OUT_BATCH_BYTES: usize = 64 << 10;
 
 /// A change rendered once for every watcher: its address (what filters
 /// look at) and its message without and with the record it replaced.
@@ -304,18 +293,47 @@ pub enum Fanned {
 /// state machine's notices and passes them on, rendered. Watchers of the
 /// same change share its bytes, so a change costs each watcher a filter
 /// check and a copy of a reference, not a JSON encoding.
+///
+/// The fan-out and every watcher run on a runtime of their own (one
+/// thread): thousands of busy watchers then queue behind each other, not
+/// in front of Raft and the other requests.
 #[derive(Clone)]
 pub struct Fanout {
     tx: broadcast::Sender<Arc<Fanned>>,
+    runtime: tokio::runtime::Handle,
+    _stop: Arc<StopOnDrop>,
+}
+
+/// Stops the watch runtime's thread when the last [`Fanout`] goes.
+struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl Fanout {
-    /// Starts the fan-out of `history`'s notices.
-    pub fn start(history: &History) -> Fanout {
+    /// Starts the fan-out of `history`'s notices, on a thread and runtime
+    /// of its own that its watchers share.
+    pub fn start(history: &History) -> std::io::Result<Fanout> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || {
+                // Until the node drops its fan-out; then every watcher ends.
+                let _ = runtime.block_on(stopped);
+            })?;
         let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
         let mut notices = history.subscribe();
         let out = tx.clone();
-        tokio::spawn(async move {
+        handle.spawn(async move {
             loop {
                 let fanned = match notices.recv().await {
                     Ok(notice) => match &*notice {
@@ -336,7 +354,11 @@ impl Fanout {
                 let _ = out.send(Arc::new(fanned));
             }
         });
-        Fanout { tx }
+        Ok(Fanout {
+            tx,
+            runtime: handle,
+            _stop: Arc::new(StopOnDrop(Some(stop))),
+        })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Fanned>> {
@@ -423,6 +445,16 @@ impl Watcher {
         };
         self.progress_message().await?;
         loop {
+            // A busy stream (it sent less than a window ago) waits out the
+            // window before it looks at the notices again: one wakeup per
+            // window, not one per apply.
+            let window_ends = self.last_sent + DELIVERY_WINDOW;
+            if tokio::time::Instant::now() < window_ends {
+                tokio::select! {
+                    () = tokio::time::sleep_until(window_ends) => {}
+                    () = self.tx.closed() => return Err(Stop::Gone),
+                }
+            }
             let notice = tokio::select! {
                 notice = notices.recv() => notice,
                 () = tokio::time::sleep_until(self.last_sent + self.progress) => {
@@ -433,61 +465,80 @@ impl Watcher {
                 () = self.tx.closed() => return Err(Stop::Gone),
             };
             self.still_authorized()?;
-            match notice {
-                Ok(notice) => match &*notice {
-                    Fanned::Applied { through, events } => {
-                        match events {
-                            Some(events) => cursor = self.live(cursor, events).await?,
-                            None => cursor = self.replay(cursor).await?,
-                        }
-                        cursor = cursor.max(Cursor::at(through + 1));
-                        self.complete(*through).await?;
-                        self.send_queued().await?;
+            cursor = self.handle(cursor, notice).await?;
+            // Whatever else is there by now goes in the same chunk: a busy
+            // stream sends one chunk per DELIVERY_WINDOW, so 10,000 busy
+            // watchers cost the node a wakeup and a write each per window,
+            // not per apply. A quiet stream sends at once.
+            loop {
+                let more = match notices.try_recv() {
+                    Ok(notice) => Ok(notice),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
                     }
-                    // The fan-out fell behind the state machine: catch up
-                    // from the history.
-                    Fanned::Gap => {
-                        cursor = self.replay(cursor).await?;
-                        self.send_queued().await?;
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        Err(broadcast::error::RecvError::Closed)
                     }
-                    Fanned::Reset { revision } => {
-                        if self.done < *revision {
-                            let compacted = self.history.compacted();
-                            return Err(Stop::End(wire::WatchEnd {
-                                code: "compacted".into(),
-                                message: format!(
-                                    "this node installed a snapshot at revision {revision}: the \
-                                     changes after {} are not in its history; list the current \
-                                     state and watch from its revision",
-                                    self.done
-                                ),
-                                oldest_revision: Some(compacted + 1),
-                                revision: self.done,
-                            }));
-                        }
+                };
+                cursor = self.handle(cursor, more).await?;
+            }
+            self.send_queued().await?;
+        }
+    }
+
+    /// Takes one notice (or why there is none); returns the new cursor.
+    async fn handle(
+        &mut self,
+        mut cursor: Cursor,
+        notice: Result<Arc<Fanned>, broadcast::error::RecvError>,
+    ) -> Result<Cursor, Stop> {
+        match notice {
+            Ok(notice) => match &*notice {
+                Fanned::Applied { through, events } => {
+                    match events {
+                        Some(events) => cursor = self.live(cursor, events).await?,
+                        None => cursor = self.replay(cursor).await?,
                     }
-                },
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Err(Stop::End(wire::WatchEnd {
-                        code: "lagged".into(),
+                    cursor = cursor.max(Cursor::at(through + 1));
+                    self.complete(*through).await?;
+                    Ok(cursor)
+                }
+                // The fan-out fell behind the state machine: catch up from
+                // the history.
+                Fanned::Gap => self.replay(cursor).await,
+                Fanned::Reset { revision } if self.done < *revision => {
+                    let compacted = self.history.compacted();
+                    Err(Stop::End(wire::WatchEnd {
+                        code: "compacted".into(),
                         message: format!(
-                            "this watcher read too slowly and fell behind; resume after \
-                             revision {} (Last-Event-ID)",
+                            "this node installed a snapshot at revision {revision}: the changes \
+                             after {} are not in its history; list the current state and watch \
+                             from its revision",
                             self.done
                         ),
-                        oldest_revision: None,
+                        oldest_revision: Some(compacted + 1),
                         revision: self.done,
-                    }));
+                    }))
                 }
-                Err(broadcast::error::RecvError::Closed) => {
-                    return Err(Stop::End(wire::WatchEnd {
-                        code: "shutting_down".into(),
-                        message: "this node is stopping; resume on another node".into(),
-                        oldest_revision: None,
-                        revision: self.done,
-                    }));
-                }
-            }
+                Fanned::Reset { .. } => Ok(cursor),
+            },
+            Err(broadcast::error::RecvError::Lagged(_)) => Err(Stop::End(wire::WatchEnd {
+                code: "lagged".into(),
+                message: format!(
+                    "this watcher read too slowly and fell behind; resume after revision {} \
+                     (Last-Event-ID)",
+                    self.done
+                ),
+                oldest_revision: None,
+                revision: self.done,
+            })),
+            Err(broadcast::error::RecvError::Closed) => Err(Stop::End(wire::WatchEnd {
+                code: "shutting_down".into(),
+                message: "this node is stopping; resume on another node".into(),
+                oldest_revision: None,
+                revision: self.done,
+            })),
         }
     }
 

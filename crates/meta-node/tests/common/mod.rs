@@ -241,6 +241,15 @@ pub(crate) fn seed_from_env(name: &str) -> u64 {
 /// A free loopback port, never one handed out before in this process (the
 /// OS may offer a just-released port again, and two of a node's addresses
 /// must differ).
+/// The runtime tests drive clients with: 2 workers, as the machines have.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub(crate) fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
