@@ -63,10 +63,12 @@ impl Default for HistoryLimits {
 }
 
 /// A change as stored: the change and what is known of the record it
-/// replaced (the record itself is stored beside it).
+/// replaced (the record itself is stored beside it). Written from a
+/// borrowed change (`Stored<&Change>`, no copy of its value), read back
+/// owned; both encode the same bytes.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Stored {
-    change: Change,
+struct Stored<C> {
+    change: C,
     prev: PrevState,
 }
 
@@ -227,7 +229,7 @@ impl HistoryState {
                     (None, false) => PrevState::Absent,
                 };
                 let record = encode(&Stored {
-                    change: event.change.clone(),
+                    change: &event.change,
                     prev,
                 });
                 size += record.len() as u64;
@@ -431,7 +433,7 @@ impl History {
                 seq: seq.saturating_add(1),
             };
             let record = |source| HistoryError::Record { revision, source };
-            let stored: Stored = decode(&value).map_err(record)?;
+            let stored: Stored<Change> = decode(&value).map_err(record)?;
             if !wanted(&stored.change) {
                 continue;
             }
