@@ -11,6 +11,7 @@
 //! **Architecture invariant:** this crate depends on no engine and not on
 //! `meta-raft`; it is what a program talking to a cluster links.
 
+mod backup;
 mod client;
 mod error;
 mod lease;
@@ -18,6 +19,7 @@ mod tls;
 mod watch;
 pub mod wire;
 
+pub use backup::Backup;
 pub use client::{
     Client, ClientBuilder, Consistency, MAX_PAGE_ITEMS, Precondition, Read, encode_path,
     encode_query, http_builder,

@@ -376,6 +376,8 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::GET, "/health", Need::Public),
         route(M::GET, "/metrics", monitor()),
+        route(M::GET, "/v1/snapshot", admin()),
+        route(M::POST, "/v1/cluster/leader", admin()),
         route(M::GET, "/v1/kv", Need::Kv { write: false }),
         route(M::GET, "/v1/kv/{*key}", Need::Kv { write: false }),
         route(M::PUT, "/v1/kv/{*key}", Need::Kv { write: true }),

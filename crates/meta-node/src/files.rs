@@ -86,6 +86,29 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Creates (or truncates) `path` for writing, private (`0600`) from its
+/// first byte: a backup holds every value and every API key's hash. An
+/// existing file with a looser mode is made private too.
+pub fn private_file(path: &Path) -> Result<std::fs::File, NodeError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| NodeError::io(format!("creating {}", path.display()), e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| NodeError::io(format!("making {} private", path.display()), e))?;
+    }
+    Ok(file)
+}
+
 /// Reads a small text file, `None` if it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>, NodeError> {
     match std::fs::read_to_string(path) {

@@ -410,6 +410,25 @@ impl Identity {
         Ok(*current)
     }
 
+    /// Records `id` as this node's cluster, a new one it starts in (a
+    /// restore from an online backup); the node must be in none yet.
+    pub fn start_cluster(&self, id: ClusterId) -> Result<(), NodeError> {
+        let mut current = self.cluster.lock().unwrap_or_else(PoisonError::into_inner);
+        if !current.is_none() && *current != id {
+            return Err(NodeError::config(
+                "--data-dir",
+                format!(
+                    "{} belongs to cluster {} already",
+                    self.path.display(),
+                    *current
+                ),
+            ));
+        }
+        self.save(id)?;
+        *current = id;
+        Ok(())
+    }
+
     /// Checks the cluster id of an authenticated peer's message: equal to
     /// ours, or — if we have none yet — accepted, and adopted (stored for
     /// good) when `adopt` (a leader's message to a node not yet part of a

@@ -7,27 +7,34 @@ use meta_node::cli::{AuthCommand, CertsCommand, Cli, Command, SnapshotCommand};
 use meta_node::{Node, offline};
 use tracing_subscriber::EnvFilter;
 
+/// What is logged unless `RUST_LOG` says otherwise. openraft logs every
+/// failed call to a down peer, every retry, and a warning per stale message
+/// at each election; the node logs what matters itself, once (peer
+/// reachability in the transport, leader and membership changes,
+/// snapshots and fatal errors in `meta_node::telemetry`).
+const LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off,\
+     openraft::core::raft_core=off,openraft::network::snapshot_transport=error,\
+     openraft::engine::handler::replication_handler=error,fjall=warn,lsm_tree=warn";
+
 fn main() -> ExitCode {
     // Everything this process creates (stores, snapshots, tokens, keys) is
     // private to its user: files 0600, directories 0700.
     meta_node::files::private_umask();
     let cli = Cli::parse_args();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                // openraft's replication logs every failed retry to a down
-                // peer; the transport logs its going and return instead.
-                .unwrap_or_else(|_| {
-                    EnvFilter::new(
-                        "info,openraft=warn,openraft::replication=off,\
-                         openraft::network::snapshot_transport=error,\
-                         openraft::engine::handler::replication_handler=error,fjall=warn,lsm_tree=warn",
-                    )
-                }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(LOG_FILTER));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => meta_node::cli::LogFormat::Text,
+    };
+    match format {
+        meta_node::cli::LogFormat::Json => logs.json().init(),
+        meta_node::cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,9 +108,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.json;
     match &cli.command {
         Command::Serve(args) => serve(args.config(cli.data_dir.as_ref())?).await,
-        Command::Snapshot(SnapshotCommand::Save { store, out }) => {
+        Command::Snapshot(SnapshotCommand::Save {
+            store: Some(store),
+            out,
+        }) => {
             let bytes = offline::snapshot_save(store, out, quiet)?;
             println!("saved {} ({bytes} bytes)", out.display());
+            Ok(())
+        }
+        Command::Snapshot(SnapshotCommand::Save { store: None, out }) => {
+            let backup = cli.client()?.backup().await?;
+            let (index, revision) = (backup.applied_index, backup.revision);
+            let (bytes, sha256) = offline::save_online(backup, out).await?;
+            println!(
+                "saved {} ({bytes} bytes, verified) at applied index {index}, revision {revision}; sha256 {sha256}",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Snapshot(SnapshotCommand::RestoreCluster {
+            input,
+            node_id,
+            members,
+            engine,
+        }) => {
+            let data_dir = cli.client_data_dir();
+            let members = meta_node::cli::parse_members(members)?;
+            let seeded = offline::restore_new_cluster(
+                input,
+                &data_dir,
+                meta_node::identity::Engines {
+                    log: *engine,
+                    state: *engine,
+                },
+                *node_id,
+                &members,
+                quiet,
+            )?;
+            println!(
+                "restored {} records into {} as node {node_id} of new cluster {} (applied index {}, revision {}); start it: meta-node serve --data-dir {} --node-id {node_id} --engine {engine} --raft-listen {} --listen {}",
+                seeded.records,
+                data_dir.display(),
+                seeded.cluster,
+                seeded.applied_index,
+                seeded.revision,
+                data_dir.display(),
+                members[node_id].raft,
+                members[node_id].api,
+            );
             Ok(())
         }
         Command::Snapshot(SnapshotCommand::Restore {
@@ -257,8 +309,10 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
             init.display()
         );
     }
-    if let Some(leader) = node.wait_for_leader(Duration::from_secs(5)).await {
-        println!("leader: node {leader}");
+    // Only what this node knows for sure: after a restart the leader it
+    // remembers may have lost its place (the log says when one is heard).
+    if node.wait_to_lead(Duration::from_secs(5)).await {
+        println!("leader: node {} (this node)", c.node_id);
     }
     tokio::select! {
         () = shutdown_signal() => {

@@ -190,6 +190,9 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::raft("opening the state machine", e))?;
+        let telemetry = crate::telemetry::Telemetry::start();
+        sm.instrument(&telemetry.raft);
+        let state_machine = sm.clone();
         let reader = sm.reader();
         let history = sm.history();
         let network = TcpNetwork::new(
@@ -202,7 +205,9 @@ impl Node {
             config.node_id,
             raft_config,
             network,
-            LogStore::new(log_store.clone()).purging_only_applied(&sm),
+            LogStore::new(log_store.clone())
+                .purging_only_applied(&sm)
+                .instrumented(&telemetry.raft),
             sm,
         )
         .await
@@ -261,14 +266,19 @@ impl Node {
             });
         }
         let (root_token, init_token) = credentials(&config, initialized)?;
-        let proposer = meta_raft::Proposer::new(raft.clone(), 256);
+        let proposer = meta_raft::Proposer::instrumented(raft.clone(), 256, &telemetry.raft);
+        // Ends with Raft (its metrics channel closes).
+        tokio::spawn(crate::telemetry::log_raft_events(
+            raft.clone(),
+            telemetry.clone(),
+        ));
         let alarm_task = tokio::spawn(
             crate::alarm::Watch {
                 node_id: config.node_id,
                 raft: raft.clone(),
                 proposer: proposer.clone(),
                 reader: reader.clone(),
-                network: alarm_network,
+                network: alarm_network.clone(),
                 data_dir: config.data_dir.clone(),
                 quota_bytes: config.limits.quota_bytes,
                 min_free_disk_bytes: config.limits.min_free_disk_bytes,
@@ -288,9 +298,21 @@ impl Node {
             proposer,
             reader: reader.clone(),
             node_id: config.node_id,
-            metrics: Arc::new(
-                metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
-            ),
+            network: alarm_network,
+            transfer: Arc::default(),
+            telemetry,
+            state_machine,
+            stores_on_disk: {
+                let (log_dir, state_dir) = config.store_dirs();
+                if log_dir == state_dir {
+                    Arc::from([("both", config.log_engine(), log_dir)])
+                } else {
+                    Arc::from([
+                        ("log", config.log_engine(), log_dir),
+                        ("state", config.state_engine(), state_dir),
+                    ])
+                }
+            },
             state_store: state_store.clone(),
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             scheme: if api_tls.is_some() { "https" } else { "http" },
@@ -406,6 +428,17 @@ impl Node {
             alarm_task,
             lease_task,
         })
+    }
+
+    /// Waits until this node leads; false if it does not within `timeout`.
+    pub async fn wait_to_lead(&self, timeout: Duration) -> bool {
+        let mut metrics = self.raft.metrics();
+        tokio::time::timeout(
+            timeout,
+            metrics.wait_for(|m| m.state == openraft::ServerState::Leader),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits until this node knows a leader (itself included).

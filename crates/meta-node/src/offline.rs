@@ -106,16 +106,7 @@ pub fn snapshot_save(store: &StoreSpec, out: &Path, quiet: bool) -> Result<u64, 
     let stream = source
         .snapshot(b"")
         .map_err(store_err("starting the snapshot"))?;
-    let file =
-        File::create(out).map_err(|e| NodeError::io(format!("creating {}", out.display()), e))?;
-    // A backup holds every key hash and value: private, even when it
-    // replaces an older file with a looser mode.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| NodeError::io(format!("making {} private", out.display()), e))?;
-    }
+    let file = crate::files::private_file(out)?;
     let mut writer = BufWriter::new(file);
     let bar = bar(quiet, "saving");
     let bytes = std::io::copy(
@@ -180,6 +171,196 @@ pub fn snapshot_restore(
     bar.finish_and_clear();
     target.close().map_err(store_err("closing the store"))?;
     Ok(stats.records)
+}
+
+/// What [`restore_new_cluster`] made.
+#[derive(Debug)]
+pub struct Seeded {
+    /// Records restored.
+    pub records: u64,
+    /// The new cluster's id (the same on every member seeded from the same
+    /// backup with the same members).
+    pub cluster: crate::identity::ClusterId,
+    /// The log index and revision the new cluster starts at.
+    pub applied_index: u64,
+    /// The store's revision.
+    pub revision: u64,
+}
+
+/// Makes `data_dir` (new, or empty) node `node_id` of a **new** cluster of
+/// `members` (all voters), holding the metadata of the online backup
+/// `input` (`snapshot save --addr`): run on every new member, with the
+/// same backup and members, then start them. The cluster id is derived
+/// from the backup's bytes and the members, so every member gets the same
+/// one, and it differs from the old cluster's: the new cluster never takes
+/// a message from the old one.
+pub fn restore_new_cluster(
+    input: &Path,
+    data_dir: &Path,
+    engines: crate::identity::Engines,
+    node_id: u64,
+    members: &std::collections::BTreeMap<u64, meta_raft::types::NodeAddr>,
+    quiet: bool,
+) -> Result<Seeded, NodeError> {
+    let mut file =
+        File::open(input).map_err(|e| NodeError::io(format!("opening {}", input.display()), e))?;
+    let header = meta_store_api::snapshot::SnapshotReader::new(&mut file)
+        .map_err(|e| store_err(format!("reading {}", input.display()))(e.into()))?
+        .header()
+        .clone();
+    if header.prefix != META_PREFIX {
+        return Err(NodeError::config(
+            "--in",
+            format!(
+                "{} is not an online backup (`snapshot save --addr`) but a snapshot of {}; \
+                 a stopped node's whole store goes back with `snapshot restore --store`",
+                input.display(),
+                if header.prefix.is_empty() {
+                    "a whole store".to_string()
+                } else {
+                    format!("the prefix {:?}", String::from_utf8_lossy(&header.prefix))
+                }
+            ),
+        ));
+    }
+    // The cluster id: the backup's bytes and the members, hashed.
+    std::io::Seek::rewind(&mut file).map_err(|e| NodeError::io("rewinding the backup", e))?;
+    let mut digest = Sha256::new();
+    std::io::copy(
+        &mut BufReader::new(&mut file),
+        &mut DigestWriter(&mut digest),
+    )
+    .map_err(|e| NodeError::io(format!("reading {}", input.display()), e))?;
+    for (id, addr) in members {
+        digest.update(format!("{id}={},{};", addr.raft, addr.api).as_bytes());
+    }
+    let hash = digest.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash[..16]);
+    let cluster = crate::identity::ClusterId(id);
+
+    crate::files::private_dir(data_dir)?;
+    let (log_dir, state_dir) = engines.dirs(data_dir);
+    for dir in [&log_dir, &state_dir] {
+        if crate::identity::holds_files(dir) {
+            return Err(NodeError::config(
+                "--data-dir",
+                format!(
+                    "{} holds a store already: restore into a new data directory",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    let identity = crate::identity::Identity::open(data_dir, node_id, engines)?;
+    let log_spec = StoreSpec {
+        engine: engines.log,
+        dir: log_dir.clone(),
+    };
+    let state_spec = StoreSpec {
+        engine: engines.state,
+        dir: state_dir.clone(),
+    };
+    let log = open_target(&log_spec, "--data-dir", false)?;
+    let state = if log_dir == state_dir {
+        log.clone()
+    } else {
+        open_target(&state_spec, "--data-dir", false)?
+    };
+    std::io::Seek::rewind(&mut file).map_err(|e| NodeError::io("rewinding the backup", e))?;
+    let bar = bar(quiet, "restoring");
+    let stats = state
+        .restore(
+            META_PREFIX,
+            &mut Progress {
+                inner: BufReader::new(file),
+                bar: bar.clone(),
+            },
+        )
+        .map_err(store_err(format!("restoring {}", input.display())))?;
+    bar.finish_and_clear();
+    let applied = meta_raft::seed_new_cluster(&*log, &*state, node_id, members.clone())
+        .map_err(|e| NodeError::raft("seeding the new cluster", e))?;
+    log.close().map_err(store_err("closing the store"))?;
+    if log_dir != state_dir {
+        state.close().map_err(store_err("closing the store"))?;
+    }
+    identity.start_cluster(cluster)?;
+    identity.mark_held_data()?;
+    Ok(Seeded {
+        records: stats.records,
+        cluster,
+        applied_index: applied.last_applied.map_or(0, |l| l.index),
+        revision: applied.revision,
+    })
+}
+
+/// Feeds what is written into a digest.
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl Write for DigestWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes an online backup from `backup` to `out` (`0600`), then reads it
+/// back through the snapshot reader, which checks every block's checksum
+/// and the whole file's: a cut or damaged download is an error, and the
+/// file is removed. Returns the bytes written and the file's SHA-256.
+pub async fn save_online(
+    mut backup: meta_client::Backup,
+    out: &Path,
+) -> Result<(u64, String), NodeError> {
+    let file = crate::files::private_file(out)?;
+    let mut writer = BufWriter::new(file);
+    let mut digest = Sha256::new();
+    let mut bytes = 0u64;
+    let fail = |e: String| NodeError::io("downloading the backup", std::io::Error::other(e));
+    let result: Result<(), NodeError> = async {
+        while let Some(chunk) = backup.chunk().await.map_err(|e| fail(e.to_string()))? {
+            digest.update(&chunk);
+            bytes += chunk.len() as u64;
+            writer
+                .write_all(&chunk)
+                .map_err(|e| NodeError::io(format!("writing {}", out.display()), e))?;
+        }
+        writer
+            .flush()
+            .map_err(|e| NodeError::io(format!("writing {}", out.display()), e))?;
+        writer
+            .get_ref()
+            .sync_all()
+            .map_err(|e| NodeError::io(format!("syncing {}", out.display()), e))?;
+        verify_file(out)
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(out);
+        return Err(e);
+    }
+    Ok((bytes, hex::encode(digest.finalize())))
+}
+
+/// Reads a snapshot file to its end through the checksumming reader.
+fn verify_file(path: &Path) -> Result<(), NodeError> {
+    let file =
+        File::open(path).map_err(|e| NodeError::io(format!("opening {}", path.display()), e))?;
+    let damaged = |e: meta_store_api::snapshot::SnapshotError| {
+        NodeError::config(
+            "--out",
+            format!("{} is not a complete, intact snapshot: {e}", path.display()),
+        )
+    };
+    let mut reader =
+        meta_store_api::snapshot::SnapshotReader::new(BufReader::new(file)).map_err(damaged)?;
+    while reader.next_record().map_err(damaged)?.is_some() {}
+    Ok(())
 }
 
 /// Copies every record of `from` into `to`, through the portable snapshot

@@ -96,6 +96,15 @@ pub enum PeerRequest {
         /// The alarm to raise, or `None` to clear the sender's.
         raise: Option<meta_raft::Alarm>,
     },
+    /// The leader hands leadership to the receiver (a leader transfer):
+    /// start an election now. Taken only from the leader the receiver
+    /// knows, in its term, by a voter.
+    TimeoutNow {
+        /// The sender, proven by its certificate.
+        node: u64,
+        /// The sender's term.
+        term: u64,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -109,6 +118,8 @@ pub enum PeerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// To `DiskAlarm`: proposed and applied, or why not.
     DiskAlarm(Result<(), String>),
+    /// To `TimeoutNow`: the election started, or why not.
+    TimeoutNow(Result<(), String>),
 }
 
 async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
@@ -272,8 +283,38 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
         PeerRequest::AppendEntries(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::Vote(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::InstallSnapshot(rpc) => rpc.vote.leader_id.voted_for(),
-        PeerRequest::DiskAlarm { node, .. } => Some(*node),
+        PeerRequest::DiskAlarm { node, .. } | PeerRequest::TimeoutNow { node, .. } => Some(*node),
     }
+}
+
+/// Starts an election on this node because its leader `node` asked in
+/// `term` (a leader transfer), if this node is a voter that knows `node` as
+/// its leader in that term.
+async fn timeout_now(raft: &Raft, node: u64, term: u64) -> Result<(), String> {
+    let (leader, current, voter, me) = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        (
+            m.current_leader,
+            m.current_term,
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == m.id),
+            m.id,
+        )
+    };
+    if leader != Some(node) || current != term {
+        return Err(format!(
+            "node {me} knows {} as the leader in term {current}, not node {node} in term {term}",
+            leader.map_or("no node".into(), |l| format!("node {l}"))
+        ));
+    }
+    if !voter {
+        return Err(format!("node {me} is not a voter"));
+    }
+    tracing::info!("node {node} hands leadership over in term {term}: starting an election");
+    raft.trigger().elect().await.map_err(|e| e.to_string())
 }
 
 /// Proposes a node's disk alarm (or its clearing) on the leader: only for
@@ -401,6 +442,9 @@ async fn serve_connection(
             }
             PeerRequest::DiskAlarm { node, raise } => {
                 PeerResponse::DiskAlarm(disk_alarm(&raft, node, raise).await)
+            }
+            PeerRequest::TimeoutNow { node, term } => {
+                PeerResponse::TimeoutNow(timeout_now(&raft, node, term).await)
             }
         };
         let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
@@ -628,6 +672,31 @@ impl TcpNetwork {
         {
             Ok(PeerResponse::DiskAlarm(answer)) => answer,
             Ok(_) => Err("the leader answered another request".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl TcpNetwork {
+    /// Asks voter `target` to start an election now (a leader transfer;
+    /// this node leads in `term`).
+    pub async fn timeout_now(
+        &self,
+        target: u64,
+        target_addr: &NodeAddr,
+        node: u64,
+        term: u64,
+    ) -> Result<(), String> {
+        let connection = self.clone().new_client(target, target_addr).await;
+        match connection
+            .call(
+                PeerRequest::TimeoutNow { node, term },
+                &RPCOption::new(Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(PeerResponse::TimeoutNow(answer)) => answer,
+            Ok(_) => Err(format!("node {target} answered another request")),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -50,6 +50,7 @@ pub mod apikey;
 mod apply;
 mod blocking;
 pub mod history;
+mod instruments;
 /// A failpoint: counted and, when configured, fired (feature `failpoints`);
 /// nothing at all without the feature. Configured `panic`, it panics;
 /// configured `return`, the enclosing storage call fails with an injected
@@ -78,12 +79,13 @@ pub use history::{
     Cursor, DEFAULT_HISTORY_BYTES, DEFAULT_HISTORY_REVISIONS, History, HistoryError, HistoryLimits,
     Notice,
 };
+pub use instruments::Instruments;
 pub use log_store::LogStore;
 pub use model::{
     Alarm, AlarmKind, Command, Envelope, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response,
 };
 pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
-pub use state_machine::{AppliedState, SnapshotBuilder, StateMachine};
+pub use state_machine::{AppliedState, Backup, SnapshotBuilder, StateMachine, seed_new_cluster};
 pub use views::{
     ApiKeyCheck, ApiKeyInfo, LeaseInfo, MetadataReader, PAGE_ITEM_OVERHEAD, Page, PageLimits,
     take_page,

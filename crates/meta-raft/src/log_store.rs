@@ -29,6 +29,7 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
 
 use crate::blocking::blocking;
 use crate::codec::{decode, decode_entry, encode, encode_entry, storage_error};
+use crate::instruments::Instruments;
 use crate::state_machine::StateMachine;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -39,6 +40,7 @@ pub struct LogStore {
     store: Arc<dyn MetadataStore>,
     committed: Arc<Mutex<Committed>>,
     purge_gate: Option<StateMachine>,
+    instruments: Instruments,
 }
 
 /// How long a purge waits for the state machine to catch up before it
@@ -61,7 +63,14 @@ impl LogStore {
             store,
             committed: Arc::default(),
             purge_gate: None,
+            instruments: Instruments::noop(),
         }
+    }
+
+    /// Times durable appends into `instruments.log_append_seconds`.
+    pub fn instrumented(mut self, instruments: &Instruments) -> Self {
+        self.instruments = instruments.clone();
+        self
     }
 
     /// Purges wait until `sm` has applied what they remove.
@@ -308,7 +317,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Durable: the entries are on disk before the callback fires.
         failpoint!("log.append.before");
+        let started = std::time::Instant::now();
         let result = self.durable_write(batch, ErrorSubject::Logs).await;
+        self.instruments
+            .log_append_seconds
+            .record(started.elapsed().as_secs_f64());
         if result.is_ok() {
             failpoint!("log.append.after");
         }

@@ -12,6 +12,7 @@
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::instruments::Instruments;
 use crate::model::{Command, Envelope, Rejection, Response};
 use crate::types::{NodeAddr, Raft};
 
@@ -47,8 +48,15 @@ impl Proposer {
     /// Starts the batching task for `raft`; at most `max_batch` proposals
     /// share an entry. Needs a tokio runtime.
     pub fn new(raft: Raft, max_batch: usize) -> Proposer {
+        Self::instrumented(raft, max_batch, &Instruments::noop())
+    }
+
+    /// [`new`](Self::new), counting proposals into `instruments.proposals`
+    /// and the commands per entry into
+    /// `instruments.proposal_batch_commands`.
+    pub fn instrumented(raft: Raft, max_batch: usize, instruments: &Instruments) -> Proposer {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
-        tokio::spawn(run(raft, rx, max_batch.max(1)));
+        tokio::spawn(run(raft, rx, max_batch.max(1), instruments.clone()));
         Proposer { tx }
     }
 
@@ -83,7 +91,12 @@ impl Proposer {
 /// travels alone): small entries replicate within their RPC timeouts.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, usize, Reply)>, max_batch: usize) {
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::Receiver<(Command, usize, Reply)>,
+    max_batch: usize,
+    instruments: Instruments,
+) {
     let budget = MAX_BATCH_BYTES;
     let mut carried = None;
     loop {
@@ -114,6 +127,10 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, usize, Reply)>, max_ba
         // have read, found nothing, and retried.
         round.retain(|(_, _, reply)| !reply.is_closed());
         if !round.is_empty() {
+            instruments.proposals.increment(round.len() as u64);
+            instruments
+                .proposal_batch_commands
+                .record(round.len() as f64);
             write_round(&raft, round).await;
         }
     }

@@ -15,10 +15,11 @@
 
 use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use meta_store_api::keys::{Key, META_PREFIX, RaftKey, applied_key};
 use meta_store_api::snapshot::SnapshotReader;
+use meta_store_api::snapshot::SnapshotStream;
 use meta_store_api::{Durability, MetadataStore, WriteBatch};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
@@ -28,6 +29,7 @@ use crate::apply::{Effects, apply_command, kv_key};
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
 use crate::history::{History, HistoryLimits, HistoryState};
+use crate::instruments::Instruments;
 use crate::model::{Rejection, Response};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -62,6 +64,16 @@ impl From<AppliedStateV1> for AppliedState {
     }
 }
 
+/// An online backup (see [`StateMachine::backup`]).
+pub struct Backup {
+    /// The applied state the copy holds: last log id, membership and
+    /// revision.
+    pub applied: AppliedState,
+    /// The copy, in the portable snapshot format (checksummed per block
+    /// and as a whole).
+    pub stream: SnapshotStream,
+}
+
 struct Shared {
     store: Arc<dyn MetadataStore>,
     /// Where snapshot files are spilled (built, sent and received snapshots
@@ -77,6 +89,17 @@ struct Shared {
     failed: std::sync::atomic::AtomicBool,
     /// The change history and the watchers' notices.
     history: Arc<HistoryState>,
+    /// Where apply and snapshot timings go (set once by the node).
+    instruments: OnceLock<Instruments>,
+}
+
+/// Handles that record nothing, for a state machine never instrumented.
+static NO_INSTRUMENTS: Instruments = Instruments::noop();
+
+impl Shared {
+    fn instruments(&self) -> &Instruments {
+        self.instruments.get().unwrap_or(&NO_INSTRUMENTS)
+    }
 }
 
 /// The metadata state machine: applies commands to `/meta/` of a store,
@@ -134,8 +157,36 @@ impl StateMachine {
                 commit: Mutex::new(()),
                 failed: Default::default(),
                 history: Arc::new(history),
+                instruments: OnceLock::new(),
             }),
         })
+    }
+
+    /// Records apply and snapshot timings into `instruments` from now on
+    /// (the first call wins; later ones change nothing).
+    pub fn instrument(&self, instruments: &Instruments) {
+        let _ = self.shared.instruments.set(instruments.clone());
+    }
+
+    /// A consistent copy of `/meta/` — the data with the applied state it
+    /// reflects — as of now, streamed in the portable snapshot format: an
+    /// online backup. Pinning the view takes the apply lock for as long
+    /// as the engine takes to open a snapshot (a read transaction); the
+    /// stream is read afterwards, without holding up writes, and never
+    /// whole in memory.
+    pub fn backup(&self) -> Result<Backup, StorageError> {
+        let _commit = self
+            .shared
+            .commit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let applied = self.applied();
+        let stream = self
+            .shared
+            .store
+            .snapshot(META_PREFIX)
+            .map_err(sm_err(ErrorVerb::Read))?;
+        Ok(Backup { applied, stream })
     }
 
     /// This node's change history and live notices, for watches.
@@ -344,10 +395,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         failpoint!("sm.snapshot.build.before");
         let shared = self.shared.clone();
+        let started = std::time::Instant::now();
         let snapshot = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
             shared.build_snapshot()
         })
         .await?;
+        let instruments = self.shared.instruments();
+        instruments
+            .snapshot_build_seconds
+            .record(started.elapsed().as_secs_f64());
+        if let Ok(m) = snapshot.snapshot.metadata().await {
+            instruments.snapshot_build_bytes.increment(m.len());
+        }
         failpoint!("sm.snapshot.build.after");
         Ok(snapshot)
     }
@@ -367,6 +426,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         failpoint!("sm.apply.before");
+        let started = std::time::Instant::now();
         // Work on O(1) copies; publish them only once the batch committed.
         let mut views = self
             .shared
@@ -425,6 +485,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.mark_failed();
             return Err(e);
         }
+        self.shared
+            .instruments()
+            .apply_seconds
+            .record(started.elapsed().as_secs_f64());
         if changes_membership {
             failpoint!("sm.membership.after");
         }
@@ -453,6 +517,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let subject = ErrorSubject::Snapshot(Some(meta.signature()));
         let mut file = snapshot.into_std().await;
+        let started = std::time::Instant::now();
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         let installed = blocking(subject.clone(), ErrorVerb::Write, move || {
             failpoint!("sm.snapshot.install.before");
             let fail = |e: &dyn std::fmt::Display| {
@@ -520,6 +586,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await;
         if installed.is_err() {
             self.mark_failed();
+        } else {
+            let instruments = self.shared.instruments();
+            instruments
+                .snapshot_install_seconds
+                .record(started.elapsed().as_secs_f64());
+            instruments.snapshot_install_bytes.increment(bytes);
         }
         installed
     }
@@ -537,4 +609,48 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
     }
+}
+
+/// Makes stores that hold an online backup's `/meta/` (restored into
+/// `state`, with an empty Raft log in `log`) the starting state of node
+/// `node_id` of a **new** cluster of `members`, all voters: the applied
+/// state keeps its log id and revision and takes the new membership, and
+/// the log store gets a vote in the backup's last term, so the new
+/// cluster's first election runs in a later term and its entries follow
+/// the backup's. Every member is seeded from the same backup with the same
+/// `members`; openraft then starts each at the backup's log index, with
+/// nothing to replay, and they elect a leader among themselves.
+pub fn seed_new_cluster(
+    log: &dyn MetadataStore,
+    state: &dyn MetadataStore,
+    node_id: u64,
+    members: std::collections::BTreeMap<u64, crate::types::NodeAddr>,
+) -> Result<AppliedState, StorageError> {
+    let fail = |what: String| {
+        storage_error(
+            ErrorSubject::StateMachine,
+            ErrorVerb::Write,
+            &std::io::Error::other(what),
+        )
+    };
+    if !members.contains_key(&node_id) {
+        return Err(fail(format!("node {node_id} is not one of the members")));
+    }
+    let (_, mut applied) = load(state)?;
+    let Some(last) = applied.last_applied else {
+        return Err(fail("the backup holds no applied log entry".into()));
+    };
+    let voters: std::collections::BTreeSet<u64> = members.keys().copied().collect();
+    applied.membership =
+        StoredMembership::new(Some(last), openraft::Membership::new(vec![voters], members));
+    state
+        .set(&applied_key(), &encode(&applied), Durability::Durable)
+        .map_err(sm_err(ErrorVerb::Write))?;
+    log.set(
+        &Key::Raft(RaftKey::Vote).encode(),
+        &encode(&crate::types::Vote::new(last.leader_id.term, node_id)),
+        Durability::Durable,
+    )
+    .map_err(sm_err(ErrorVerb::Write))?;
+    Ok(applied)
 }

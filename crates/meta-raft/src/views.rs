@@ -537,6 +537,16 @@ impl MetadataReader {
         })
     }
 
+    /// How many leases are live.
+    pub fn lease_count(&self) -> usize {
+        self.views().leases.len()
+    }
+
+    /// How many user keys are stored.
+    pub fn key_count(&self) -> usize {
+        self.views().kv.len()
+    }
+
     /// Every live lease, by id (without what is bound to them).
     pub fn leases(&self) -> Vec<Lease> {
         self.views()

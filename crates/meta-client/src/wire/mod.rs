@@ -19,6 +19,32 @@ use serde::{Deserialize, Serialize};
 /// keys.
 pub const REVISION_HEADER: &str = "x-meta-revision";
 
+/// The header carrying the log index an online backup
+/// (`GET /v1/snapshot`) was taken at.
+pub const APPLIED_INDEX_HEADER: &str = "x-meta-applied-index";
+
+/// The header carrying the term of that log entry.
+pub const APPLIED_TERM_HEADER: &str = "x-meta-applied-term";
+
+/// `POST /v1/cluster/leader`: move leadership to another voter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeaderRequest {
+    /// The voter to lead.
+    pub to: u64,
+}
+
+/// The answer to a leader transfer: the new leader leads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferLeaderResponse {
+    /// Always true.
+    pub ok: bool,
+    /// The node that leads now.
+    pub leader: u64,
+    /// Its term.
+    pub term: u64,
+}
+
 /// A value in JSON: `value` (UTF-8 text) or `value_base64` (any bytes).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireValue {

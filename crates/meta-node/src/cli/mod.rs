@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-pub use run::{ExitStatus, Outcome, raw_output, run_client, run_streaming};
+pub use run::{ExitStatus, Outcome, parse_members, raw_output, run_client, run_streaming};
 
 use crate::auth::Token;
 use crate::config::Config;
@@ -60,6 +60,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The format of log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -91,7 +101,8 @@ pub enum Command {
     /// Take a lock (a key bound to a lease) and run a command while
     /// holding it, or hold it until interrupted.
     Lock(LockArgs),
-    /// Offline backup and restore of a stopped node's store.
+    /// Backups: online from a running node (`save` without --store), or of
+    /// a stopped node's store; restore into a new cluster or a node.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Offline: convert a stopped node's store to another engine.
@@ -167,6 +178,9 @@ pub enum AuthCommand {
 /// environment variable.
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
+    /// Log lines: text, or json (one object per line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// TOML config file.
     #[arg(long, env = "META_NODE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -469,6 +483,12 @@ pub enum ClusterCommand {
     /// Clear every space alarm (raised again at the next check if its
     /// cause is still there).
     ClearAlarms,
+    /// Hand leadership to another voter that holds the whole log (before
+    /// maintenance on the leader's machine); answers once it leads.
+    TransferLeader {
+        /// The voter to lead.
+        to: u64,
+    },
     /// Remove a member of the Raft cluster: a learner, or a voter (the
     /// voters left must keep a reachable majority).
     RemoveMember {
@@ -581,14 +601,34 @@ pub enum ConfigCommand {
 /// `snapshot`.
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCommand {
-    /// Save a stopped node's whole store to a file.
+    /// Save an online backup of a running node's metadata (`--addr`,
+    /// admin), verified; or, with --store, a stopped node's whole store.
     Save {
-        /// The store, ENGINE:DIR.
+        /// A stopped node's store, ENGINE:DIR (without it: online, from
+        /// --addr).
         #[arg(long)]
-        store: StoreSpec,
-        /// Output file.
+        store: Option<StoreSpec>,
+        /// Output file (written `0600`).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Make a new data directory a member of a new cluster that starts
+    /// from an online backup: run it for every member, with the same
+    /// backup and the same --member list, then start the members.
+    RestoreCluster {
+        /// The online backup (`snapshot save` from a running node).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// This member's id.
+        #[arg(long)]
+        node_id: u64,
+        /// Every member of the new cluster, each ID=RAFT_ADDR,API_ADDR
+        /// (repeat the flag).
+        #[arg(long = "member", required = true, value_name = "ID=RAFT_ADDR,API_ADDR")]
+        members: Vec<String>,
+        /// The engine of this member's stores.
+        #[arg(long, default_value = "lmdb")]
+        engine: crate::engine::Engine,
     },
     /// Replace a stopped node's whole store with a saved file.
     Restore {
@@ -649,7 +689,11 @@ fn check_path_segments(name: &str) -> anyhow::Result<()> {
 const CLIENT_FLAGS: [&str; 4] = ["addr", "token", "token_file", "ca"];
 
 /// Commands that never talk to a node.
-const OFFLINE_COMMANDS: [&str; 6] = ["serve", "snapshot", "migrate", "verify", "certs", "auth"];
+const OFFLINE_COMMANDS: [&str; 5] = ["serve", "migrate", "verify", "certs", "auth"];
+
+/// Subcommands of `snapshot` that never talk to a node (`save` does,
+/// without --store).
+const OFFLINE_SNAPSHOT_COMMANDS: [&str; 2] = ["restore", "restore-cluster"];
 
 impl Cli {
     /// The command line as clap parses it, with the client-only flags
@@ -662,7 +706,12 @@ impl Cli {
         for name in OFFLINE_COMMANDS {
             command = command.mut_subcommand(name, hide_client_flags);
         }
-        command
+        command.mut_subcommand("snapshot", |mut snapshot| {
+            for name in OFFLINE_SNAPSHOT_COMMANDS {
+                snapshot = snapshot.mut_subcommand(name, hide_client_flags);
+            }
+            snapshot
+        })
     }
 
     /// Parses the process's arguments (exits with clap's message on bad
@@ -749,7 +798,8 @@ mod tests {
             &["serve"][..],
             &["migrate"],
             &["verify"],
-            &["snapshot", "save"],
+            &["snapshot", "restore"],
+            &["snapshot", "restore-cluster"],
         ] {
             let mut command = cli.clone();
             for name in path {
@@ -760,6 +810,11 @@ mod tests {
                 assert!(!help.contains(flag), "{path:?} help shows {flag}:\n{help}");
             }
         }
+        // `snapshot save` talks to a node when it has no --store.
+        let snapshot = cli.find_subcommand_mut("snapshot").expect("snapshot");
+        let save = snapshot.find_subcommand_mut("save").expect("save");
+        let help = save.render_long_help().to_string();
+        assert!(help.contains("--addr") && help.contains("--store"), "{help}");
         let kv = cli.find_subcommand_mut("kv").expect("kv");
         let get = kv.find_subcommand_mut("get").expect("get");
         let help = get.render_long_help().to_string();

@@ -195,6 +195,31 @@ async fn kv(client: &Client, cmd: &KvCommand) -> anyhow::Result<Outcome> {
 }
 
 /// `ID=RAFT_ADDR,API_ADDR`.
+/// `--member` flags as a membership: ids once each, addresses host:port.
+pub fn parse_members(
+    specs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<u64, meta_raft::types::NodeAddr>> {
+    let mut members = std::collections::BTreeMap::new();
+    for spec in specs {
+        let m = member(spec)?;
+        for addr in [&m.raft, &m.api] {
+            if !crate::config::is_host_port(addr) {
+                anyhow::bail!("`{spec}`: `{addr}` is not host:port");
+            }
+        }
+        if m.id == 0 {
+            anyhow::bail!("`{spec}`: node ids start at 1");
+        }
+        if members
+            .insert(m.id, meta_raft::types::NodeAddr::new(m.raft, m.api))
+            .is_some()
+        {
+            anyhow::bail!("node {} is listed twice", m.id);
+        }
+    }
+    Ok(members)
+}
+
 fn member(m: &str) -> anyhow::Result<wire::MemberSpec> {
     let (id, addrs) = split_pair(m, "ID=RAFT_ADDR,API_ADDR")?;
     let (raft, api) = addrs
@@ -258,6 +283,11 @@ async fn cluster(client: &Client, cmd: &ClusterCommand) -> anyhow::Result<Outcom
         ClusterCommand::ClearAlarms => {
             let done = client.clear_alarms().await?;
             Outcome::new(&done, "alarms cleared".into())
+        }
+        ClusterCommand::TransferLeader { to } => {
+            let done = client.transfer_leader(*to).await?;
+            let text = format!("node {} leads (term {})", done.leader, done.term);
+            Outcome::new(&done, text)
         }
         ClusterCommand::RemoveMember { id, force } => {
             let done = client.remove_member(*id, *force).await?;

@@ -15,6 +15,7 @@
 //! resort). Every change runs on the leader; other nodes redirect.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -38,17 +39,17 @@ pub const DEFAULT_LEARNER_WAIT: Duration = Duration::from_secs(30);
 type Metrics = RaftMetrics<u64, NodeAddr>;
 
 /// Where a member stands, as the leader sees it.
-struct Progress {
+pub(super) struct Progress {
     /// The last log index known to be on it (`None`: nothing yet).
-    matched: Option<u64>,
+    pub(super) matched: Option<u64>,
     /// Whether it answered within the readiness window.
-    answering: bool,
+    pub(super) answering: bool,
     /// The last error reaching it, if its last call failed.
     last_error: Option<String>,
 }
 
 impl Progress {
-    fn of(state: &ApiState, m: &Metrics, id: u64) -> Progress {
+    pub(super) fn of(state: &ApiState, m: &Metrics, id: u64) -> Progress {
         if id == m.id {
             return Progress {
                 matched: m.last_log_index,
@@ -307,6 +308,16 @@ pub(crate) async fn remove_member(
     }
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let was_voter = voters.contains(&id);
+    if id == m.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "is_leader",
+            format!(
+                "node {id} leads: move leadership first (`meta-node cluster transfer-leader N`), \
+                 then remove it on the new leader"
+            ),
+        ));
+    }
     let changes = if was_voter {
         let remaining: BTreeSet<u64> = voters.iter().copied().filter(|v| *v != id).collect();
         if remaining.is_empty() {
@@ -323,9 +334,22 @@ pub(crate) async fn remove_member(
     } else {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
     };
+    // A voter is first made a learner: as a learner it still receives the
+    // entry that ends its vote, so, kept running, it never campaigns. (Cut
+    // off as a voter, openraft leaves it in the joint configuration, where
+    // it stays a voter in its own eyes and keeps raising its term, which
+    // unseats the leader the day it is added back.)
+    if was_voter {
+        state
+            .raft
+            .change_membership(changes, true)
+            .await
+            .map_err(|e| raft_error(&state, &uri, e))?;
+        wait_replicated_to(&state, id).await;
+    }
     let changed = state
         .raft
-        .change_membership(changes, false)
+        .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
         .await
         .map_err(|e| raft_error(&state, &uri, e))?;
     Ok(Json(wire::RemoveMemberResponse {
@@ -334,6 +358,171 @@ pub(crate) async fn remove_member(
         removed: id,
         was: if was_voter { "voter" } else { "learner" }.into(),
     }))
+}
+
+/// Waits (a few seconds at most) until node `id` holds this leader's log:
+/// the demoted voter then knows it is a learner. A node that is down does
+/// not hold anything up: it learns when it comes back, or never if removed.
+async fn wait_replicated_to(state: &ApiState, id: u64) {
+    let last = state.raft.metrics().borrow().last_log_index;
+    let mut metrics = state.raft.metrics();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        metrics.wait_for(|m| {
+            m.replication.is_none()
+                || m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map(|l| l.index)
+                    >= last
+        }),
+    )
+    .await;
+}
+
+/// `POST /v1/cluster/leader`: hands leadership to voter `to`, which must
+/// hold this leader's whole log, and answers once it leads.
+///
+/// openraft 0.9 has no leader transfer; this is the Raft thesis's
+/// (§3.10): the leader stops taking writes (they are answered `503
+/// leader_transfer`, retried by clients) and sending heartbeats, waits for
+/// its followers' leader lease to run out, and tells `to` to start an
+/// election at once (`TimeoutNow` on the peer port); `to`, up to date,
+/// wins it before any other follower's election timer fires.
+pub(crate) async fn transfer_leader(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    body: JsonBody<wire::TransferLeaderRequest>,
+) -> ApiResult<Json<wire::TransferLeaderResponse>> {
+    let JsonBody(wire::TransferLeaderRequest { to }) = body;
+    let m = leading(&state, &uri)?;
+    if to == m.id {
+        return Ok(Json(wire::TransferLeaderResponse {
+            ok: true,
+            leader: m.id,
+            term: m.current_term,
+        }));
+    }
+    let membership = m.membership_config.membership();
+    let Some(target) = membership.get_node(&to).cloned() else {
+        return Err(ApiError::not_found(format!(
+            "node {to} is not a member of this cluster"
+        )));
+    };
+    if !membership.voter_ids().any(|v| v == to) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_voter",
+            format!("node {to} is a learner: only a voter can lead (promote it first)"),
+        ));
+    }
+    if state
+        .transfer
+        .compare_exchange(0, to, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "transfer_in_progress",
+            "a leader transfer is under way already",
+        ));
+    }
+    let outcome = hand_over(&state, to, &target, m.current_term).await;
+    let runtime = state.raft.runtime_config();
+    runtime.heartbeat(true);
+    runtime.elect(true);
+    state.transfer.store(0, Ordering::Release);
+    outcome.map(Json)
+}
+
+/// The steps of [`transfer_leader`] once writes stop.
+async fn hand_over(
+    state: &ApiState,
+    to: u64,
+    target: &NodeAddr,
+    term: u64,
+) -> ApiResult<wire::TransferLeaderResponse> {
+    let timeout_max = Duration::from_millis(state.raft.config().election_timeout_max);
+    // Writes already taken finish; then `to` must hold the whole log.
+    let mut metrics = state.raft.metrics();
+    let caught_up = tokio::time::timeout(
+        Duration::from_secs(5),
+        metrics.wait_for(|m| {
+            m.replication.as_ref().is_some_and(|r| {
+                r.get(&to)
+                    .cloned()
+                    .flatten()
+                    .map(|l| l.index)
+                    .is_some_and(|matched| Some(matched) >= m.last_log_index)
+            })
+        }),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if !caught_up {
+        let m = state.raft.metrics().borrow().clone();
+        let p = Progress::of(state, &m, to);
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_caught_up",
+            format!(
+                "node {to} does not hold this leader's log (index {}) within 5s: {}",
+                m.last_log_index.unwrap_or(0),
+                p.why_not(&m)
+            ),
+        ));
+    }
+    let runtime = state.raft.runtime_config();
+    runtime.heartbeat(false);
+    runtime.elect(false);
+    tracing::info!("handing leadership over to node {to} (term {term})");
+    // The followers' lease on this leader runs out one maximal election
+    // timeout after its last message.
+    tokio::time::sleep(timeout_max + Duration::from_millis(50)).await;
+    if let Err(e) = state
+        .network
+        .timeout_now(to, target, state.node_id, term)
+        .await
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transfer_failed",
+            format!("node {to} did not start an election: {e}; this node still leads"),
+        ));
+    }
+    let mut metrics = state.raft.metrics();
+    let moved = tokio::time::timeout(
+        timeout_max * 4 + Duration::from_secs(2),
+        metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != Some(state.node_id)),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    let m = state.raft.metrics().borrow().clone();
+    match (moved, m.current_leader) {
+        (true, Some(leader)) if leader == to => Ok(wire::TransferLeaderResponse {
+            ok: true,
+            leader,
+            term: m.current_term,
+        }),
+        (_, Some(leader)) if leader != state.node_id => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "transfer_failed",
+            format!(
+                "node {leader} won the election (term {}), not node {to}",
+                m.current_term
+            ),
+        )),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transfer_failed",
+            format!(
+                "node {to} did not take over within {:?}; leader now: {}",
+                timeout_max * 4 + Duration::from_secs(2),
+                m.current_leader
+                    .map_or("none".into(), |l| format!("node {l}"))
+            ),
+        )),
+    }
 }
 
 /// `POST /v1/cluster/membership`.

@@ -38,7 +38,6 @@ use meta_raft::{
     ApiKeyCheck, ApiKeySecret, Command, MetadataReader, Page, PageLimits, ProposeError, Proposer,
     Rejection, new_api_key,
 };
-use metrics_exporter_prometheus::PrometheusRecorder;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -46,11 +45,33 @@ use crate::auth::{self, Principal, Scope, Token};
 mod admin;
 mod data;
 mod leases;
+mod ops;
 pub mod server;
 pub mod watch;
 
 pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
 use meta_client::wire;
+
+/// A streamed response body: the chunks a task sends, until it drops its
+/// sender; an error aborts the response (the client sees a cut transfer,
+/// never a complete one).
+pub(crate) struct ChannelBody {
+    pub(crate) rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::io::Result<http_body::Frame<Bytes>>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| bytes.map(http_body::Frame::data)))
+    }
+}
 
 /// Most items one list request returns.
 pub const MAX_LIST: usize = 10_000;
@@ -66,8 +87,17 @@ pub struct ApiState {
     pub reader: MetadataReader,
     /// This node's id.
     pub node_id: u64,
-    /// Per-node metrics recorder.
-    pub metrics: Arc<PrometheusRecorder>,
+    /// The peer network (for `TimeoutNow` in a leader transfer).
+    pub network: crate::transport::TcpNetwork,
+    /// The voter leadership is being handed to (0: none); writes wait.
+    pub transfer: Arc<std::sync::atomic::AtomicU64>,
+    /// This node's metrics.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The state machine (for online backups).
+    pub state_machine: meta_raft::StateMachine,
+    /// This node's stores, for their size on disk: which (`log`, `state`,
+    /// or one for both), engine, directory.
+    pub stores_on_disk: Arc<[(&'static str, crate::engine::Engine, PathBuf)]>,
     /// The state machine's store (for the content hash).
     pub state_store: Arc<dyn meta_store_api::MetadataStore>,
     /// How long a request waits for Raft (a commit, a read index) before
@@ -219,6 +249,24 @@ impl ApiError {
                         "this node is not the leader; retry on the leader",
                     )
                 }
+            }
+            _ if state
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .next()
+                .is_none() =>
+            {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_leader",
+                    "this node is in no cluster yet: found one with `meta-node cluster init \
+                     ID=RAFT_ADDR,API_ADDR ...` (the token is in its data directory's init.token), \
+                     or add it to a running one with `meta-node cluster add-learner`",
+                )
             }
             _ => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -446,6 +494,14 @@ pub(crate) async fn propose(
     uri: &OriginalUri,
     command: Command,
 ) -> ApiResult<meta_raft::Response> {
+    let moving_to = state.transfer.load(std::sync::atomic::Ordering::Acquire);
+    if moving_to != 0 {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leader_transfer",
+            format!("leadership is moving to node {moving_to}; retry shortly"),
+        ));
+    }
     let Ok(proposed) =
         tokio::time::timeout(state.request_timeout, state.proposer.propose(command)).await
     else {
@@ -663,7 +719,13 @@ async fn node_delete(
     uri: OriginalUri,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<wire::OkResponse>> {
-    propose_ok(&state, &uri, Command::RemoveNode { id }).await
+    match propose_ok(&state, &uri, Command::RemoveNode { id }).await {
+        // Nothing to remove: the resource is not there (404), as for keys.
+        Err(e) if e.code == "unknown_node" => Err(ApiError::not_found(format!(
+            "node {id} is not in the cluster map"
+        ))),
+        other => other,
+    }
 }
 
 async fn shards_get(
@@ -1147,23 +1209,6 @@ async fn health(State(state): State<ApiState>) -> (StatusCode, Json<wire::Health
     }
 }
 
-async fn prometheus(State(state): State<ApiState>) -> impl IntoResponse {
-    let m = state.raft.metrics().borrow().clone();
-    metrics::with_local_recorder(&*state.metrics, || {
-        metrics::gauge!("meta_raft_term").set(m.current_term as f64);
-        metrics::gauge!("meta_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
-        metrics::gauge!("meta_raft_applied_index")
-            .set(m.last_applied.map_or(0, |l| l.index) as f64);
-        metrics::gauge!("meta_raft_is_leader")
-            .set(f64::from(u8::from(m.current_leader == Some(m.id))));
-        metrics::gauge!("meta_cluster_nodes").set(state.reader.cluster_map().len() as f64);
-    });
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.handle().render(),
-    )
-}
-
 /// Turns axum's own plain-text rejections (a bad path parameter, a bad
 /// query string, a wrong method) into the API's JSON error shape.
 async fn json_errors(response: Response) -> Response {
@@ -1200,7 +1245,9 @@ async fn fallback(uri: OriginalUri) -> ApiError {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(prometheus))
+        .route("/metrics", get(ops::prometheus))
+        .route("/v1/snapshot", get(ops::backup))
+        .route("/v1/cluster/leader", post(admin::transfer_leader))
         .route("/v1/kv", get(data::list).delete(data::delete_prefix))
         .route(
             "/v1/kv/{*key}",
@@ -1248,5 +1295,9 @@ pub fn router(state: ApiState) -> Router {
         .fallback(fallback)
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.telemetry.clone(),
+            crate::telemetry::observe,
+        ))
         .with_state(state)
 }

@@ -19,9 +19,7 @@
 //!   revision to resume after, and is disconnected.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -208,7 +206,7 @@ async fn watch(
         reader: state.reader.clone(),
     };
     state.fanout.runtime.spawn(watcher.run(Cursor::at(start)));
-    let mut response = Response::new(Body::new(EventStream { rx }));
+    let mut response = Response::new(Body::new(super::ChannelBody { rx }));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -235,25 +233,6 @@ fn compacted_error(start: u64, compacted: u64, revision: u64) -> ApiError {
     )
     .with("oldest_revision", compacted + 1)
     .at_revision(revision)
-}
-
-/// The response body: the messages the watcher task sends.
-struct EventStream {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-impl http_body::Body for EventStream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|message| message.map(|bytes| Ok(http_body::Frame::data(bytes))))
-    }
 }
 
 /// Bytes queued before they are sent early (else a notice's messages go
@@ -361,6 +340,11 @@ impl Fanout {
         })
     }
 
+    /// How many watches are open.
+    pub fn watchers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<Arc<Fanned>> {
         self.tx.subscribe()
     }
@@ -398,7 +382,7 @@ struct Watcher {
     history: History,
     filter: Filter,
     prev: bool,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
     progress: Duration,
     /// The last matching event, not sent yet: it carries the `id` if no
     /// later event of its revision follows.
@@ -703,7 +687,7 @@ impl Watcher {
     /// [`SEND_TIMEOUT`] (it reads a byte now and then, so the idle deadline
     /// never cuts it) is dropped: it costs the node no more than that.
     async fn send(&mut self, bytes: Bytes) -> Result<(), Stop> {
-        match tokio::time::timeout(SEND_TIMEOUT, self.tx.send(bytes)).await {
+        match tokio::time::timeout(SEND_TIMEOUT, self.tx.send(Ok(bytes))).await {
             Ok(Ok(())) => {
                 self.last_sent = tokio::time::Instant::now();
                 Ok(())
