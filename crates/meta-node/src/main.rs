@@ -120,10 +120,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let backup = cli.client()?.backup().await?;
             let (index, revision) = (backup.applied_index, backup.revision);
             let (bytes, sha256) = offline::save_online(backup, out).await?;
-            println!(
-                "saved {} ({bytes} bytes, verified) at applied index {index}, revision {revision}; sha256 {sha256}",
-                out.display()
-            );
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": out, "bytes": bytes, "applied_index": index,
+                        "revision": revision, "sha256": sha256,
+                    })
+                );
+            } else {
+                println!(
+                    "saved {} ({bytes} bytes, verified) at applied index {index}, revision {revision}; sha256 {sha256}",
+                    out.display()
+                );
+            }
             Ok(())
         }
         Command::Snapshot(SnapshotCommand::RestoreCluster {

@@ -609,7 +609,8 @@ mod tests {
         let mut i = 0;
         while let Some(at) = expr[i..].find("meta_") {
             let start = i + at;
-            let word_start = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+            let word_start = start == 0
+                || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
             let end = expr[start..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .map_or(expr.len(), |e| start + e);
@@ -618,7 +619,11 @@ mod tests {
                 let histogram = ["_bucket", "_sum", "_count"]
                     .iter()
                     .find_map(|suffix| name.strip_suffix(suffix))
-                    .filter(|base| METRICS.iter().any(|m| m.0 == *base && m.1 == Kind::Histogram));
+                    .filter(|base| {
+                        METRICS
+                            .iter()
+                            .any(|m| m.0 == *base && m.1 == Kind::Histogram)
+                    });
                 names.push(histogram.unwrap_or(name).to_owned());
             }
             i = end;

@@ -814,7 +814,10 @@ mod tests {
         let snapshot = cli.find_subcommand_mut("snapshot").expect("snapshot");
         let save = snapshot.find_subcommand_mut("save").expect("save");
         let help = save.render_long_help().to_string();
-        assert!(help.contains("--addr") && help.contains("--store"), "{help}");
+        assert!(
+            help.contains("--addr") && help.contains("--store"),
+            "{help}"
+        );
         let kv = cli.find_subcommand_mut("kv").expect("kv");
         let get = kv.find_subcommand_mut("get").expect("get");
         let help = get.render_long_help().to_string();
