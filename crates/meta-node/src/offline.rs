@@ -438,7 +438,17 @@ pub fn content_hash(store: &dyn MetadataStore) -> Result<String, NodeError> {
 pub fn verify(store: &StoreSpec) -> Result<String, NodeError> {
     let opened = open_existing(store, "--store")?;
     let hash = content_hash(&*opened)?;
+    let metadata = opened
+        .first(&meta_store_api::KeyRange::prefix(META_PREFIX))
+        .map_err(store_err("reading the store"))?
+        .is_some();
     opened.close().map_err(store_err("closing the store"))?;
+    if !metadata {
+        // A node on two engines: this is its Raft log's store.
+        return Ok(format!(
+            "{hash} (no metadata in this store: a Raft log store; verify the node's state store)"
+        ));
+    }
     Ok(hash)
 }
 

@@ -143,7 +143,7 @@ fn every_documented_metric_is_exported_with_help_and_type_in_a_stable_order() {
 fn an_online_backup_under_load_starts_a_new_cluster_on_another_engine() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let old = ProcCluster::new(&dirs, &["lmdb", "lmdb", "lmdb"]);
-    let _old_nodes = old.form();
+    let mut old_nodes = old.form();
     let apis = old.apis();
     leader(&apis[0]);
     // A writer adds key after key and notes each one's revision.
@@ -185,6 +185,16 @@ fn an_online_backup_under_load_starts_a_new_cluster_on_another_engine() {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the backup is private");
     }
+
+    // A survivor of a lost quorum still gives its backup (the way out).
+    old_nodes[0].kill();
+    old_nodes[2].kill();
+    let survivor = dirs.node("survivor.snap");
+    let last = cli_ok(
+        &apis[1],
+        &["snapshot", "save", "--out", survivor.to_str().unwrap()],
+    );
+    assert!(last["revision"].as_u64().unwrap() >= revision, "{last}");
 
     // A new cluster: other addresses, another engine, from the backup.
     let new_dirs = Dirs(Some(tempfile::tempdir().unwrap()));
