@@ -351,3 +351,43 @@ fn a_removed_voter_that_keeps_running_never_forces_an_election() {
     assert_eq!(status["term"], before, "no election: {status}");
     cli_ok(&apis[0], &["kv", "put", "still", "working"]);
 }
+
+#[test]
+fn offline_tools_say_which_store_of_a_split_node_holds_the_data() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let dir = dirs.node("n1");
+    let (api, raft) = (
+        format!("127.0.0.1:{}", common::free_port()),
+        format!("127.0.0.1:{}", common::free_port()),
+    );
+    let mut node = common::Proc::start_configured(
+        1,
+        "lmdb",
+        &dir,
+        true,
+        &api,
+        &raft,
+        "log_engine = \"fjall\"\n",
+    );
+    cli_ok(&api, &["kv", "put", "a", "1"]);
+    // Removing a node the cluster map does not hold: 404, as for a key.
+    let out = cli(&api, &["cluster", "remove-node", "99"]);
+    let error: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["error"]["status"], 404, "{error}");
+    let hash = cli_ok(&api, &["cluster", "hash"])["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    node.stop();
+    let verify = |store: String| {
+        let out = common::bin_ok(&["verify", "--store", &store]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let state = verify(format!("lmdb:{}", dir.join("state-lmdb").display()));
+    assert_eq!(state, hash, "the state store holds the data");
+    let log = verify(format!("fjall:{}", dir.join("log-fjall").display()));
+    assert!(
+        log.contains("no metadata in this store: a Raft log store"),
+        "{log}"
+    );
+}
