@@ -296,6 +296,28 @@ fn leadership_moves_to_the_voter_asked_for() {
     );
     let same = cli_ok(&apis[0], &["cluster", "transfer-leader", &to.to_string()]);
     assert_eq!(same["leader"], to);
+    // A client that gives up mid-way: whether the transfer finished or
+    // not, nothing stays paused (writes are taken, heartbeats go on).
+    let rt = runtime();
+    let impatient = Http::new(Duration::from_millis(300));
+    let gave_up = rt.block_on(impatient.send(
+        reqwest::Method::POST,
+        &apis[to as usize - 1],
+        "/v1/cluster/leader",
+        Some(format!("{{\"to\":{first}}}")),
+    ));
+    assert!(gave_up.is_err(), "the transfer takes longer than 300 ms");
+    std::thread::sleep(Duration::from_secs(3));
+    let status = cli_ok(&apis[0], &["cluster", "status"]);
+    let now = status["leader"].as_u64().unwrap();
+    cli_ok(&apis[0], &["kv", "put", "a", "2"]);
+    let stable = term(&apis[now as usize - 1]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        term(&apis[now as usize - 1]),
+        stable,
+        "heartbeats go on: no election"
+    );
     // Back again.
     let back = cli_ok(
         &apis[0],

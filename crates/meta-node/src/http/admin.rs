@@ -427,12 +427,24 @@ pub(crate) async fn transfer_leader(
             "a leader transfer is under way already",
         ));
     }
-    let outcome = hand_over(&state, to, &target, m.current_term).await;
-    let runtime = state.raft.runtime_config();
-    runtime.heartbeat(true);
-    runtime.elect(true);
-    state.transfer.store(0, Ordering::Release);
-    outcome.map(Json)
+    // Whatever happens, even if the client goes away and this future is
+    // dropped mid-way: heartbeats and elections come back, writes resume.
+    let _restore = Restore(&state);
+    hand_over(&state, to, &target, m.current_term)
+        .await
+        .map(Json)
+}
+
+/// Undoes what a leader transfer paused, when dropped.
+struct Restore<'a>(&'a ApiState);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let runtime = self.0.raft.runtime_config();
+        runtime.heartbeat(true);
+        runtime.elect(true);
+        self.0.transfer.store(0, Ordering::Release);
+    }
 }
 
 /// The steps of [`transfer_leader`] once writes stop.
