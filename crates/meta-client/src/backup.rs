@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 
-use crate::client::Client;
+use crate::client::{Client, Consistency};
 use crate::error::ClientError;
 use crate::wire;
 
@@ -45,10 +45,17 @@ fn header(response: &reqwest::Response, name: &str) -> u64 {
 }
 
 impl Client {
-    /// Starts an online backup from the node this client reaches first
-    /// (`admin`): read it with [`Backup::chunk`].
-    pub async fn backup(&self) -> Result<Backup, ClientError> {
-        let response = self.stream(Method::GET, "/v1/snapshot", Vec::new()).await?;
+    /// Starts an online backup (`admin`): read it with [`Backup::chunk`].
+    /// [`Consistency::Linearizable`] holds everything acknowledged before
+    /// the call (the leader serves it, after a read index);
+    /// [`Consistency::Stale`] is what the node this client reaches first
+    /// applied (the way out of a lost quorum).
+    pub async fn backup(&self, consistency: Consistency) -> Result<Backup, ClientError> {
+        let path = match consistency {
+            Consistency::Linearizable => "/v1/snapshot",
+            Consistency::Stale => "/v1/snapshot?stale=true",
+        };
+        let response = self.stream(Method::GET, path, Vec::new()).await?;
         Ok(Backup {
             applied_index: header(&response, wire::APPLIED_INDEX_HEADER),
             applied_term: header(&response, wire::APPLIED_TERM_HEADER),

@@ -295,11 +295,13 @@ impl Client {
                     self.preferred.store(index + 1, Ordering::Relaxed);
                     request.reads()
                 }
-                // Refused before reaching Raft (no leader known), or a read
-                // index that could not be had: nothing happened.
-                ClientError::Api { error, .. } => {
-                    matches!(error.code.as_str(), "no_leader" | "unavailable")
-                }
+                // Refused before reaching Raft (no leader known, leadership
+                // moving), or a read index that could not be had: nothing
+                // happened.
+                ClientError::Api { error, .. } => matches!(
+                    error.code.as_str(),
+                    "no_leader" | "unavailable" | "leader_transfer"
+                ),
                 _ => false,
             };
             if !retry || attempt >= self.retries {

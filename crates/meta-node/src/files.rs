@@ -56,9 +56,7 @@ pub fn private_dir(dir: &Path) -> Result<(), NodeError> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let context = || format!("writing {}", path.display());
     // A fresh name, created here (never an existing file with its mode).
-    let mut nonce = [0u8; 8];
-    let _ = getrandom::fill(&mut nonce);
-    let tmp = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
+    let tmp = sibling(path, "tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -69,15 +67,32 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let mut file = options
         .open(&tmp)
         .map_err(|e| NodeError::io(context(), e))?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(NodeError::io(context(), e));
     }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    rename_durably(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// A fresh name beside `path`: `<path>.<what>-<random>` (a temporary file
+/// to rename over it).
+pub fn sibling(path: &Path, what: &str) -> std::path::PathBuf {
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{what}-{}", hex::encode(nonce)));
+    std::path::PathBuf::from(name)
+}
+
+/// Renames `from` over `to` and syncs their directory, so the rename
+/// survives a crash.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<(), NodeError> {
+    let context = || format!("writing {}", to.display());
+    std::fs::rename(from, to).map_err(|e| NodeError::io(context(), e))?;
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
         // The rename is durable once the directory is.
         std::fs::File::open(parent)
             .and_then(|d| d.sync_all())

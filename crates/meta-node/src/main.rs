@@ -111,13 +111,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(SnapshotCommand::Save {
             store: Some(store),
             out,
+            ..
         }) => {
             let bytes = offline::snapshot_save(store, out, quiet)?;
             println!("saved {} ({bytes} bytes)", out.display());
             Ok(())
         }
-        Command::Snapshot(SnapshotCommand::Save { store: None, out }) => {
-            let backup = cli.client()?.backup().await?;
+        Command::Snapshot(SnapshotCommand::Save {
+            store: None,
+            out,
+            stale,
+        }) => {
+            let consistency = match stale {
+                true => meta_client::Consistency::Stale,
+                false => meta_client::Consistency::Linearizable,
+            };
+            let backup = cli.client()?.backup(consistency).await?;
             let (index, revision) = (backup.applied_index, backup.revision);
             let (bytes, sha256) = offline::save_online(backup, out).await?;
             if cli.json {

@@ -300,6 +300,7 @@ impl Node {
             node_id: config.node_id,
             network: alarm_network,
             transfer: Arc::default(),
+            ops: Arc::default(),
             telemetry,
             state_machine,
             stores_on_disk: {

@@ -202,6 +202,15 @@ pub fn restore_new_cluster(
     members: &std::collections::BTreeMap<u64, meta_raft::types::NodeAddr>,
     quiet: bool,
 ) -> Result<Seeded, NodeError> {
+    if !members.contains_key(&node_id) {
+        return Err(NodeError::config(
+            "--node-id",
+            format!("node {node_id} is not one of the --member list"),
+        ));
+    }
+    // Checked whole before anything is created: a damaged backup leaves
+    // the data directory as it was.
+    verify_file(input, "--in")?;
     let mut file =
         File::open(input).map_err(|e| NodeError::io(format!("opening {}", input.display()), e))?;
     let header = meta_store_api::snapshot::SnapshotReader::new(&mut file)
@@ -317,7 +326,10 @@ pub async fn save_online(
     mut backup: meta_client::Backup,
     out: &Path,
 ) -> Result<(u64, String), NodeError> {
-    let file = crate::files::private_file(out)?;
+    // Written beside `out` and renamed over it once verified: a failed or
+    // interrupted download never costs the previous backup.
+    let partial = crate::files::sibling(out, "partial");
+    let file = crate::files::private_file(&partial)?;
     let mut writer = BufWriter::new(file);
     let mut digest = Sha256::new();
     let mut bytes = 0u64;
@@ -337,23 +349,25 @@ pub async fn save_online(
             .get_ref()
             .sync_all()
             .map_err(|e| NodeError::io(format!("syncing {}", out.display()), e))?;
-        verify_file(out)
+        verify_file(&partial, "--out")?;
+        crate::files::rename_durably(&partial, out)
     }
     .await;
     if let Err(e) = result {
-        let _ = std::fs::remove_file(out);
+        let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
     Ok((bytes, hex::encode(digest.finalize())))
 }
 
-/// Reads a snapshot file to its end through the checksumming reader.
-fn verify_file(path: &Path) -> Result<(), NodeError> {
+/// Reads a snapshot file to its end through the checksumming reader
+/// (`flag` names it in the error).
+fn verify_file(path: &Path, flag: &str) -> Result<(), NodeError> {
     let file =
         File::open(path).map_err(|e| NodeError::io(format!("opening {}", path.display()), e))?;
     let damaged = |e: meta_store_api::snapshot::SnapshotError| {
         NodeError::config(
-            "--out",
+            flag,
             format!("{} is not a complete, intact snapshot: {e}", path.display()),
         )
     };

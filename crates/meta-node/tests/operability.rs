@@ -190,9 +190,21 @@ fn an_online_backup_under_load_starts_a_new_cluster_on_another_engine() {
     old_nodes[0].kill();
     old_nodes[2].kill();
     let survivor = dirs.node("survivor.snap");
-    let last = cli_ok(
+    let out = cli(
         &apis[1],
         &["snapshot", "save", "--out", survivor.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "no leader: no linearizable backup");
+    assert!(!survivor.exists(), "nothing left behind");
+    let last = cli_ok(
+        &apis[1],
+        &[
+            "snapshot",
+            "save",
+            "--stale",
+            "--out",
+            survivor.to_str().unwrap(),
+        ],
     );
     assert!(last["revision"].as_u64().unwrap() >= revision, "{last}");
 
@@ -225,6 +237,39 @@ fn an_online_backup_under_load_starts_a_new_cluster_on_another_engine() {
         // The old cluster's keys came along; so does its root token.
         std::fs::copy(old.dir(0).join("root.token"), dir.join("root.token")).unwrap();
     }
+    // Refusals leave nothing behind: a node id not among the members, a
+    // damaged backup, a directory that holds a store.
+    let refused = |dir: &std::path::Path, node: &str, input: &std::path::Path| {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            dir.to_str().unwrap().into(),
+            "snapshot".into(),
+            "restore-cluster".into(),
+            "--in".into(),
+            input.to_str().unwrap().into(),
+            "--node-id".into(),
+            node.into(),
+            "--engine".into(),
+            "fjall".into(),
+        ];
+        args.extend(members.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::bin_err(&args)
+    };
+    let spare = new_dirs.node("spare");
+    let error = refused(&spare, "9", &file);
+    assert!(error.contains("not one of the --member list"), "{error}");
+    assert!(!spare.exists(), "{error}");
+    let damaged = new_dirs.node("damaged.snap");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let error = refused(&spare, "1", &damaged);
+    assert!(error.contains("not a complete, intact snapshot"), "{error}");
+    assert!(!spare.exists(), "{error}");
+    let error = refused(&new.dir(0), "1", &file);
+    assert!(error.contains("holds a store already"), "{error}");
     let id = |dir: std::path::PathBuf| -> String {
         let text = std::fs::read_to_string(dir.join("identity.toml")).unwrap();
         text.lines()
@@ -412,4 +457,51 @@ fn offline_tools_say_which_store_of_a_split_node_holds_the_data() {
         log.contains("no metadata in this store: a Raft log store"),
         "{log}"
     );
+}
+
+#[test]
+fn backups_at_once_are_bounded_and_a_stalled_one_holds_nothing_else_up() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (api, raft) = (
+        format!("127.0.0.1:{}", common::free_port()),
+        format!("127.0.0.1:{}", common::free_port()),
+    );
+    let _node = common::Proc::start(1, "lmdb", &dirs.node("n1"), true, &api, &raft, None);
+    // More than the socket buffers and the node's queue hold.
+    let value = dirs.node("value");
+    // Random bytes: the snapshot format compresses.
+    let mut rng = common::Rng(0x9e37_79b9_7f4a_7c15);
+    let bytes: Vec<u8> = (0..1 << 20).map(|_| rng.next() as u8).collect();
+    std::fs::write(&value, bytes).unwrap();
+    for i in 0..24 {
+        let at = format!("@{}", value.display());
+        cli_ok(&api, &["kv", "put", &format!("big/{i}"), &at]);
+    }
+    let rt = runtime();
+    let http = Http::new(Duration::from_secs(30));
+    let open = || {
+        rt.block_on(http.send(reqwest::Method::GET, &api, "/v1/snapshot", None))
+            .unwrap()
+    };
+    // Two clients that read nothing hold both slots...
+    let stalled = [open(), open()];
+    for response in &stalled {
+        assert_eq!(response.status(), 200);
+    }
+    let busy = open();
+    assert_eq!(busy.status(), 503);
+    let body = rt.block_on(busy.text()).unwrap();
+    assert!(body.contains("backup_busy"), "{body}");
+    // ...while writes go on, and once they go, a backup works again.
+    cli_ok(&api, &["kv", "put", "during", "backups"]);
+    drop(stalled);
+    let file = dirs.node("after.snap");
+    let mut saved = None;
+    wait_until(10, "a backup slot to free up", || {
+        let out = cli(&api, &["snapshot", "save", "--out", file.to_str().unwrap()]);
+        saved = out.status.success().then(|| out.stdout);
+        saved.is_some()
+    });
+    let saved: Value = serde_json::from_slice(&saved.unwrap()).unwrap();
+    assert!(saved["bytes"].as_u64().unwrap() > 24 << 20, "{saved}");
 }

@@ -608,9 +608,14 @@ pub enum SnapshotCommand {
         /// --addr).
         #[arg(long)]
         store: Option<StoreSpec>,
-        /// Output file (written `0600`).
+        /// Output file (written `0600`; replaced only once the new one is
+        /// complete and verified).
         #[arg(long)]
         out: PathBuf,
+        /// Online: what the node at --addr applied, without asking the
+        /// leader (for a node that has none: a lost quorum).
+        #[arg(long)]
+        stale: bool,
     },
     /// Make a new data directory a member of a new cluster that starts
     /// from an online backup: run it for every member, with the same

@@ -193,6 +193,7 @@ pub(crate) async fn add_learner(
         .map_or(DEFAULT_LEARNER_WAIT, Duration::from_secs)
         .min(state.longest_wait);
     let m = leading(&state, &uri)?;
+    super::transfer_gate(&state)?;
     let membership = m.membership_config.membership();
     if membership.voter_ids().any(|v| v == body.id) {
         return Err(ApiError::new(
@@ -298,6 +299,7 @@ pub(crate) async fn remove_member(
     Query(query): Query<ForceQuery>,
 ) -> ApiResult<Json<wire::RemoveMemberResponse>> {
     let m = leading(&state, &uri)?;
+    super::transfer_gate(&state)?;
     let membership = m.membership_config.membership();
     if membership.get_node(&id).is_none() {
         return Err(ApiError::new(
@@ -491,6 +493,21 @@ async fn hand_over(
     // The followers' lease on this leader runs out one maximal election
     // timeout after its last message.
     tokio::time::sleep(timeout_max + Duration::from_millis(50)).await;
+    // An entry proposed around the gate (a lease expiry, an alarm) must be
+    // on the target too, or the others refuse it their votes.
+    let m = state.raft.metrics().borrow().clone();
+    let matched = Progress::of(state, &m, to).matched;
+    if matched < m.last_log_index {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transfer_failed",
+            format!(
+                "node {to} fell behind during the transfer (has {matched:?} of {:?}); \
+                 this node still leads: retry",
+                m.last_log_index
+            ),
+        ));
+    }
     if let Err(e) = state
         .network
         .timeout_now(to, target, state.node_id, term)
@@ -550,6 +567,7 @@ pub(crate) async fn change_membership(
         return Err(ApiError::bad_request("a cluster needs at least one voter"));
     }
     let m = leading(&state, &uri)?;
+    super::transfer_gate(&state)?;
     let membership = m.membership_config.membership();
     if let Some(stranger) = body
         .voters

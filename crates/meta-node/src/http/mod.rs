@@ -45,7 +45,7 @@ use crate::auth::{self, Principal, Scope, Token};
 mod admin;
 mod data;
 mod leases;
-mod ops;
+pub mod ops;
 pub mod server;
 pub mod watch;
 
@@ -91,6 +91,8 @@ pub struct ApiState {
     pub network: crate::transport::TcpNetwork,
     /// The voter leadership is being handed to (0: none); writes wait.
     pub transfer: Arc<std::sync::atomic::AtomicU64>,
+    /// Limits of backups and scrapes.
+    pub ops: Arc<ops::OpsLimits>,
     /// This node's metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The state machine (for online backups).
@@ -487,6 +489,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     }
 }
 
+/// `503 leader_transfer` while this leader hands leadership over: a write
+/// or a read index now would renew the followers' lease on it (or lengthen
+/// its log) and make the transfer fail.
+pub(crate) fn transfer_gate(state: &ApiState) -> ApiResult<()> {
+    match state.transfer.load(std::sync::atomic::Ordering::Acquire) {
+        0 => Ok(()),
+        to => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leader_transfer",
+            format!("leadership is moving to node {to}; retry shortly"),
+        )),
+    }
+}
+
 /// Proposes a command through Raft (group commit: concurrent requests share
 /// one log entry and one fsync); a rejection becomes a 4xx.
 pub(crate) async fn propose(
@@ -494,14 +510,7 @@ pub(crate) async fn propose(
     uri: &OriginalUri,
     command: Command,
 ) -> ApiResult<meta_raft::Response> {
-    let moving_to = state.transfer.load(std::sync::atomic::Ordering::Acquire);
-    if moving_to != 0 {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "leader_transfer",
-            format!("leadership is moving to node {moving_to}; retry shortly"),
-        ));
-    }
+    transfer_gate(state)?;
     let Ok(proposed) =
         tokio::time::timeout(state.request_timeout, state.proposer.propose(command)).await
     else {
@@ -616,6 +625,7 @@ pub(crate) async fn read_barrier(
     if stale {
         return Ok(());
     }
+    transfer_gate(state)?;
     let Ok(barrier) =
         tokio::time::timeout(state.request_timeout, state.raft.ensure_linearizable()).await
     else {

@@ -5,7 +5,9 @@ use std::io::Read;
 use std::path::Path;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use meta_client::wire;
@@ -14,16 +16,44 @@ use meta_raft::model::NodeState;
 use crate::http::{ApiError, ApiResult, ApiState, ChannelBody};
 use crate::telemetry::Gauges;
 
+/// What the operations routes share: at most [`MAX_BACKUPS`] backups at
+/// once (each holds an engine read view and two threads), one scrape at a
+/// time (each walks the stores' directories).
+pub struct OpsLimits {
+    backups: Arc<tokio::sync::Semaphore>,
+    scrape: tokio::sync::Mutex<()>,
+}
+
+/// Online backups a node serves at once; more get `503 backup_busy`.
+pub const MAX_BACKUPS: usize = 2;
+
+impl Default for OpsLimits {
+    fn default() -> OpsLimits {
+        OpsLimits {
+            backups: Arc::new(tokio::sync::Semaphore::new(MAX_BACKUPS)),
+            scrape: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpsLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsLimits").finish_non_exhaustive()
+    }
+}
+
 /// `GET /metrics`.
-pub(super) async fn prometheus(State(state): State<ApiState>) -> impl IntoResponse {
+pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<Response> {
+    let ops = state.ops.clone();
+    let _one_at_a_time = ops.scrape.lock().await;
     let text = tokio::task::spawn_blocking(move || {
         let gauges = Gauges::default();
         read_gauges(&state, &gauges);
         state.telemetry.render(&gauges)
     })
     .await
-    .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    .map_err(|e| ApiError::internal(format!("reading the metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// Reads every gauge of `crate::telemetry::METRICS` from the node.
@@ -162,13 +192,45 @@ fn disk_bytes(dir: &Path) -> u64 {
 const BACKUP_CHUNK: usize = 64 * 1024;
 /// Chunks queued ahead of a slow client: memory stays bounded by this.
 const BACKUP_QUEUE: usize = 4;
+/// A client that takes no chunk for this long is dropped, and the engine's
+/// read view it held is released (an LMDB reader held open keeps the
+/// store from reusing freed pages).
+const BACKUP_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `?stale=true`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackupQuery {
+    #[serde(default)]
+    stale: bool,
+}
 
 /// `GET /v1/snapshot`: a consistent copy of the metadata (data and applied
 /// state, no Raft log) as of now, streamed in the portable snapshot format
 /// with the applied index, term and revision it holds in the headers.
 /// `meta-node snapshot save --addr` writes it to a file and verifies it;
 /// `snapshot restore --new-cluster` starts a new cluster from it.
-pub(super) async fn backup(State(state): State<ApiState>) -> ApiResult<Response> {
+pub(super) async fn backup(
+    State(state): State<ApiState>,
+    uri: OriginalUri,
+    Query(query): Query<BackupQuery>,
+) -> ApiResult<Response> {
+    // Everything acknowledged before the request is in it: a read index
+    // (a follower redirects to the leader). `stale=true` takes what this
+    // node applied, for a node with no leader (the last resort).
+    super::read_barrier(&state, &uri, query.stale).await?;
+    let Ok(permit) = state.ops.backups.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backup_busy",
+            format!("{MAX_BACKUPS} backups are under way on this node; retry when one ends"),
+        ));
+    };
+    if state.state_machine.failed() {
+        return Err(ApiError::internal(
+            "this node's state machine failed: take the backup from another node",
+        ));
+    }
     let sm = state.state_machine.clone();
     let backup = tokio::task::spawn_blocking(move || sm.backup().map_err(|e| e.to_string()))
         .await
@@ -178,26 +240,37 @@ pub(super) async fn backup(State(state): State<ApiState>) -> ApiResult<Response>
     let revision = backup.applied.revision;
     let (tx, rx) = tokio::sync::mpsc::channel(BACKUP_QUEUE);
     let mut stream = backup.stream;
+    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("backup".into())
         .spawn(move || {
+            let _permit = permit;
+            let send = |item| {
+                // The timer is made inside the runtime (this thread is not).
+                runtime
+                    .block_on(async { tokio::time::timeout(BACKUP_SEND_TIMEOUT, tx.send(item)).await })
+                    .is_ok_and(|sent| sent.is_ok())
+            };
             loop {
                 let mut chunk = vec![0; BACKUP_CHUNK];
                 let sent = match stream.read(&mut chunk) {
                     Ok(0) => return,
                     Ok(n) => {
                         chunk.truncate(n);
-                        tx.blocking_send(Ok(Bytes::from(chunk)))
+                        send(Ok(Bytes::from(chunk)))
                     }
                     Err(e) => {
                         tracing::warn!("online backup failed while streaming: {e}");
-                        let _ = tx.blocking_send(Err(e));
+                        send(Err(e));
                         return;
                     }
                 };
-                // The client went away: stop reading (and release the
-                // engine's read view).
-                if sent.is_err() {
+                // The client went away or stopped reading: stop (and
+                // release the engine's read view).
+                if !sent {
+                    tracing::warn!(
+                        "online backup abandoned: the client took nothing for {BACKUP_SEND_TIMEOUT:?} or went away"
+                    );
                     return;
                 }
             }
