@@ -499,7 +499,7 @@ fn backups_at_once_are_bounded_and_a_stalled_one_holds_nothing_else_up() {
     let mut saved = None;
     wait_until(10, "a backup slot to free up", || {
         let out = cli(&api, &["snapshot", "save", "--out", file.to_str().unwrap()]);
-        saved = out.status.success().then(|| out.stdout);
+        saved = out.status.success().then_some(out.stdout);
         saved.is_some()
     });
     let saved: Value = serde_json::from_slice(&saved.unwrap()).unwrap();
