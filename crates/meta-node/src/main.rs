@@ -330,9 +330,14 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
     }
     // Only what this node knows for sure: after a restart the leader it
     // remembers may have lost its place (the log says when one is heard).
-    if node.wait_to_lead(Duration::from_secs(5)).await {
-        println!("leader: node {} (this node)", c.node_id);
-    }
+    // Said by a task: signals are handled from the next line on.
+    let leads = node.wait_to_lead(Duration::from_secs(5));
+    let id = c.node_id;
+    tokio::spawn(async move {
+        if leads.await {
+            println!("leader: node {id} (this node)");
+        }
+    });
     tokio::select! {
         () = shutdown_signal() => {
             println!("shutting down");

@@ -432,14 +432,19 @@ impl Node {
     }
 
     /// Waits until this node leads; false if it does not within `timeout`.
-    pub async fn wait_to_lead(&self, timeout: Duration) -> bool {
+    pub fn wait_to_lead(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
         let mut metrics = self.raft.metrics();
-        tokio::time::timeout(
-            timeout,
-            metrics.wait_for(|m| m.state == openraft::ServerState::Leader),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok())
+        async move {
+            tokio::time::timeout(
+                timeout,
+                metrics.wait_for(|m| m.state == openraft::ServerState::Leader),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok())
+        }
     }
 
     /// Waits until this node knows a leader (itself included).

@@ -130,6 +130,19 @@ pub fn snapshot_save(store: &StoreSpec, out: &Path, quiet: bool) -> Result<u64, 
     Ok(bytes)
 }
 
+/// Opens a snapshot file and reads its header.
+fn open_snapshot(
+    input: &Path,
+) -> Result<(File, meta_store_api::snapshot::SnapshotHeader), NodeError> {
+    let mut file =
+        File::open(input).map_err(|e| NodeError::io(format!("opening {}", input.display()), e))?;
+    let header = meta_store_api::snapshot::SnapshotReader::new(&mut file)
+        .map_err(|e| store_err(format!("reading {}", input.display()))(e.into()))?
+        .header()
+        .clone();
+    Ok((file, header))
+}
+
 /// Replaces the whole content of `store` with the snapshot in `input`
 /// (atomically: a bad file leaves the store as it was). The file must be a
 /// whole-store snapshot (`snapshot save`), and a store holding data is only
@@ -140,14 +153,9 @@ pub fn snapshot_restore(
     force: bool,
     quiet: bool,
 ) -> Result<u64, NodeError> {
-    let mut file =
-        File::open(input).map_err(|e| NodeError::io(format!("opening {}", input.display()), e))?;
+    let (mut file, header) = open_snapshot(input)?;
     // A snapshot of a prefix (a Raft snapshot of /meta/) restored over the
     // whole store would erase the Raft log and vote: refuse it.
-    let header = meta_store_api::snapshot::SnapshotReader::new(&mut file)
-        .map_err(|e| store_err(format!("reading {}", input.display()))(e.into()))?
-        .header()
-        .clone();
     if !header.prefix.is_empty() {
         return Err(NodeError::config(
             "--in",
@@ -211,12 +219,7 @@ pub fn restore_new_cluster(
     // Checked whole before anything is created: a damaged backup leaves
     // the data directory as it was.
     verify_file(input, "--in")?;
-    let mut file =
-        File::open(input).map_err(|e| NodeError::io(format!("opening {}", input.display()), e))?;
-    let header = meta_store_api::snapshot::SnapshotReader::new(&mut file)
-        .map_err(|e| store_err(format!("reading {}", input.display()))(e.into()))?
-        .header()
-        .clone();
+    let (mut file, header) = open_snapshot(input)?;
     if header.prefix != META_PREFIX {
         return Err(NodeError::config(
             "--in",

@@ -287,6 +287,18 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
     }
 }
 
+/// Whether `raft` knows no membership yet (a node waiting for `cluster
+/// init` or for its first leader).
+pub(crate) fn in_no_cluster(raft: &Raft) -> bool {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_none()
+}
+
 /// Starts an election on this node because its leader `node` asked in
 /// `term` (a leader transfer), if this node is a voter that knows `node` as
 /// its leader in that term.
@@ -419,16 +431,7 @@ async fn serve_connection(
             request,
             PeerRequest::AppendEntries(_) | PeerRequest::InstallSnapshot(_)
         );
-        let adopt = from_leader
-            && identity.cluster().is_none()
-            && raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .next()
-                .is_none();
+        let adopt = from_leader && identity.cluster().is_none() && in_no_cluster(&raft);
         identity
             .admit(cluster, adopt)
             .map_err(|e| refused(e.to_string()))?;

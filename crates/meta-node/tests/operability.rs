@@ -217,29 +217,8 @@ fn an_online_backup_under_load_starts_a_new_cluster_on_another_engine() {
         .enumerate()
         .map(|(i, (api, raft))| format!("--member={}={raft},{api}", i + 1))
         .collect();
-    for i in 0..3 {
-        let dir = new.dir(i);
-        let mut args = vec![
-            "--data-dir".to_string(),
-            dir.to_str().unwrap().to_string(),
-            "snapshot".into(),
-            "restore-cluster".into(),
-            "--in".into(),
-            file.to_str().unwrap().into(),
-            "--node-id".into(),
-            (i + 1).to_string(),
-            "--engine".into(),
-            "fjall".into(),
-        ];
-        args.extend(members.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::bin_ok(&args);
-        // The old cluster's keys came along; so does its root token.
-        std::fs::copy(old.dir(0).join("root.token"), dir.join("root.token")).unwrap();
-    }
-    // Refusals leave nothing behind: a node id not among the members, a
-    // damaged backup, a directory that holds a store.
-    let refused = |dir: &std::path::Path, node: &str, input: &std::path::Path| {
+    // `snapshot restore-cluster` of `input` into `dir` as node `node`.
+    let restore = |dir: &std::path::Path, node: &str, input: &std::path::Path| {
         let mut args = vec![
             "--data-dir".to_string(),
             dir.to_str().unwrap().into(),
@@ -253,8 +232,21 @@ fn an_online_backup_under_load_starts_a_new_cluster_on_another_engine() {
             "fjall".into(),
         ];
         args.extend(members.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::bin_err(&args)
+        common::bin(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    for i in 0..3 {
+        let dir = new.dir(i);
+        let out = restore(&dir, &(i + 1).to_string(), &file);
+        assert!(out.status.success(), "{out:?}");
+        // The old cluster's keys came along; so does its root token.
+        std::fs::copy(old.dir(0).join("root.token"), dir.join("root.token")).unwrap();
+    }
+    // Refusals leave nothing behind: a node id not among the members, a
+    // damaged backup, a directory that holds a store.
+    let refused = |dir: &std::path::Path, node: &str, input: &std::path::Path| {
+        let out = restore(dir, node, input);
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let spare = new_dirs.node("spare");
     let error = refused(&spare, "9", &file);

@@ -252,24 +252,13 @@ impl ApiError {
                     )
                 }
             }
-            _ if state
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .next()
-                .is_none() =>
-            {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_leader",
-                    "this node is in no cluster yet: found one with `meta-node cluster init \
+            _ if crate::transport::in_no_cluster(&state.raft) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "this node is in no cluster yet: found one with `meta-node cluster init \
                      ID=RAFT_ADDR,API_ADDR ...` (the token is in its data directory's init.token), \
                      or add it to a running one with `meta-node cluster add-learner`",
-                )
-            }
+            ),
             _ => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_leader",
