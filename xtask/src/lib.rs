@@ -10,6 +10,8 @@
 //! - `cargo xtask fuzz [--seconds N] [TARGET ...]`: the cargo-fuzz targets.
 //! - `cargo xtask soak [--minutes N]`: crash and linearizability campaigns
 //!   at soak size for a time budget.
+//! - `cargo xtask ui-test`: the dashboard's browser test (needs Chromium
+//!   and ChromeDriver; fails, saying so, without them).
 //!
 //! The tidy checks (layer rule, module headers) live in `tests/tidy.rs` and
 //! run with the test suite.
@@ -20,6 +22,7 @@ pub mod conformance;
 pub mod crash;
 pub mod fuzz;
 pub mod soak;
+pub mod ui_test;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +61,8 @@ pub enum Task {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
         minutes: u64,
     },
+    /// The dashboard's browser test, in headless Chromium.
+    UiTest,
 }
 
 /// The workspace root.

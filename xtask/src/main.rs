@@ -45,6 +45,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Task::UiTest => match xtask::ui_test::run() {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("ui-test: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Task::Soak { minutes } => {
             let start = std::time::Instant::now();
             match xtask::soak::run(minutes) {

@@ -375,6 +375,11 @@ pub fn routes() -> Vec<Route> {
     let monitor = || Need::Scope(Scope::Monitor);
     vec![
         route(M::GET, "/health", Need::Public),
+        route(M::GET, "/", Need::Public),
+        route(M::GET, "/ui/", Need::Public),
+        route(M::GET, "/ui/app.js", Need::Public),
+        route(M::GET, "/ui/style.css", Need::Public),
+        route(M::GET, "/v1/auth/whoami", Need::Authenticated),
         route(M::GET, "/metrics", monitor()),
         route(M::GET, "/v1/snapshot", admin()),
         route(M::POST, "/v1/cluster/leader", admin()),

@@ -314,6 +314,10 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
         "meta-node {} listening: client API {scheme}://{}, peers {} ({peers}); {stores}",
         c.node_id, node.api_addr, node.raft_addr
     );
+    println!(
+        "dashboard: {scheme}://{}/ui/ (sign in with a token)",
+        node.api_addr
+    );
     let token_file = |name: &str| Some(c.data_dir.join(name)).filter(|p| p.exists());
     if c.insecure {
         println!("INSECURE: no client authentication, plaintext peers");

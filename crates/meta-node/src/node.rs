@@ -42,6 +42,7 @@ pub struct Node {
     transport_task: JoinHandle<()>,
     alarm_task: JoinHandle<()>,
     lease_task: JoinHandle<()>,
+    announce_task: JoinHandle<()>,
 }
 
 async fn open_store(
@@ -217,6 +218,7 @@ impl Node {
             raft.clone(),
             peer_security,
             peer_budget,
+            peers.clone(),
         ));
 
         let initialized = raft
@@ -285,6 +287,11 @@ impl Node {
             }
             .run(),
         );
+        let announce_task = tokio::spawn(alarm_network.clone().announce(
+            raft.clone(),
+            config.node_id,
+            config.engines().to_string(),
+        ));
         let deadlines = crate::lease::Deadlines::default();
         let lease_task = tokio::spawn(crate::lease::run(
             config.node_id,
@@ -428,6 +435,7 @@ impl Node {
             transport_task,
             alarm_task,
             lease_task,
+            announce_task,
         })
     }
 
@@ -484,6 +492,7 @@ impl Node {
         self.transport_task.abort();
         self.alarm_task.abort();
         self.lease_task.abort();
+        self.announce_task.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

@@ -105,6 +105,14 @@ pub enum PeerRequest {
         /// The sender's term.
         term: u64,
     },
+    /// A node tells the leader what it runs on (for `cluster status` and
+    /// the dashboard).
+    NodeInfo {
+        /// The sender, proven by its certificate.
+        node: u64,
+        /// Its engines, as `cluster status` shows them.
+        engine: String,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -120,6 +128,8 @@ pub enum PeerResponse {
     DiskAlarm(Result<(), String>),
     /// To `TimeoutNow`: the election started, or why not.
     TimeoutNow(Result<(), String>),
+    /// To `NodeInfo`.
+    NodeInfo(Result<(), String>),
 }
 
 async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
@@ -243,6 +253,7 @@ pub async fn serve(
     raft: Raft,
     security: PeerSecurity,
     budget: Arc<crate::conn::Budget>,
+    contacts: PeerContacts,
 ) {
     let acceptor = security
         .tls
@@ -253,9 +264,11 @@ pub async fn serve(
     loop {
         let (tcp, peer) = budget.accept(&listener).await;
         let (raft, acceptor, identity) = (raft.clone(), acceptor.clone(), identity.clone());
-        let frames = frames.clone();
+        let (frames, contacts) = (frames.clone(), contacts.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(tcp, peer, acceptor, raft, identity, frames).await {
+            if let Err(e) =
+                serve_connection(tcp, peer, acceptor, raft, identity, frames, contacts).await
+            {
                 // Authenticated peers that break the rules are worth a
                 // warning; strangers failing the handshake are noise.
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -283,7 +296,9 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
         PeerRequest::AppendEntries(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::Vote(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::InstallSnapshot(rpc) => rpc.vote.leader_id.voted_for(),
-        PeerRequest::DiskAlarm { node, .. } | PeerRequest::TimeoutNow { node, .. } => Some(*node),
+        PeerRequest::DiskAlarm { node, .. }
+        | PeerRequest::TimeoutNow { node, .. }
+        | PeerRequest::NodeInfo { node, .. } => Some(*node),
     }
 }
 
@@ -376,6 +391,7 @@ async fn serve_connection(
     raft: Raft,
     identity: Arc<Identity>,
     frames: FrameBudget,
+    contacts: PeerContacts,
 ) -> std::io::Result<()> {
     let timed_out = |what: &str| {
         std::io::Error::new(
@@ -448,6 +464,9 @@ async fn serve_connection(
             }
             PeerRequest::TimeoutNow { node, term } => {
                 PeerResponse::TimeoutNow(timeout_now(&raft, node, term).await)
+            }
+            PeerRequest::NodeInfo { node, engine } => {
+                PeerResponse::NodeInfo(contacts.set_engine(node, engine))
             }
         };
         let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
@@ -601,6 +620,8 @@ pub struct Contact {
     pub last_answer: Option<std::time::Instant>,
     /// The last call's error, if the last call failed.
     pub last_error: Option<String>,
+    /// The engines it said it runs on.
+    pub engine: Option<String>,
 }
 
 impl PeerContacts {
@@ -614,6 +635,16 @@ impl PeerContacts {
     fn failed(&self, target: u64, error: &std::io::Error) {
         let mut contacts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         contacts.entry(target).or_default().last_error = Some(error.to_string());
+    }
+
+    /// Records what node `node` says it runs on (a short text).
+    fn set_engine(&self, node: u64, engine: String) -> Result<(), String> {
+        if engine.len() > 64 {
+            return Err("engine description over 64 bytes".into());
+        }
+        let mut contacts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        contacts.entry(node).or_default().engine = Some(engine);
+        Ok(())
     }
 
     /// What is known of `target` (nothing if this node never called it).
@@ -681,6 +712,39 @@ impl TcpNetwork {
 }
 
 impl TcpNetwork {
+    /// Tells the leader what this node runs on: at once when a leader is
+    /// known, again every 10 seconds and whenever the leader changes
+    /// (until the task is aborted).
+    pub async fn announce(self, raft: Raft, node: u64, engine: String) {
+        let mut metrics = raft.metrics();
+        loop {
+            let leader = {
+                let m = raft.metrics();
+                let m = m.borrow();
+                m.current_leader
+                    .filter(|l| *l != node)
+                    .and_then(|l| Some((l, m.membership_config.membership().get_node(&l)?.clone())))
+            };
+            if let Some((leader, addr)) = leader {
+                let connection = self.clone().new_client(leader, &addr).await;
+                let request = PeerRequest::NodeInfo {
+                    node,
+                    engine: engine.clone(),
+                };
+                // Best effort: the next round tries again.
+                let _ = connection
+                    .call(request, &RPCOption::new(Duration::from_secs(5)))
+                    .await;
+            }
+            let known = metrics.borrow_and_update().current_leader;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                metrics.wait_for(|m| m.current_leader != known),
+            )
+            .await;
+        }
+    }
+
     /// Asks voter `target` to start an election now (a leader transfer;
     /// this node leads in `term`).
     pub async fn timeout_now(

@@ -237,6 +237,10 @@ pub struct Progress {
 pub struct Member {
     /// Its client API address.
     pub api: String,
+    /// The engines it runs on (`lmdb`, or `fjall (log) and lmdb (state)`):
+    /// this node's own, and on the leader what the others told it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Its progress (on the leader only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,

@@ -26,6 +26,17 @@ pub const APPLIED_INDEX_HEADER: &str = "x-meta-applied-index";
 /// The header carrying the term of that log entry.
 pub const APPLIED_TERM_HEADER: &str = "x-meta-applied-term";
 
+/// `GET /v1/auth/whoami`: who the caller's token is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// The API key's id.
+    pub id: String,
+    /// Its scopes, as `apikey create --scope` spells them.
+    pub scopes: Vec<String>,
+    /// When it expires (Unix ms), if it does.
+    pub expires_at_ms: Option<u64>,
+}
+
 /// `POST /v1/cluster/leader`: move leadership to another voter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

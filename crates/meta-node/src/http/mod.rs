@@ -47,6 +47,7 @@ mod data;
 mod leases;
 pub mod ops;
 pub mod server;
+pub mod ui;
 pub mod watch;
 
 pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
@@ -127,6 +128,23 @@ pub struct ApiState {
     pub watch: crate::config::WatchSection,
     /// The lease deadlines this node counts while it leads.
     pub deadlines: crate::lease::Deadlines,
+}
+
+impl ApiState {
+    /// This node's engines.
+    pub fn engines(&self) -> crate::identity::Engines {
+        match &self.stores_on_disk[..] {
+            [(_, one, _)] => crate::identity::Engines {
+                log: *one,
+                state: *one,
+            },
+            [(_, log, _), (_, state, _), ..] => crate::identity::Engines {
+                log: *log,
+                state: *state,
+            },
+            [] => unreachable!("a node has a store"),
+        }
+    }
 }
 
 /// How the API authenticates its callers.
@@ -1022,8 +1040,13 @@ async fn status(State(state): State<ApiState>) -> ApiResult<Json<wire::StatusRes
     let members = membership
         .nodes()
         .map(|(id, n)| {
+            let engine = match *id == m.id {
+                true => Some(state.engines().to_string()),
+                false => state.peers.get(*id).engine,
+            };
             let member = wire::Member {
                 api: n.api.clone(),
+                engine,
                 progress: progress.remove(id),
                 raft: n.raft.clone(),
                 voter: voters.contains(id),
@@ -1244,6 +1267,11 @@ async fn fallback(uri: OriginalUri) -> ApiError {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
+        .route("/v1/auth/whoami", get(ui::whoami))
         .route("/metrics", get(ops::prometheus))
         .route("/v1/snapshot", get(ops::backup))
         .route("/v1/cluster/leader", post(admin::transfer_leader))

@@ -59,11 +59,8 @@ pub(super) async fn prometheus(State(state): State<ApiState>) -> ApiResult<Respo
 /// Reads every gauge of `crate::telemetry::METRICS` from the node.
 fn read_gauges(state: &ApiState, g: &Gauges) {
     let m = state.raft.metrics().borrow().clone();
-    let (log_engine, state_engine) = match &state.stores_on_disk[..] {
-        [(_, one, _)] => (*one, *one),
-        [(_, log, _), (_, st, _), ..] => (*log, *st),
-        [] => unreachable!("a node has a store"),
-    };
+    let engines = state.engines();
+    let (log_engine, state_engine) = (engines.log, engines.state);
     g.set(
         "meta_node_info",
         &[
