@@ -96,6 +96,28 @@ async fn wait_for(client: &Client, css: &str, secs: u64) -> fantoccini::elements
     }
 }
 
+/// The text of everything `css` matches, read at once (the page
+/// re-renders what it refreshes: elements found earlier go stale).
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let found = client
+        .execute(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.textContent);",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// The text of the first thing `css` matches ("" if none).
+async fn text(client: &Client, css: &str) -> String {
+    texts(client, css)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
 async fn count(client: &Client, css: &str) -> usize {
     client.find_all(Locator::Css(css)).await.unwrap().len()
 }
@@ -164,6 +186,11 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         ("app/limits/max-conns", "512"),
         ("app/region", "eu-west"),
         ("svc/router", "10.0.0.7:9000"),
+        // Shown as text, never run as markup.
+        (
+            "svc/<img src=x onerror=document.title='pwned'>",
+            "<b>bold</b>",
+        ),
     ] {
         cli_ok(&leader_api, &["kv", "put", key, value]);
     }
@@ -217,20 +244,10 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         .await;
         // Every node's engines, as each told the leader.
         wait_until_async(15, "every member's engine", || async {
-            let mut engines = Vec::new();
-            for row in client.find_all(Locator::Css("#members tbody tr td:nth-child(3)")).await.unwrap() {
-                engines.push(row.text().await.unwrap());
-            }
-            engines == ["lmdb", "fjall", "lmdb"]
+            texts(&client, "#members tbody tr td:nth-child(3)").await == ["lmdb", "fjall", "lmdb"]
         })
         .await;
-        let shown = client
-            .find(Locator::Css("#leader"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let shown = text(&client, "#leader").await;
         assert_eq!(shown, format!("node {leader}"));
         screenshot(&client, "cluster").await;
 
@@ -277,13 +294,7 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         .await
         .unwrap();
         wait_for(&client, "#shard-grid tr[data-shard='7']", 10).await;
-        let version = client
-            .find(Locator::Css("#shard-version"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let version = text(&client, "#shard-version").await;
         assert_eq!(version, "1");
         screenshot(&client, "nodes-and-shards").await;
 
@@ -307,10 +318,32 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
             .click()
             .await
             .unwrap();
-        let value = wait_for(&client, "#value", 10).await.text().await.unwrap();
-        assert_eq!(value, "eu-west");
+        wait_until_async(10, "the value of app/region", || async {
+            text(&client, "#value").await == "eu-west"
+        })
+        .await;
         assert!(count(&client, "button.edit").await >= 2, "an admin may edit");
         screenshot(&client, "keys").await;
+
+        // Markup in keys and values is text.
+        let prefix = client.find(Locator::Css("#prefix")).await.unwrap();
+        prefix.clear().await.unwrap();
+        prefix.send_keys("svc/").await.unwrap();
+        client
+            .find(Locator::Css("form.row button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let odd = wait_for(&client, "#keys tr[data-key^='svc/<img']", 10).await;
+        odd.click().await.unwrap();
+        wait_until_async(10, "the value as text", || async {
+            text(&client, "#value").await == "<b>bold</b>"
+        })
+        .await;
+        assert_eq!(count(&client, "#main img, #main b:not(.facts b) + b").await, 0);
+        assert_eq!(client.title().await.unwrap(), "meta-node", "no script ran");
 
         // Activity: charts from the node's own metrics, under some load.
         view(&client, "activity").await;
@@ -334,14 +367,10 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
             })
         };
         load.await.unwrap();
-        let rates = client
-            .find(Locator::Css("#activity-now"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(!rates.contains("reads/s\n0.0"), "the load shows: {rates}");
+        let now = texts(&client, "#activity-now b").await;
+        let reads: f64 = now[0].parse().unwrap();
+        let writes: f64 = now[1].parse().unwrap();
+        assert!(reads > 0.0 && writes > 0.0, "the load shows: {now:?}");
         screenshot(&client, "activity").await;
 
         // A read-only token is offered no edit.

@@ -497,3 +497,61 @@ fn backups_at_once_are_bounded_and_a_stalled_one_holds_nothing_else_up() {
     let saved: Value = serde_json::from_slice(&saved.unwrap()).unwrap();
     assert!(saved["bytes"].as_u64().unwrap() > 24 << 20, "{saved}");
 }
+
+#[test]
+fn the_dashboard_files_are_public_and_locked_down_and_whoami_needs_a_key() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let (api, raft) = (
+        format!("127.0.0.1:{}", common::free_port()),
+        format!("127.0.0.1:{}", common::free_port()),
+    );
+    let _node = common::Proc::start(1, "lmdb", &dirs.node("n1"), true, &api, &raft, None);
+    let viewer = cli_ok(&api, &["apikey", "create", "viewer", "--scope", "read"]);
+    let viewer = viewer["token"].as_str().unwrap().to_owned();
+    let rt = runtime();
+    let anonymous = meta_node::client::http_builder()
+        .tls_backend_preconfigured(
+            meta_node::tls::https_client_config(&common::test_ca().join("ca.pem")).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = anonymous.get(format!("{}{path}", url(&api)));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        rt.block_on(request.send()).unwrap()
+    };
+    let root = get("/", None);
+    assert!(root.status().is_redirection(), "{}", root.status());
+    assert_eq!(root.headers()["location"], "/ui/");
+    for (path, kind) in [
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let page = get(path, None);
+        assert_eq!(page.status(), 200, "{path}");
+        let headers = page.headers();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        let body = rt.block_on(page.text()).unwrap();
+        let root = common::token(&api).unwrap();
+        let secret = root.split('.').nth(1).unwrap();
+        assert!(!body.contains(secret), "{path} holds no token");
+    }
+    assert_eq!(get("/v1/auth/whoami", None).status(), 401);
+    assert_eq!(get("/v1/auth/whoami", Some("viewer.wrong")).status(), 401);
+    let me: Value = rt
+        .block_on(get("/v1/auth/whoami", Some(&viewer)).json())
+        .unwrap();
+    assert_eq!(me["id"], "viewer");
+    assert_eq!(me["scopes"], serde_json::json!(["read"]));
+}
