@@ -373,6 +373,13 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         assert!(reads > 0.0 && writes > 0.0, "the load shows: {now:?}");
         screenshot(&client, "activity").await;
 
+        // On a phone-sized screen.
+        view(&client, "cluster").await;
+        wait_for(&client, &format!("#members tr.leader[data-node='{leader}']"), 10).await;
+        client.set_window_size(390, 844).await.unwrap();
+        screenshot(&client, "phone").await;
+        client.set_window_size(1280, 900).await.unwrap();
+
         // A read-only token is offered no edit.
         client
             .find(Locator::Css("#signout"))
