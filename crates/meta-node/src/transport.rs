@@ -465,9 +465,18 @@ async fn serve_connection(
             PeerRequest::TimeoutNow { node, term } => {
                 PeerResponse::TimeoutNow(timeout_now(&raft, node, term).await)
             }
-            PeerRequest::NodeInfo { node, engine } => {
-                PeerResponse::NodeInfo(contacts.set_engine(node, engine))
-            }
+            PeerRequest::NodeInfo { node, engine } => PeerResponse::NodeInfo(
+                match raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&node)
+                {
+                    Some(_) => contacts.set_engine(node, engine),
+                    None => Err(format!("node {node} is not a member of this cluster")),
+                },
+            ),
         };
         let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
         write_frame(&mut stream, &bytes).await?;
@@ -637,10 +646,14 @@ impl PeerContacts {
         contacts.entry(target).or_default().last_error = Some(error.to_string());
     }
 
-    /// Records what node `node` says it runs on (a short text).
+    /// Records what node `node` says it runs on: a short text of engine
+    /// names (`fjall (log) and lmdb (state)`), nothing else.
     fn set_engine(&self, node: u64, engine: String) -> Result<(), String> {
-        if engine.len() > 64 {
-            return Err("engine description over 64 bytes".into());
+        let plain = engine
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || " ()".contains(c));
+        if engine.len() > 64 || !plain {
+            return Err("an engine description is at most 64 of a-z 0-9 space ( )".into());
         }
         let mut contacts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         contacts.entry(node).or_default().engine = Some(engine);
@@ -737,11 +750,15 @@ impl TcpNetwork {
                     .await;
             }
             let known = metrics.borrow_and_update().current_leader;
-            let _ = tokio::time::timeout(
+            let changed = tokio::time::timeout(
                 Duration::from_secs(10),
                 metrics.wait_for(|m| m.current_leader != known),
             )
             .await;
+            // Raft stopped: nothing more to tell.
+            if let Ok(Err(_)) = changed {
+                return;
+            }
         }
     }
 
@@ -1028,6 +1045,29 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_engine_description_is_short_plain_text() {
+        let contacts = PeerContacts::default();
+        assert!(
+            contacts
+                .set_engine(2, "fjall (log) and lmdb (state)".into())
+                .is_ok()
+        );
+        assert_eq!(
+            contacts.get(2).engine.as_deref(),
+            Some("fjall (log) and lmdb (state)")
+        );
+        for bad in [
+            "\u{1b}[31mlmdb",
+            "lmdb\nfjall",
+            "<b>lmdb</b>",
+            &"x".repeat(65),
+        ] {
+            assert!(contacts.set_engine(3, bad.to_string()).is_err(), "{bad:?}");
+        }
+        assert_eq!(contacts.get(3).engine, None);
+    }
 
     fn frame(len: usize) -> Vec<u8> {
         let mut bytes = (len as u32).to_be_bytes().to_vec();

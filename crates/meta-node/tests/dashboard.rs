@@ -237,13 +237,13 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
 
         // Cluster: three members, the right leader.
         wait_for(&client, &format!("#members tr.leader[data-node='{leader}']"), 10).await;
-        wait_until_async(10, "three members, all reachable", || async {
+        wait_until_async(&client, 10, "three members, all reachable", || async {
             count(&client, "#members tbody tr").await == 3
                 && count(&client, "#members tbody tr[data-reachable='true']").await == 3
         })
         .await;
         // Every node's engines, as each told the leader.
-        wait_until_async(15, "every member's engine", || async {
+        wait_until_async(&client, 15, "every member's engine", || async {
             texts(&client, "#members tbody tr td:nth-child(3)").await == ["lmdb", "fjall", "lmdb"]
         })
         .await;
@@ -309,7 +309,7 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
             .click()
             .await
             .unwrap();
-        wait_until_async(10, "three keys under app/", || async {
+        wait_until_async(&client, 10, "three keys under app/", || async {
             count(&client, "#keys tbody tr[data-key]").await == 3
         })
         .await;
@@ -318,12 +318,67 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
             .click()
             .await
             .unwrap();
-        wait_until_async(10, "the value of app/region", || async {
+        wait_until_async(&client, 10, "the value of app/region", || async {
             text(&client, "#value").await == "eu-west"
         })
         .await;
         assert!(count(&client, "button.edit").await >= 2, "an admin may edit");
         screenshot(&client, "keys").await;
+
+        // Writes from the page: a conditional save, and a new key whose
+        // name needs encoding.
+        let editor = wait_for(&client, "#edit-value", 10).await;
+        editor.clear().await.unwrap();
+        editor.send_keys("eu-central").await.unwrap();
+        client
+            .find(Locator::Css("#save"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_until_async(&client, 10, "the saved value", || async {
+            text(&client, "#value").await == "eu-central"
+        })
+        .await;
+        let odd_name = "app/new key?#%&.";
+        wait_for(&client, "#new-key", 10)
+            .await
+            .send_keys(odd_name)
+            .await
+            .unwrap();
+        wait_for(&client, "#new-value", 10)
+            .await
+            .send_keys("made in the browser")
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("#new-key"))
+            .await
+            .unwrap()
+            .send_keys("\u{E007}")
+            .await
+            .unwrap();
+        let api = leader_api.clone();
+        let name = odd_name.to_owned();
+        wait_until_async(&client, 10, "the new key, through the CLI", || {
+            let (api, name) = (api.clone(), name.clone());
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    common::cli(&api, &["kv", "get", &name]).status.success()
+                })
+                .await
+                .unwrap()
+            }
+        })
+        .await;
+        let region = tokio::task::spawn_blocking({
+            let api = leader_api.clone();
+            move || cli_ok(&api, &["kv", "get", "app/region"])
+        })
+        .await
+        .unwrap();
+        assert_eq!(region["value"], "eu-central", "{region}");
 
         // Markup in keys and values is text.
         let prefix = client.find(Locator::Css("#prefix")).await.unwrap();
@@ -338,7 +393,7 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
             .unwrap();
         let odd = wait_for(&client, "#keys tr[data-key^='svc/<img']", 10).await;
         odd.click().await.unwrap();
-        wait_until_async(10, "the value as text", || async {
+        wait_until_async(&client, 10, "the value as text", || async {
             text(&client, "#value").await == "<b>bold</b>"
         })
         .await;
@@ -403,7 +458,9 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
     });
 }
 
-async fn wait_until_async<F, Fut>(secs: u64, what: &str, mut ok: F)
+/// Waits until `ok`, for at most `secs`; on a timeout, says what the page
+/// showed in its status line and what it held.
+async fn wait_until_async<F, Fut>(client: &Client, secs: u64, what: &str, mut ok: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -415,5 +472,7 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out after {secs} s waiting for {what}");
+    let status = text(client, "#status").await;
+    let main = text(client, "#main").await;
+    panic!("timed out after {secs} s waiting for {what}; status line: {status:?}; page: {main}");
 }

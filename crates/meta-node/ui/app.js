@@ -62,7 +62,7 @@ async function api(method, path, body, headers) {
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
   if (!r.ok) {
-    if (r.status === 401) { signOut('Your token was refused (expired or revoked?): sign in again.'); }
+    if (r.status === 401 && state.me) signOut('Your token was refused (expired or revoked?): sign in again.');
     const e = json && json.error ? json.error : { code: 'http_' + r.status, message: text };
     throw new ApiError(r.status, e.code, e.message);
   }
@@ -71,9 +71,10 @@ async function api(method, path, body, headers) {
 
 // Reads a server-sent event stream (fetch, so the token goes in a header)
 // and calls onEvent for each event until aborted.
-async function follow(path, onEvent, signal) {
+async function follow(path, onEvent, signal, onOpen) {
   const r = await fetch(path, { headers: { Authorization: 'Bearer ' + state.token }, signal, cache: 'no-store' });
   if (!r.ok || !r.body) throw new ApiError(r.status, 'watch', 'watch refused: HTTP ' + r.status);
+  onOpen();
   const reader = r.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
@@ -96,11 +97,20 @@ function every(ms, fn) {
   let live = true;
   const tick = async () => {
     if (!live) return;
-    try { await fn(); } catch (e) { if (live) say(e.message, true); }
+    // A hidden tab asks nothing of the node.
+    if (!document.hidden) {
+      try { await fn(); } catch (e) { if (live) say(e.message, true); }
+    }
     if (live) timer = setTimeout(tick, ms);
   };
   let timer = setTimeout(tick, 0);
   state.stop.push(() => { live = false; clearTimeout(timer); });
+}
+
+// A key as one path segment: `/` encoded too, so a browser never folds
+// `.` or `..` segments of a key into another key's path.
+function keyPath(key) {
+  return '/v1/kv/' + encodeURIComponent(key);
 }
 
 function mayWrite(key) {
@@ -116,11 +126,12 @@ function mayWriteSomewhere() {
 
 function signOut(why) {
   sessionStorage.removeItem(TOKEN_KEY);
+  // Said on the sign-in form after the reload.
+  if (why) sessionStorage.setItem(TOKEN_KEY + '-why', why);
   state.token = null;
   state.me = null;
   location.hash = '';
   location.reload();
-  if (why) say(why, true);
 }
 
 async function signIn(token) {
@@ -205,16 +216,31 @@ function mapsView(main) {
   };
   const controller = new AbortController();
   state.stop.push(() => controller.abort());
-  refresh().catch((e) => say(e.message, true));
-  // Live: any change to either map refreshes the view.
+  // One refresh at a time; changes meanwhile make one more.
+  let running = false, again = false;
+  const update = async () => {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      do { again = false; await refresh(); } while (again);
+    } catch (e) {
+      say(e.message, true);
+    } finally {
+      running = false;
+    }
+  };
+  update();
+  // Live: any change to either map refreshes the view; after a (re)connect
+  // the view is refreshed too, so nothing missed meanwhile stays unseen.
   for (const area of ['cluster', 'shards']) {
     (async () => {
       while (!controller.signal.aborted) {
         try {
-          await follow('/v1/watch/' + area, (event) => { if (event === 'put' || event === 'delete') refresh().catch((e) => say(e.message, true)); }, controller.signal);
+          await follow('/v1/watch/' + area, (event) => { if (event === 'put' || event === 'delete') update(); }, controller.signal, update);
         } catch (e) {
           if (controller.signal.aborted) return;
           say('watch: ' + e.message, true);
+          if (e.status >= 400 && e.status < 500) return;
         }
         await new Promise((r) => setTimeout(r, 1000));
       }
@@ -236,13 +262,15 @@ function keysView(main) {
   const detail = h('section', { class: 'card', id: 'key-detail', hidden: true });
   const cursors = [];
   let next = null;
+  let listed = ''; // the prefix of the pages shown
   const load = async (startAfter) => {
-    const q = new URLSearchParams({ prefix: prefix.value, limit: '50', stale: 'true' });
+    const q = new URLSearchParams({ prefix: listed, limit: '50', stale: 'true' });
     if (startAfter) q.set('start_after', startAfter);
     const page = await api('GET', '/v1/kv?' + q);
     next = page.next;
     body.replaceChildren(...page.items.map((kv) => h('tr', { class: 'clickable', tabindex: '0', data: { key: kv.key },
-      onclick: () => open(kv.key), onkeydown: (e) => { if (e.key === 'Enter') open(kv.key); } },
+      onclick: () => open(kv.key).catch((e) => say(e.message, true)),
+      onkeydown: (e) => { if (e.key === 'Enter') open(kv.key).catch((err) => say(err.message, true)); } },
       h('td', { class: 'mono' }, kv.key),
       h('td', { class: 'mono' }, kv.value !== undefined ? kv.value.slice(0, 60) : '<' + atob(kv.value_base64).length + ' bytes, binary>'),
       h('td', {}, kv.mod_revision))));
@@ -252,36 +280,42 @@ function keysView(main) {
       h('button', { class: 'secondary', type: 'button', disabled: !next, onclick: () => { cursors.push(next); load(next).catch((e) => say(e.message, true)); } }, 'Next →'));
   };
   const open = async (key) => {
-    const kv = await api('GET', '/v1/kv/' + encodeURIComponent(key).replace(/%2F/g, '/') + '?stale=true');
+    const kv = await api('GET', keyPath(key) + '?stale=true');
     const binary = kv.value === undefined;
     const children = [h('h2', {}, 'Key'), h('pre', { class: 'mono' }, kv.key),
       h('p', {}, 'revisions: created ', kv.create_revision, ', modified ', kv.mod_revision, ', version ', kv.version, kv.lease ? ' · lease ' + kv.lease : ''),
       h('label', {}, binary ? 'Value (binary, hex)' : 'Value'), h('pre', { id: 'value' }, binary ? hex(kv.value_base64) : kv.value)];
-    if (mayWrite(kv.key)) {
+    // Binary values and values with a carriage return would not survive a
+    // text area unchanged: they are not edited here.
+    const editable = !binary && !kv.value.includes('\r');
+    if (mayWrite(kv.key) && !editable) {
+      children.push(h('p', { class: 'muted' }, 'This value is not text the page can edit unchanged: use the CLI or the API.'));
+    }
+    if (mayWrite(kv.key) && editable) {
       const edit = h('textarea', { id: 'edit-value' });
       edit.value = binary ? '' : kv.value;
       children.push(h('label', { for: 'edit-value' }, 'New value'), edit, h('div', { class: 'row' },
-        h('button', { type: 'button', class: 'edit', onclick: async () => {
-          try { await api('PUT', '/v1/kv/' + encodeURIComponent(kv.key).replace(/%2F/g, '/'), edit.value, { 'If-Match': '"' + kv.mod_revision + '"' }); say('saved'); await open(kv.key); await load(cursors[cursors.length - 1]); } catch (e) { say(e.message, true); }
+        h('button', { type: 'button', class: 'edit', id: 'save', onclick: async () => {
+          try { await api('PUT', keyPath(kv.key), edit.value, { 'If-Match': '"' + kv.mod_revision + '"' }); say('saved'); await open(kv.key); await load(cursors[cursors.length - 1]); } catch (e) { say(e.message, true); }
         } }, 'Save (if unchanged)'),
-        h('button', { type: 'button', class: 'danger edit', onclick: async () => {
+        h('button', { type: 'button', class: 'danger edit', id: 'delete', onclick: async () => {
           if (!confirm('Delete ' + kv.key + '?')) return;
-          try { await api('DELETE', '/v1/kv/' + encodeURIComponent(kv.key).replace(/%2F/g, '/'), undefined, { 'If-Match': '"' + kv.mod_revision + '"' }); say('deleted'); detail.hidden = true; await load(cursors[cursors.length - 1]); } catch (e) { say(e.message, true); }
+          try { await api('DELETE', keyPath(kv.key), undefined, { 'If-Match': '"' + kv.mod_revision + '"' }); say('deleted'); detail.hidden = true; await load(cursors[cursors.length - 1]); } catch (e) { say(e.message, true); }
         } }, 'Delete')));
     }
     detail.replaceChildren(...children);
     detail.hidden = false;
   };
-  const form = h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); cursors.length = 0; load().catch((err) => say(err.message, true)); } },
+  const form = h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); cursors.length = 0; listed = prefix.value; load().catch((err) => say(err.message, true)); } },
     h('div', {}, h('label', { for: 'prefix' }, 'Prefix'), prefix), h('button', { type: 'submit' }, 'List'));
   const sections = [h('section', { class: 'card' }, h('h2', {}, 'Keys'), form,
     h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, ['key', 'value', 'mod revision'].map((t) => h('th', {}, t)))), body), pager)];
   if (mayWriteSomewhere()) {
-    const key = h('input', { id: 'new-key', spellcheck: 'false' });
+    const key = h('input', { id: 'new-key', spellcheck: 'false', required: true });
     const value = h('input', { id: 'new-value', spellcheck: 'false' });
     sections.push(h('section', { class: 'card' }, h('h2', {}, 'New key'), h('form', { class: 'row', onsubmit: async (e) => {
       e.preventDefault();
-      try { await api('PUT', '/v1/kv/' + encodeURIComponent(key.value).replace(/%2F/g, '/'), value.value, { 'If-None-Match': '*' }); say('created ' + key.value); await load(); } catch (err) { say(err.message, true); }
+      try { await api('PUT', keyPath(key.value), value.value, { 'If-None-Match': '*' }); say('created ' + key.value); cursors.length = 0; await load(); } catch (err) { say(err.message, true); }
     } }, h('div', {}, h('label', { for: 'new-key' }, 'Key'), key), h('div', {}, h('label', { for: 'new-value' }, 'Value'), value), h('button', { type: 'submit', class: 'edit' }, 'Create'))));
   }
   main.append(...sections, detail);
@@ -399,6 +433,11 @@ function route() {
 }
 
 async function start() {
+  const why = sessionStorage.getItem(TOKEN_KEY + '-why');
+  if (why) {
+    sessionStorage.removeItem(TOKEN_KEY + '-why');
+    document.getElementById('login-error').textContent = why;
+  }
   document.getElementById('login').addEventListener('submit', async (e) => {
     e.preventDefault();
     const error = document.getElementById('login-error');
@@ -427,6 +466,12 @@ function enter() {
   document.getElementById('nav').hidden = false;
   say('signed in as ' + state.me.id + ' (' + state.me.scopes.join(', ') + ')');
   window.addEventListener('hashchange', route);
+  // A hidden tab holds no stream open and polls nothing (a browser allows
+  // few connections per node); shown again, the view starts afresh.
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) for (const stop of state.stop.splice(0)) stop();
+    else route();
+  });
   route();
 }
 

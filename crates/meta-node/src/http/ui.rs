@@ -22,8 +22,8 @@ pub const SIZE: usize = INDEX.len() + SCRIPT.len() + STYLE.len();
 
 /// What the dashboard may load and where it may connect: itself only.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                   img-src 'self' data:; connect-src 'self'; form-action 'self'; \
-                   base-uri 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; form-action 'none'; base-uri 'none'; \
+                   frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
