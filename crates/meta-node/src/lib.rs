@@ -47,6 +47,7 @@ pub mod lease;
 mod node;
 pub mod offline;
 pub mod pause;
+pub mod read_index;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;

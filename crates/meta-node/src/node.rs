@@ -308,6 +308,11 @@ impl Node {
             network: alarm_network,
             transfer: Arc::default(),
             ops: Arc::default(),
+            reads: crate::read_index::ReadIndex::start(
+                raft.clone(),
+                Duration::from_secs(config.limits.request_timeout_secs),
+                telemetry.read_batch.clone(),
+            ),
             telemetry,
             state_machine,
             stores_on_disk: {

@@ -66,6 +66,12 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Commands per log entry written by group commit",
     ),
     (
+        "meta_read_index_batch_reads",
+        Kind::Histogram,
+        "",
+        "Linearizable reads served by one leadership confirmation (read-index batching)",
+    ),
+    (
         "meta_log_append_duration_seconds",
         Kind::Histogram,
         "",
@@ -241,13 +247,20 @@ fn builder() -> PrometheusBuilder {
         Ok(b) => b,
         Err(_) => unreachable!("the duration buckets are not empty"),
     };
-    match builder.set_buckets_for_metric(
-        metrics_exporter_prometheus::Matcher::Full("meta_proposal_batch_commands".into()),
-        BATCH_BUCKETS,
-    ) {
-        Ok(b) => b,
-        Err(_) => unreachable!("the batch buckets are not empty"),
+    let mut builder = builder;
+    for batch in [
+        "meta_proposal_batch_commands",
+        "meta_read_index_batch_reads",
+    ] {
+        builder = match builder.set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(batch.into()),
+            BATCH_BUCKETS,
+        ) {
+            Ok(b) => b,
+            Err(_) => unreachable!("the batch buckets are not empty"),
+        };
     }
+    builder
 }
 
 /// Describes the metrics of `kinds` to `recorder` (the `# HELP` lines).
@@ -289,6 +302,8 @@ pub struct Telemetry {
     recorder: PrometheusRecorder,
     /// Handed to the log store, the state machine and the proposer.
     pub raft: Instruments,
+    /// Reads per read-index confirmation.
+    pub read_batch: metrics::Histogram,
     leader_changes: metrics::Counter,
 }
 
@@ -318,6 +333,7 @@ impl Telemetry {
             snapshot_install_bytes: counter("meta_snapshot_install_bytes_total"),
         };
         let leader_changes = counter("meta_raft_leader_changes_total");
+        let read_batch = histogram("meta_read_index_batch_reads");
         // Present from the start, at 0: a dashboard finds every series.
         for reason in ["unauthenticated", "forbidden"] {
             let _ = recorder.register_counter(
@@ -328,6 +344,7 @@ impl Telemetry {
         let telemetry = Arc::new(Telemetry {
             recorder,
             raft,
+            read_batch,
             leader_changes,
         });
         let upkeep = Arc::downgrade(&telemetry);

@@ -17,6 +17,16 @@ use common::{Dirs, Http, ProcCluster, cli, cli_ok, converged_hash, runtime, url,
 use meta_node::telemetry::{Kind, METRICS};
 use serde_json::Value;
 
+/// Runs every future to completion, concurrently.
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) {
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 fn leader(api: &str) -> u64 {
     let mut leader = 0;
     wait_until(20, "a leader", || {
@@ -130,6 +140,31 @@ fn every_documented_metric_is_exported_with_help_and_type_in_a_stable_order() {
         first.contains("meta_http_request_duration_seconds_bucket{route=\"/v1/kv/{*key}\",method=\"PUT\",le=\"0.001\"}"),
         "{first}"
     );
+    // Concurrent linearizable reads share read-index rounds; each is
+    // counted once.
+    let before = value(
+        &scrape(&rt, &http, &apis[lead]),
+        "meta_read_index_batch_reads_sum",
+    );
+    rt.block_on(async {
+        let reads = (0..64).map(|i| {
+            let (http, api) = (http.clone(), apis[lead].clone());
+            async move {
+                let path = format!("/v1/kv/k{}", i % 20);
+                let answer = http
+                    .send(reqwest::Method::GET, &api, &path, None)
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status(), 200);
+            }
+        });
+        futures_join_all(reads).await;
+    });
+    let after = scrape(&rt, &http, &apis[lead]);
+    let served = value(&after, "meta_read_index_batch_reads_sum") - before;
+    assert_eq!(served, 64.0, "every linearizable read took one read index");
+    let rounds = value(&after, "meta_read_index_batch_reads_count");
+    println!("64 concurrent reads: {rounds} read-index rounds in all so far");
     // A follower shows no per-follower series.
     let follower = scrape(&rt, &http, &apis[(lead + 1) % 3]);
     assert_eq!(value(&follower, "meta_raft_is_leader"), 0.0);

@@ -92,6 +92,9 @@ pub struct ApiState {
     pub network: crate::transport::TcpNetwork,
     /// The voter leadership is being handed to (0: none); writes wait.
     pub transfer: Arc<std::sync::atomic::AtomicU64>,
+    /// Linearizable reads, batched: one leadership confirmation serves
+    /// every read queued before it started.
+    pub reads: crate::read_index::ReadIndex,
     /// Limits of backups and scrapes.
     pub ops: Arc<ops::OpsLimits>,
     /// This node's metrics.
@@ -633,8 +636,7 @@ pub(crate) async fn read_barrier(
         return Ok(());
     }
     transfer_gate(state)?;
-    let Ok(barrier) =
-        tokio::time::timeout(state.request_timeout, state.raft.ensure_linearizable()).await
+    let Ok(barrier) = tokio::time::timeout(state.request_timeout, state.reads.barrier()).await
     else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -646,20 +648,15 @@ pub(crate) async fn read_barrier(
         ));
     };
     match barrier {
-        Ok(_) => Ok(()),
-        Err(e) => match e.forward_to_leader() {
-            Some(f) => Err(ApiError::not_leader(
-                state,
-                f.leader_id,
-                f.leader_node.clone(),
-                uri,
-            )),
-            None => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )),
-        },
+        Ok(()) => Ok(()),
+        Err(crate::read_index::ReadError::NotLeader { leader_id, leader }) => {
+            Err(ApiError::not_leader(state, leader_id, leader, uri))
+        }
+        Err(crate::read_index::ReadError::Unavailable(why)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{why}; retry, or read with ?stale=true"),
+        )),
     }
 }
 
