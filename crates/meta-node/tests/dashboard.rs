@@ -118,6 +118,24 @@ async fn text(client: &Client, css: &str) -> String {
         .unwrap_or_default()
 }
 
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Lists the keys under `prefix` in the Keys view.
+async fn list(client: &Client, prefix: &str) {
+    let input = wait_for(client, "#prefix", 10).await;
+    input.clear().await.unwrap();
+    input.send_keys(prefix).await.unwrap();
+    click(client, "form.row button[type=submit]").await;
+}
+
 async fn count(client: &Client, css: &str) -> usize {
     client.find_all(Locator::Css(css)).await.unwrap().len()
 }
@@ -139,13 +157,7 @@ async fn sign_in(client: &Client, base: &str, token: &str) {
     client.goto(&format!("{base}/")).await.unwrap();
     let input = wait_for(client, "#token", 10).await;
     input.send_keys(token).await.unwrap();
-    client
-        .find(Locator::Css("#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#login button[type=submit]").await;
     wait_for(client, "#nav:not([hidden])", 10).await;
     let at = client.current_url().await.unwrap();
     assert!(
@@ -155,13 +167,7 @@ async fn sign_in(client: &Client, base: &str, token: &str) {
 }
 
 async fn view(client: &Client, name: &str) {
-    client
-        .find(Locator::Css(&format!("nav a[data-view={name}]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, &format!("nav a[data-view={name}]")).await;
 }
 
 #[test]
@@ -300,24 +306,13 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
 
         // Keys: browse a prefix, open one; an admin may edit.
         view(&client, "keys").await;
-        let prefix = wait_for(&client, "#prefix", 10).await;
-        prefix.send_keys("app/").await.unwrap();
-        client
-            .find(Locator::Css("form.row button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        list(&client, "app/").await;
         wait_until_async(&client, 10, "three keys under app/", || async {
             count(&client, "#keys tbody tr[data-key]").await == 3
         })
         .await;
-        wait_for(&client, "#keys tr[data-key='app/region']", 10)
-            .await
-            .click()
-            .await
-            .unwrap();
+        wait_for(&client, "#keys tr[data-key='app/region']", 10).await;
+        click(&client, "#keys tr[data-key='app/region']").await;
         wait_until_async(&client, 10, "the value of app/region", || async {
             text(&client, "#value").await == "eu-west"
         })
@@ -330,13 +325,7 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         let editor = wait_for(&client, "#edit-value", 10).await;
         editor.clear().await.unwrap();
         editor.send_keys("eu-central").await.unwrap();
-        client
-            .find(Locator::Css("#save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#save").await;
         wait_until_async(&client, 10, "the saved value", || async {
             text(&client, "#value").await == "eu-central"
         })
@@ -381,16 +370,7 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         assert_eq!(region["value"], "eu-central", "{region}");
 
         // Markup in keys and values is text.
-        let prefix = client.find(Locator::Css("#prefix")).await.unwrap();
-        prefix.clear().await.unwrap();
-        prefix.send_keys("svc/").await.unwrap();
-        client
-            .find(Locator::Css("form.row button[type=submit]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        list(&client, "svc/").await;
         let odd = wait_for(&client, "#keys tr[data-key^='svc/<img']", 10).await;
         odd.click().await.unwrap();
         wait_until_async(&client, 10, "the value as text", || async {
@@ -436,21 +416,12 @@ fn the_dashboard_shows_the_live_cluster_in_a_real_browser() {
         client.set_window_size(1280, 900).await.unwrap();
 
         // A read-only token is offered no edit.
-        client
-            .find(Locator::Css("#signout"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#signout").await;
         wait_for(&client, "#login", 10).await;
         sign_in(&client, &base, &viewer).await;
         view(&client, "keys").await;
-        wait_for(&client, "#keys tr[data-key='app/feature-x']", 10)
-            .await
-            .click()
-            .await
-            .unwrap();
+        wait_for(&client, "#keys tr[data-key='app/feature-x']", 10).await;
+        click(&client, "#keys tr[data-key='app/feature-x']").await;
         wait_for(&client, "#value", 10).await;
         assert_eq!(count(&client, "button.edit").await, 0, "no edit for `read`");
         assert_eq!(count(&client, "#new-key").await, 0, "no new key for `read`");
