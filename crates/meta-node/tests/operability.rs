@@ -27,6 +27,23 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     }
 }
 
+/// Two free loopback addresses: a node's client API and peer port.
+fn loopback() -> (String, String) {
+    let addr = || format!("127.0.0.1:{}", common::free_port());
+    (addr(), addr())
+}
+
+/// A client with no token that follows no redirect.
+fn anonymous() -> reqwest::Client {
+    meta_node::client::http_builder()
+        .tls_backend_preconfigured(
+            meta_node::tls::https_client_config(&common::test_ca().join("ca.pem")).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 fn leader(api: &str) -> u64 {
     let mut leader = 0;
     wait_until(20, "a leader", || {
@@ -79,12 +96,7 @@ fn every_documented_metric_is_exported_with_help_and_type_in_a_stable_order() {
     // Refused without a token, and counted.
     let anonymous = rt
         .block_on(
-            meta_node::client::http_builder()
-                .tls_backend_preconfigured(
-                    meta_node::tls::https_client_config(&common::test_ca().join("ca.pem")).unwrap(),
-                )
-                .build()
-                .unwrap()
+            anonymous()
                 .get(format!("{}/metrics", url(&apis[lead])))
                 .send(),
         )
@@ -450,10 +462,7 @@ fn a_removed_voter_that_keeps_running_never_forces_an_election() {
 fn offline_tools_say_which_store_of_a_split_node_holds_the_data() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
     let dir = dirs.node("n1");
-    let (api, raft) = (
-        format!("127.0.0.1:{}", common::free_port()),
-        format!("127.0.0.1:{}", common::free_port()),
-    );
+    let (api, raft) = loopback();
     let mut node = common::Proc::start_configured(
         1,
         "lmdb",
@@ -489,10 +498,7 @@ fn offline_tools_say_which_store_of_a_split_node_holds_the_data() {
 #[test]
 fn backups_at_once_are_bounded_and_a_stalled_one_holds_nothing_else_up() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let (api, raft) = (
-        format!("127.0.0.1:{}", common::free_port()),
-        format!("127.0.0.1:{}", common::free_port()),
-    );
+    let (api, raft) = loopback();
     let _node = common::Proc::start(1, "lmdb", &dirs.node("n1"), true, &api, &raft, None);
     // More than the socket buffers and the node's queue hold.
     let value = dirs.node("value");
@@ -536,21 +542,12 @@ fn backups_at_once_are_bounded_and_a_stalled_one_holds_nothing_else_up() {
 #[test]
 fn the_dashboard_files_are_public_and_locked_down_and_whoami_needs_a_key() {
     let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let (api, raft) = (
-        format!("127.0.0.1:{}", common::free_port()),
-        format!("127.0.0.1:{}", common::free_port()),
-    );
+    let (api, raft) = loopback();
     let _node = common::Proc::start(1, "lmdb", &dirs.node("n1"), true, &api, &raft, None);
     let viewer = cli_ok(&api, &["apikey", "create", "viewer", "--scope", "read"]);
     let viewer = viewer["token"].as_str().unwrap().to_owned();
     let rt = runtime();
-    let anonymous = meta_node::client::http_builder()
-        .tls_backend_preconfigured(
-            meta_node::tls::https_client_config(&common::test_ca().join("ca.pem")).unwrap(),
-        )
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let anonymous = anonymous();
     let get = |path: &str, token: Option<&str>| {
         let mut request = anonymous.get(format!("{}{path}", url(&api)));
         if let Some(token) = token {
