@@ -206,7 +206,7 @@ pub(super) struct BackupQuery {
 /// state, no Raft log) as of now, streamed in the portable snapshot format
 /// with the applied index, term and revision it holds in the headers.
 /// `meta-node snapshot save --addr` writes it to a file and verifies it;
-/// `snapshot restore --new-cluster` starts a new cluster from it.
+/// `snapshot restore-cluster` starts a new cluster from it.
 pub(super) async fn backup(
     State(state): State<ApiState>,
     uri: OriginalUri,
