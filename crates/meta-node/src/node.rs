@@ -213,12 +213,24 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::raft("starting Raft", e))?;
+        let transfer = Arc::<std::sync::atomic::AtomicU64>::default();
+        let reads = crate::read_index::ReadIndex::start(
+            config.node_id,
+            raft.clone(),
+            alarm_network.clone(),
+            transfer.clone(),
+            Duration::from_secs(config.limits.request_timeout_secs),
+            telemetry.read_batch.clone(),
+        );
         let transport_task = tokio::spawn(serve(
             raft_listener,
-            raft.clone(),
+            crate::transport::PeerServices {
+                raft: raft.clone(),
+                contacts: peers.clone(),
+                reads: reads.clone(),
+            },
             peer_security,
             peer_budget,
-            peers.clone(),
         ));
 
         let initialized = raft
@@ -306,13 +318,9 @@ impl Node {
             reader: reader.clone(),
             node_id: config.node_id,
             network: alarm_network,
-            transfer: Arc::default(),
+            transfer,
             ops: Arc::default(),
-            reads: crate::read_index::ReadIndex::start(
-                raft.clone(),
-                Duration::from_secs(config.limits.request_timeout_secs),
-                telemetry.read_batch.clone(),
-            ),
+            reads,
             telemetry,
             state_machine,
             stores_on_disk: {

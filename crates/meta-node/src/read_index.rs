@@ -1,26 +1,41 @@
 //! Linearizable reads share leadership confirmations (read-index batching,
-//! as etcd's `linearizableReadLoop` and TiKV do).
+//! as etcd's `linearizableReadLoop` and TiKV do), on the leader and on
+//! followers.
 //!
 //! A linearizable read needs a read index: the leader confirms with a
 //! quorum that it still leads, and the read waits until the state machine
 //! applied what was committed when the confirmation started. openraft's
-//! `ensure_linearizable` does that, one heartbeat round per call: 64
-//! concurrent reads cost 64 quorum rounds. Here one task makes the calls,
+//! confirmation costs one heartbeat round per call: 64 concurrent reads
+//! would cost 64 quorum rounds. Here one task per node makes the calls,
 //! one at a time, and every read that arrived **before** a call started
 //! takes that call's answer. A read that arrives while a call is in flight
 //! waits for the next one: the confirmation it gets started after it
 //! arrived, so whatever was committed before the read began is applied
 //! before it is answered — linearizable, as one call per read is.
+//!
+//! **Followers serve linearizable reads too.** A follower's task asks the
+//! leader for a read index (one peer request per batch, which the leader
+//! batches with its own reads), then each read waits until the follower
+//! applied that index. The leader's confirmation starts after the request
+//! left the follower, so after every read of the batch arrived: the same
+//! argument holds. A follower that cannot reach the leader redirects its
+//! reads there, as before.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meta_raft::types::{NodeAddr, Raft};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::transport::TcpNetwork;
+
 /// Why a read index could not be had.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ReadError {
-    /// This node does not lead; the leader, if known.
+    /// This node does not lead (and could not ask the leader); the leader,
+    /// if known.
     NotLeader {
         /// Its id.
         leader_id: Option<u64>,
@@ -29,62 +44,168 @@ pub enum ReadError {
     },
     /// No confirmation within the deadline, or Raft failed.
     Unavailable(String),
+    /// The leader is handing leadership to this node: it confirms nothing
+    /// meanwhile (a confirmation would reset the followers' election
+    /// timers and hold the transfer up).
+    LeaderTransfer {
+        /// The node leadership moves to.
+        to: u64,
+    },
 }
 
-type Waiter = oneshot::Sender<Result<(), ReadError>>;
+/// A read index: reads may be answered once the state machine applied this
+/// log index (`None`: nothing was ever committed).
+pub type Index = Option<u64>;
+
+struct Waiter {
+    answer: oneshot::Sender<Result<Index, ReadError>>,
+    /// Whether a follower may ask its leader for this one (a leader's
+    /// answer to a follower's request is never forwarded again).
+    forward: bool,
+}
 
 /// The read-index batcher of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct ReadIndex {
     tx: mpsc::Sender<Waiter>,
+    raft: Raft,
 }
 
 impl ReadIndex {
-    /// Starts the batching task for `raft`; a confirmation that takes
-    /// longer than `timeout` answers its reads `Unavailable`. `batch`
+    /// Starts the batching task of node `me`, which asks its leader through
+    /// `network` when it does not lead, and confirms nothing while
+    /// `transfer` names a node leadership is moving to. A confirmation that
+    /// takes longer than `timeout` answers its reads `Unavailable`; `batch`
     /// records how many reads each confirmation served. Needs a tokio
     /// runtime.
-    pub fn start(raft: Raft, timeout: Duration, batch: metrics::Histogram) -> ReadIndex {
+    pub fn start(
+        me: u64,
+        raft: Raft,
+        network: TcpNetwork,
+        transfer: Arc<AtomicU64>,
+        timeout: Duration,
+        batch: metrics::Histogram,
+    ) -> ReadIndex {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(raft, rx, timeout, batch));
-        ReadIndex { tx }
+        tokio::spawn(
+            Batcher {
+                me,
+                raft: raft.clone(),
+                network,
+                transfer,
+                timeout,
+                batch,
+            }
+            .run(rx),
+        );
+        ReadIndex { tx, raft }
     }
 
-    /// Waits until this node may answer a linearizable read: it leads,
-    /// confirmed after this call began, and applied everything committed
-    /// before.
+    /// Waits until this node may answer a linearizable read: its leader
+    /// confirmed leading after this call began, and this node applied
+    /// everything committed before.
     pub async fn barrier(&self) -> Result<(), ReadError> {
-        let (waiter, answer) = oneshot::channel();
-        let stopped = || ReadError::Unavailable("the node is shutting down".into());
-        self.tx.send(waiter).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let index = self.index(true).await?;
+        self.applied(index).await
+    }
+
+    /// As [`barrier`](Self::barrier), but only as the leader (a follower
+    /// answers [`ReadError::NotLeader`]): for what only the leader knows,
+    /// as lease deadlines.
+    pub async fn leader_barrier(&self) -> Result<(), ReadError> {
+        let index = self.index(false).await?;
+        self.applied(index).await
+    }
+
+    /// Waits until this node applied `index`.
+    async fn applied(&self, index: Index) -> Result<(), ReadError> {
+        if self.raft.metrics().borrow().last_applied.map(|l| l.index) >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(None)
+            .applied_index_at_least(index, "a linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|_| stopped())
+    }
+
+    /// A read index for a follower's request: confirmed by this node as
+    /// leader, after this call began. Never forwarded.
+    pub async fn leader_index(&self) -> Result<Index, ReadError> {
+        self.index(false).await
+    }
+
+    async fn index(&self, forward: bool) -> Result<Index, ReadError> {
+        let (answer, rx) = oneshot::channel();
+        self.tx
+            .send(Waiter { answer, forward })
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(
+fn stopped() -> ReadError {
+    ReadError::Unavailable("the node is shutting down".into())
+}
+
+struct Batcher {
+    me: u64,
     raft: Raft,
-    mut rx: mpsc::Receiver<Waiter>,
+    network: TcpNetwork,
+    transfer: Arc<AtomicU64>,
     timeout: Duration,
     batch: metrics::Histogram,
-) {
-    while let Some(first) = rx.recv().await {
-        // Every read queued now arrived before the confirmation below
-        // starts: its answer is theirs. Later ones wait for the next.
-        let mut waiters = vec![first];
-        while let Ok(waiter) = rx.try_recv() {
-            waiters.push(waiter);
+}
+
+impl Batcher {
+    async fn run(self, mut rx: mpsc::Receiver<Waiter>) {
+        while let Some(first) = rx.recv().await {
+            // Every read queued now arrived before the confirmation below
+            // starts: its answer is theirs. Later ones wait for the next.
+            let mut waiters = vec![first];
+            while let Ok(waiter) = rx.try_recv() {
+                waiters.push(waiter);
+            }
+            // A reader that gave up (its request timed out) needs no answer.
+            waiters.retain(|w| !w.answer.is_closed());
+            if waiters.is_empty() {
+                continue;
+            }
+            self.batch.record(waiters.len() as f64);
+            let local = self.confirm().await;
+            let forwarded = match &local {
+                Err(ReadError::NotLeader {
+                    leader_id: Some(leader),
+                    leader: Some(addr),
+                }) if *leader != self.me && waiters.iter().any(|w| w.forward) => {
+                    Some(self.ask_leader(*leader, addr).await)
+                }
+                _ => None,
+            };
+            for waiter in waiters {
+                let answer = match (&forwarded, waiter.forward) {
+                    (Some(forwarded), true) => forwarded.clone(),
+                    _ => local.clone(),
+                };
+                let _ = waiter.answer.send(answer);
+            }
         }
-        // A reader that gave up (its request timed out) needs no answer.
-        waiters.retain(|w| !w.is_closed());
-        if waiters.is_empty() {
-            continue;
+    }
+
+    /// This node's read index as leader.
+    async fn confirm(&self) -> Result<Index, ReadError> {
+        let to = self.transfer.load(Ordering::Acquire);
+        if to != 0 {
+            return Err(ReadError::LeaderTransfer { to });
         }
-        batch.record(waiters.len() as f64);
-        let answer = match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
+        match tokio::time::timeout(self.timeout, self.raft.get_read_log_id()).await {
             Err(_) => Err(ReadError::Unavailable(format!(
-                "no read index within {timeout:?} (no quorum?)"
+                "no read index within {:?} (no quorum?)",
+                self.timeout
             ))),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index)),
             Ok(Err(e)) => Err(match e.forward_to_leader() {
                 Some(f) => ReadError::NotLeader {
                     leader_id: f.leader_id,
@@ -92,9 +213,28 @@ async fn run(
                 },
                 None => ReadError::Unavailable(e.to_string()),
             }),
-        };
-        for waiter in waiters {
-            let _ = waiter.send(answer.clone());
         }
+    }
+
+    /// A read index from the leader. If the leader cannot be asked (down,
+    /// unreachable from here, or of a version without follower reads), the
+    /// reads are redirected to it, as they were before followers served
+    /// them.
+    async fn ask_leader(&self, leader: u64, addr: &NodeAddr) -> Result<Index, ReadError> {
+        let asked = tokio::time::timeout(
+            self.timeout,
+            self.network.read_index(leader, addr, self.me, self.timeout),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+        // What the leader answered (maybe that it no longer leads), or,
+        // when it could not be asked, a redirect to it.
+        asked.unwrap_or_else(|why| {
+            tracing::debug!("asking leader {leader} for a read index: {why}; redirecting reads");
+            Err(ReadError::NotLeader {
+                leader_id: Some(leader),
+                leader: Some(addr.clone()),
+            })
+        })
     }
 }

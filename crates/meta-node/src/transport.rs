@@ -113,6 +113,12 @@ pub enum PeerRequest {
         /// Its engines, as `cluster status` shows them.
         engine: String,
     },
+    /// A follower asks the leader for a read index, to serve linearizable
+    /// reads itself (see [`crate::read_index`]).
+    ReadIndex {
+        /// The sender, proven by its certificate.
+        node: u64,
+    },
 }
 
 /// The answer to a [`PeerRequest`].
@@ -130,6 +136,8 @@ pub enum PeerResponse {
     TimeoutNow(Result<(), String>),
     /// To `NodeInfo`.
     NodeInfo(Result<(), String>),
+    /// To `ReadIndex`: the index to apply before reading, or why not.
+    ReadIndex(Result<crate::read_index::Index, crate::read_index::ReadError>),
 }
 
 async fn write_frame<S: AsyncWrite + Unpin + ?Sized>(
@@ -247,13 +255,23 @@ pub fn decode_request(frame: &[u8]) -> std::io::Result<(ClusterId, u64, PeerRequ
     })
 }
 
+/// What the peer port serves requests with.
+#[derive(Clone)]
+pub struct PeerServices {
+    /// Raft's RPCs, alarms, leader transfer.
+    pub raft: Raft,
+    /// Where a peer's reported engine is kept.
+    pub contacts: PeerContacts,
+    /// Read indexes for followers' reads.
+    pub reads: crate::read_index::ReadIndex,
+}
+
 /// Serves peers' RPCs on `listener` until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
-    raft: Raft,
+    services: PeerServices,
     security: PeerSecurity,
     budget: Arc<crate::conn::Budget>,
-    contacts: PeerContacts,
 ) {
     let acceptor = security
         .tls
@@ -263,11 +281,10 @@ pub async fn serve(
     let frames = FrameBudget::default();
     loop {
         let (tcp, peer) = budget.accept(&listener).await;
-        let (raft, acceptor, identity) = (raft.clone(), acceptor.clone(), identity.clone());
-        let (frames, contacts) = (frames.clone(), contacts.clone());
+        let (services, acceptor, identity) = (services.clone(), acceptor.clone(), identity.clone());
+        let frames = frames.clone();
         tokio::spawn(async move {
-            if let Err(e) =
-                serve_connection(tcp, peer, acceptor, raft, identity, frames, contacts).await
+            if let Err(e) = serve_connection(tcp, peer, acceptor, identity, frames, services).await
             {
                 // Authenticated peers that break the rules are worth a
                 // warning; strangers failing the handshake are noise.
@@ -298,7 +315,8 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
         PeerRequest::InstallSnapshot(rpc) => rpc.vote.leader_id.voted_for(),
         PeerRequest::DiskAlarm { node, .. }
         | PeerRequest::TimeoutNow { node, .. }
-        | PeerRequest::NodeInfo { node, .. } => Some(*node),
+        | PeerRequest::NodeInfo { node, .. }
+        | PeerRequest::ReadIndex { node } => Some(*node),
     }
 }
 
@@ -388,11 +406,15 @@ async fn serve_connection(
     tcp: crate::conn::Guarded<TcpStream>,
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    raft: Raft,
     identity: Arc<Identity>,
     frames: FrameBudget,
-    contacts: PeerContacts,
+    services: PeerServices,
 ) -> std::io::Result<()> {
+    let PeerServices {
+        raft,
+        contacts,
+        reads,
+    } = services;
     let timed_out = |what: &str| {
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -477,6 +499,7 @@ async fn serve_connection(
                     None => Err(format!("node {node} is not a member of this cluster")),
                 },
             ),
+            PeerRequest::ReadIndex { .. } => PeerResponse::ReadIndex(reads.leader_index().await),
         };
         let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
         write_frame(&mut stream, &bytes).await?;
@@ -678,6 +701,9 @@ impl PeerContacts {
 #[derive(Clone)]
 pub struct TcpNetwork {
     clients: Arc<Mutex<Clients>>,
+    /// Connections for read-index requests: apart, so that a slow answer
+    /// never holds up a Raft call to the same peer.
+    read_clients: Arc<Mutex<Clients>>,
     security: PeerSecurity,
     backoff_max: Duration,
     contacts: PeerContacts,
@@ -691,6 +717,7 @@ impl TcpNetwork {
     pub fn new(security: PeerSecurity, backoff_max: Duration) -> TcpNetwork {
         TcpNetwork {
             clients: Arc::default(),
+            read_clients: Arc::default(),
             security,
             backoff_max: backoff_max.min(BACKOFF_MAX),
             contacts: PeerContacts::default(),
@@ -722,9 +749,37 @@ impl TcpNetwork {
             Err(e) => Err(e.to_string()),
         }
     }
-}
 
-impl TcpNetwork {
+    /// The connection to `target` kept in `clients` (made on first use).
+    fn connection(&self, clients: &Mutex<Clients>, target: u64, node: &NodeAddr) -> PeerConnection {
+        let mut clients = clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let tls = self
+            .security
+            .tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsConnector::from(tls.client.clone()));
+        let client = clients
+            .entry((target, node.raft.clone()))
+            .or_insert_with(|| {
+                Arc::new(PeerClient {
+                    addr: node.raft.clone(),
+                    target,
+                    tls,
+                    conn: tokio::sync::Mutex::new(None),
+                    next_id: std::sync::atomic::AtomicU64::new(1),
+                    reachability: Reachability::default(),
+                })
+            })
+            .clone();
+        PeerConnection {
+            target,
+            client,
+            identity: self.security.identity.clone(),
+            backoff_max: self.backoff_max,
+            contacts: self.contacts.clone(),
+        }
+    }
+
     /// Tells the leader what this node runs on: at once when a leader is
     /// known, again every 10 seconds and whenever the leader changes
     /// (until the task is aborted).
@@ -762,6 +817,26 @@ impl TcpNetwork {
         }
     }
 
+    /// Asks `leader` for a read index on behalf of this node `node`
+    /// (follower reads). `Err` when the leader could not be asked.
+    pub async fn read_index(
+        &self,
+        leader: u64,
+        leader_addr: &NodeAddr,
+        node: u64,
+        timeout: Duration,
+    ) -> Result<Result<crate::read_index::Index, crate::read_index::ReadError>, String> {
+        let connection = self.connection(&self.read_clients, leader, leader_addr);
+        match connection
+            .call(PeerRequest::ReadIndex { node }, &RPCOption::new(timeout))
+            .await
+        {
+            Ok(PeerResponse::ReadIndex(answer)) => Ok(answer),
+            Ok(_) => Err(format!("node {leader} answered another request")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Asks voter `target` to start an election now (a leader transfer;
     /// this node leads in `term`).
     pub async fn timeout_now(
@@ -790,32 +865,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &NodeAddr) -> PeerConnection {
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        let tls = self
-            .security
-            .tls
-            .as_ref()
-            .map(|tls| tokio_rustls::TlsConnector::from(tls.client.clone()));
-        let client = clients
-            .entry((target, node.raft.clone()))
-            .or_insert_with(|| {
-                Arc::new(PeerClient {
-                    addr: node.raft.clone(),
-                    target,
-                    tls,
-                    conn: tokio::sync::Mutex::new(None),
-                    next_id: std::sync::atomic::AtomicU64::new(1),
-                    reachability: Reachability::default(),
-                })
-            })
-            .clone();
-        PeerConnection {
-            target,
-            client,
-            identity: self.security.identity.clone(),
-            backoff_max: self.backoff_max,
-            contacts: self.contacts.clone(),
-        }
+        self.connection(&self.clients, target, node)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Linearizability against real processes over TCP: a 3-node `meta-node`
 //! cluster (lmdb, fjall, lmdb) serves HTTP clients doing linearizable
 //! reads, writes and compare-and-swap on a few keys through random nodes
-//! (followers redirect to the leader) while a nemesis, every 0.5–1.5 s,
+//! (followers serve the reads after the leader's read index, and redirect
+//! writes to the leader) while a nemesis, every 0.5–1.5 s,
 //! picks a node — the leader half the time — and SIGKILLs it (restarted on
 //! its data after 0.2–0.8 s), or freezes it with SIGSTOP for 0.3–2 s (a
 //! frozen leader is deposed and wakes up believing it still leads), or

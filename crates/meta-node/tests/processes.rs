@@ -111,3 +111,79 @@ fn a_three_process_cluster_survives_kill_9_and_migrates_engines_without_downtime
     assert_eq!(hash.len(), 64);
     n1.stop();
 }
+
+/// Followers answer linearizable reads themselves (a read index from the
+/// leader, then their own apply), never older than a write the leader
+/// acknowledged before the read began; what only the leader knows (lease
+/// keepalives) still goes there.
+#[test]
+fn followers_serve_linearizable_reads_that_see_every_acknowledged_write() {
+    use reqwest::{Method, StatusCode};
+
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let cluster = common::ProcCluster::new(&dirs, &["lmdb", "fjall", "lmdb"]);
+    let _nodes = cluster.form();
+    let apis = cluster.apis();
+    wait_until(30, "a leader", || leader_of(&apis[0]).is_some());
+    let leader = leader_of(&apis[0]).unwrap() as usize - 1;
+    let followers: Vec<&String> = (0..3).filter(|i| *i != leader).map(|i| &apis[i]).collect();
+    let http = common::Http::new(std::time::Duration::from_secs(10));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let send = |method: Method, api: &str, path: &str, body: Option<&str>| {
+            let (http, api, path) = (http.clone(), api.to_string(), path.to_string());
+            let body = body.map(str::to_string);
+            async move {
+                let answer = http.send_once(method, &api, &path, body).await.unwrap();
+                let status = answer.status();
+                (status, answer.json::<Value>().await.unwrap_or_default())
+            }
+        };
+        for i in 0..40 {
+            let value = format!("v{i}");
+            let (status, put) = send(Method::PUT, &apis[leader], "/v1/kv/k", Some(&value)).await;
+            assert_eq!(status, StatusCode::OK, "{put}");
+            // Acknowledged: a read that begins now, on any follower, sees it.
+            for follower in &followers {
+                let (status, got) = send(Method::GET, follower, "/v1/kv/k", None).await;
+                assert_eq!(status, StatusCode::OK, "read {i} on {follower}: {got}");
+                assert_eq!(got["value"], value, "read {i} on {follower}: {got}");
+                assert!(
+                    got["revision"].as_u64() >= put["revision"].as_u64(),
+                    "{got} after {put}"
+                );
+            }
+        }
+        // A lease's deadline is the leader's: a keepalive on a follower is
+        // redirected there.
+        let (status, lease) = send(
+            Method::POST,
+            &apis[leader],
+            "/v1/leases",
+            Some(r#"{"ttl_secs":60}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{lease}");
+        let keepalive = format!("/v1/leases/{}/keepalive", lease["id"]);
+        let (status, answer) = send(Method::POST, followers[0], &keepalive, None).await;
+        assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{answer}");
+        assert_eq!(answer["error"]["code"], "not_leader", "{answer}");
+        let (status, answer) = send(Method::POST, &apis[leader], &keepalive, None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    });
+    // The follower's read-index requests were batched on its leader:
+    // served by the peer port, counted by the batch metric.
+    let metrics = rt.block_on(async {
+        let answer = http
+            .send_once(Method::GET, followers[0], "/metrics", None)
+            .await
+            .unwrap();
+        answer.text().await.unwrap()
+    });
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("meta_read_index_batch_reads_count") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}

@@ -17,7 +17,9 @@ use meta_raft::Command;
 use meta_raft::model::Lease;
 
 use crate::auth::{Area, Principal, Scope, kv_scope};
-use crate::http::{ApiError, ApiResult, ApiState, JsonBody, propose, read_barrier, require_kv};
+use crate::http::{
+    ApiError, ApiResult, ApiState, JsonBody, leader_read_barrier, propose, require_kv,
+};
 
 fn lease_not_found(id: u64) -> ApiError {
     crate::http::rejection(meta_raft::Rejection::LeaseNotFound { id })
@@ -123,7 +125,7 @@ pub(crate) async fn keepalive(
 ) -> ApiResult<Json<wire::LeaseResponse>> {
     // A read index proves this node leads (a follower answers 307), and
     // that its state holds every lease granted before.
-    read_barrier(&state, &uri, false).await?;
+    leader_read_barrier(&state, &uri).await?;
     let term = state.raft.metrics().borrow().current_term;
     let lease = owned_lease(&state, &principal, id)?;
     // Too late: its deadline passed and its expiry is on its way.
@@ -140,7 +142,7 @@ pub(crate) async fn get(
     uri: OriginalUri,
     Path(id): Path<u64>,
 ) -> ApiResult<Json<wire::LeaseResponse>> {
-    read_barrier(&state, &uri, false).await?;
+    leader_read_barrier(&state, &uri).await?;
     let info = state.reader.lease(id).ok_or_else(|| lease_not_found(id))?;
     if !may_read(&principal, &info.lease) {
         return Err(ApiError::permission_denied(format!(
@@ -162,7 +164,7 @@ pub(crate) async fn list(
     Extension(principal): Extension<Principal>,
     uri: OriginalUri,
 ) -> ApiResult<Json<wire::LeasesResponse>> {
-    read_barrier(&state, &uri, false).await?;
+    leader_read_barrier(&state, &uri).await?;
     let leases = state
         .reader
         .leases()

@@ -1,11 +1,15 @@
 //! The client API: JSON over HTTP (axum). `docs/api.md` documents every
 //! route with `curl` examples.
 //!
-//! - Reads are linearizable by default (Raft read index, on the leader);
-//!   `?stale=true` answers from this node's applied state.
-//! - Writes and linearizable reads sent to a follower are answered with a
-//!   `307 Temporary Redirect` to the leader's API (`curl -L` and the CLI
-//!   follow it), plus a JSON body saying so.
+//! - Reads are linearizable by default (a Raft read index, batched); a
+//!   follower serves them too, after asking the leader for the read index
+//!   ([`crate::read_index`]). `?stale=true` answers from this node's
+//!   applied state at once.
+//! - Writes sent to a follower (and lease keepalives and reads, which only
+//!   the leader can answer) are answered with a `307 Temporary Redirect`
+//!   to the leader's API (`curl -L` and the CLI follow it), plus a JSON
+//!   body saying so. So are linearizable reads on a follower that cannot
+//!   reach the leader.
 //! - Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a
 //!   stable `code`; malformed input is a 4xx, never a crash.
 //! - Every route but `/health` needs a bearer token whose scopes cover
@@ -505,12 +509,16 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
 pub(crate) fn transfer_gate(state: &ApiState) -> ApiResult<()> {
     match state.transfer.load(std::sync::atomic::Ordering::Acquire) {
         0 => Ok(()),
-        to => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "leader_transfer",
-            format!("leadership is moving to node {to}; retry shortly"),
-        )),
+        to => Err(transferring(to)),
     }
+}
+
+fn transferring(to: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "leader_transfer",
+        format!("leadership is moving to node {to}; retry shortly"),
+    )
 }
 
 /// Proposes a command through Raft (group commit: concurrent requests share
@@ -626,7 +634,8 @@ pub(crate) fn check_value_len(state: &ApiState, what: &str, len: usize) -> ApiRe
     Ok(())
 }
 
-/// Makes a read linearizable unless the client asked for a stale one.
+/// Makes a read linearizable unless the client asked for a stale one. A
+/// follower serves it too, after the leader's read index.
 pub(crate) async fn read_barrier(
     state: &ApiState,
     uri: &OriginalUri,
@@ -635,9 +644,22 @@ pub(crate) async fn read_barrier(
     if stale {
         return Ok(());
     }
+    barrier(state, uri, state.reads.barrier()).await
+}
+
+/// A linearizable read that only the leader may serve (a follower answers
+/// `307` to it): for what only the leader knows, as lease deadlines.
+pub(crate) async fn leader_read_barrier(state: &ApiState, uri: &OriginalUri) -> ApiResult<()> {
+    barrier(state, uri, state.reads.leader_barrier()).await
+}
+
+async fn barrier(
+    state: &ApiState,
+    uri: &OriginalUri,
+    read_index: impl Future<Output = Result<(), crate::read_index::ReadError>>,
+) -> ApiResult<()> {
     transfer_gate(state)?;
-    let Ok(barrier) = tokio::time::timeout(state.request_timeout, state.reads.barrier()).await
-    else {
+    let Ok(barrier) = tokio::time::timeout(state.request_timeout, read_index).await else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -657,6 +679,7 @@ pub(crate) async fn read_barrier(
             "unavailable",
             format!("{why}; retry, or read with ?stale=true"),
         )),
+        Err(crate::read_index::ReadError::LeaderTransfer { to }) => Err(transferring(to)),
     }
 }
 

@@ -178,14 +178,9 @@ impl Http {
         let mut url = format!("{}{path}", url(api));
         let mut hops = 0;
         loop {
-            let mut request = self.client.request(method.clone(), &url);
-            if let Some(token) = &token {
-                request = request.bearer_auth(token);
-            }
-            if let Some(body) = &body {
-                request = request.body(body.clone());
-            }
-            let response = request.send().await?;
+            let response = self
+                .send_to(method.clone(), &url, token.as_deref(), body.clone())
+                .await?;
             let location = response
                 .headers()
                 .get(reqwest::header::LOCATION)
@@ -199,6 +194,37 @@ impl Http {
                 _ => return Ok(response),
             }
         }
+    }
+
+    /// Sends `method` to `http://{api}{path}` with the node's token and
+    /// `body`, following no redirect.
+    pub(crate) async fn send_once(
+        &self,
+        method: reqwest::Method,
+        api: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let url = format!("{}{path}", url(api));
+        self.send_to(method, &url, token(api).as_deref(), body)
+            .await
+    }
+
+    async fn send_to(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut request = self.client.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send().await
     }
 }
 
