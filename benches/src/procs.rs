@@ -189,9 +189,25 @@ impl Cluster {
     /// Starts `n` nodes, initialises them as one cluster of `n` voters and
     /// waits for a leader.
     pub fn start(bin: &Path, engine: &str, n: u64) -> Cluster {
+        Self::start_configured(bin, engine, n, "")
+    }
+
+    /// [`Cluster::start`], every node with this TOML config file (as
+    /// `--config`; empty: none).
+    pub fn start_configured(bin: &Path, engine: &str, n: u64, config: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, config).expect("writing the nodes' config");
+        let file = file.to_str().expect("a UTF-8 temporary path");
+        let mut flags = vec!["--insecure"];
+        if !config.is_empty() {
+            flags.extend(["--config", file]);
+        }
         let nodes: Vec<NodeProc> = (1..=n)
-            .map(|id| NodeProc::start(bin, id, engine, &dir.path().join(format!("n{id}")), false))
+            .map(|id| {
+                let data = dir.path().join(format!("n{id}"));
+                NodeProc::start_with(bin, id, engine, &data, false, &flags)
+            })
             .collect();
         let members: Vec<Value> = nodes
             .iter()

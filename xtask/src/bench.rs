@@ -389,12 +389,18 @@ pub fn render_scale(scale: &Value) -> String {
 
 /// Replaces the generated section of `doc` (or appends one).
 pub fn splice(doc: &str, section: &str) -> String {
-    match (doc.find(BEGIN), doc.find(END)) {
+    splice_between(doc, BEGIN, END, section)
+}
+
+/// Replaces what lies between `begin` and `end` (markers included) with
+/// `section`, or appends it.
+pub fn splice_between(doc: &str, begin: &str, end: &str, section: &str) -> String {
+    match (doc.find(begin), doc.find(end)) {
         (Some(b), Some(e)) if e > b => format!(
             "{}{}{}",
             &doc[..b],
             section,
-            &doc[e + END.len()..].trim_start_matches('\n')
+            &doc[e + end.len()..].trim_start_matches('\n')
         ),
         _ => format!("{}\n\n{}", doc.trim_end(), section),
     }
@@ -462,9 +468,67 @@ fn build_node(root: &Path) -> std::result::Result<PathBuf, Box<dyn std::error::E
     Ok(root.join("target/release/meta-node"))
 }
 
-/// Runs everything; returns the path of the regenerated document.
-pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error>> {
+/// The commit, date and machine a run reports.
+fn provenance(root: &Path) -> (String, String, String) {
+    let commit = Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let machine = format!(
+        "{} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    (commit, date, machine)
+}
+
+/// The etcd comparison (`benches/vs-etcd`): spliced into
+/// `docs/benchmarks.md` with its chart.
+fn compare_with_etcd(
+    root: &Path,
+    node: &Path,
+    seconds: f64,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let report = crate::vs_etcd::measure(root, node, seconds)?;
+    let (commit, date, machine) = provenance(root);
+    let header = format!(
+        "### meta-node and etcd, side by side (`cargo xtask bench --vs etcd`)\n\nDate {date}, commit `{commit}`, {machine}. Generated: do not edit by hand."
+    );
+    let doc_path = root.join("docs/benchmarks.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    let section = crate::vs_etcd::render(&report, &header);
+    std::fs::write(
+        &doc_path,
+        splice_between(&doc, crate::vs_etcd::BEGIN, crate::vs_etcd::END, &section),
+    )?;
+    crate::vs_etcd::chart(&report, &root.join("docs/charts/vs_etcd.svg"))
+}
+
+/// Runs everything (or, with `vs`, only that comparison, `seconds` per
+/// row); returns the path of the regenerated document.
+pub fn run(
+    full: bool,
+    vs: Option<crate::Versus>,
+    seconds: f64,
+) -> std::result::Result<PathBuf, Box<dyn std::error::Error>> {
     let root = project_root();
+    if vs == Some(crate::Versus::Etcd) {
+        if let Some(missing) = crate::vs_etcd::missing_tools() {
+            return Err(missing.into());
+        }
+        eprintln!("comparing with etcd; log in target/vs-etcd.log");
+        compare_with_etcd(&root, &build_node(&root)?, seconds)?;
+        return Ok(root.join("docs/benchmarks.md"));
+    }
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
     bar.set_message("measuring the serial fsync rate");
@@ -510,24 +574,7 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
     let extra = render_scale(&read_json(&scale_path))
         + &render_node_rss(&read_json(&rss_path))
         + &render_watch(&read_json(&watch_path));
-    let commit = Command::new("git")
-        .current_dir(&root)
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let machine = format!(
-        "{} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let (commit, date, machine) = provenance(&root);
     let header = format!(
         "## Latest `cargo xtask bench{}` run\n\nDate {date}, commit `{commit}`, {machine}. Generated: do not edit by hand.",
         if full { " --full" } else { "" }
@@ -538,6 +585,15 @@ pub fn run(full: bool) -> std::result::Result<PathBuf, Box<dyn std::error::Error
     std::fs::write(&doc_path, splice(&doc, &section))?;
     charts(&results, &root.join("docs/charts"))?;
     bar.finish_and_clear();
+    if full {
+        match crate::vs_etcd::missing_tools() {
+            None => {
+                eprintln!("comparing with etcd; log in target/vs-etcd.log");
+                compare_with_etcd(&root, &build_node(&root)?, seconds)?;
+            }
+            Some(missing) => eprintln!("== NOTE: the etcd comparison is SKIPPED: {missing}"),
+        }
+    }
     Ok(doc_path)
 }
 

@@ -23,6 +23,7 @@ pub mod crash;
 pub mod fuzz;
 pub mod soak;
 pub mod ui_test;
+pub mod vs_etcd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,9 +48,17 @@ pub enum Task {
     Conformance,
     /// Measure fsync, run the benches, update docs/benchmarks.md.
     Bench {
-        /// Full criterion runs (quick ones otherwise).
+        /// Full criterion runs (quick ones otherwise), then the etcd
+        /// comparison when etcd is on PATH.
         #[arg(long)]
         full: bool,
+        /// Only the side-by-side comparison with this system (needs it
+        /// and `protoc` on PATH).
+        #[arg(long, value_enum)]
+        vs: Option<Versus>,
+        /// Seconds per row of the comparison.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
     },
     /// SIGKILL crash campaign at soak size, on a release build.
     Crash(crash::CrashOptions),
@@ -63,6 +72,13 @@ pub enum Task {
     },
     /// The dashboard's browser test, in headless Chromium.
     UiTest,
+}
+
+/// Systems `cargo xtask bench --vs` compares with.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Versus {
+    /// etcd (`apt-get install etcd-server`), single node and 3 nodes.
+    Etcd,
 }
 
 /// The workspace root.

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Task::Bench { full } => match xtask::bench::run(full) {
+        Task::Bench { full, vs, seconds } => match xtask::bench::run(full, vs, seconds) {
             Ok(doc) => {
                 println!("wrote {}", doc.display());
                 ExitCode::SUCCESS
