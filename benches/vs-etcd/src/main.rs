@@ -17,7 +17,11 @@
 //! every write and run without TLS or authentication (their cost is
 //! measured apart, by the `security_ops` bench).
 //!
-//! Usage: `meta-vs-etcd --out FILE [--seconds S] [--clients 1,16,64,256]`.
+//! Usage: `meta-vs-etcd --out FILE [--seconds S] [--clients 1,16,64,256]
+//! [--nodes 1,3] [--systems lmdb,fjall,etcd] [--workloads
+//! writes,linearizable,serializable,mixed]` (subsets, for profiling one
+//! case; `mem` is meta-node on the memory engine, no fsync, to tell the
+//! disk's share from the rest).
 //! Needs `etcd` on `PATH`; `META_NODE_BIN` names the `meta-node` binary
 //! (else it is built).
 
@@ -64,6 +68,16 @@ impl Workload {
         Workload::ReadsSerializable,
         Workload::Mixed,
     ];
+
+    /// Its name on the command line.
+    fn arg(self) -> &'static str {
+        match self {
+            Workload::Writes => "writes",
+            Workload::ReadsLinearizable => "linearizable",
+            Workload::ReadsSerializable => "serializable",
+            Workload::Mixed => "mixed",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -447,6 +461,21 @@ struct Options {
     out: std::path::PathBuf,
     seconds: f64,
     clients: Vec<usize>,
+    nodes: Vec<usize>,
+    systems: Vec<String>,
+    workloads: Vec<Workload>,
+}
+
+const USAGE: &str = "usage: meta-vs-etcd --out FILE [--seconds S] [--clients 1,16,64,256] \
+                     [--nodes 1,3] [--systems lmdb,fjall,etcd,mem] \
+                     [--workloads writes,linearizable,serializable,mixed]";
+
+/// A comma-separated list, each item parsed by `parse`.
+fn list<T>(arg: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    value
+        .split(',')
+        .map(|item| parse(item).ok_or(format!("{arg}: {item:?} is not one of them ({USAGE})")))
+        .collect()
 }
 
 fn options() -> Result<Options, String> {
@@ -454,6 +483,9 @@ fn options() -> Result<Options, String> {
         out: "vs-etcd.json".into(),
         seconds: 2.0,
         clients: vec![1, 16, 64, 256],
+        nodes: vec![1, 3],
+        systems: vec!["lmdb".into(), "fjall".into(), "etcd".into()],
+        workloads: Workload::ALL.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -463,17 +495,21 @@ fn options() -> Result<Options, String> {
             "--seconds" => {
                 options.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
             }
-            "--clients" => {
-                options.clients = value()?
-                    .split(',')
-                    .map(|c| c.parse().map_err(|e| format!("--clients: {e}")))
-                    .collect::<Result<_, _>>()?
+            "--clients" => options.clients = list(&arg, &value()?, |c| c.parse().ok())?,
+            "--nodes" => options.nodes = list(&arg, &value()?, |n| n.parse().ok())?,
+            "--systems" => {
+                options.systems = list(&arg, &value()?, |s| {
+                    ["lmdb", "fjall", "mem", "etcd"]
+                        .contains(&s)
+                        .then(|| s.to_string())
+                })?
             }
-            "--help" | "-h" => {
-                return Err(
-                    "usage: meta-vs-etcd --out FILE [--seconds S] [--clients 1,16,64,256]".into(),
-                );
+            "--workloads" => {
+                options.workloads = list(&arg, &value()?, |w| {
+                    Workload::ALL.into_iter().find(|x| x.arg() == w)
+                })?
             }
+            "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -497,16 +533,16 @@ async fn main() -> std::process::ExitCode {
     let etcd = format!("etcd {}", etcd_version());
     let run = Duration::from_secs_f64(options.seconds);
     let mut rows = Vec::new();
-    for nodes in [1usize, 3] {
+    for &nodes in &options.nodes {
         // One system at a time on the machine: each gets both cores, and
         // is stopped before the next starts.
-        for system in ["meta-node lmdb", "meta-node fjall", "etcd"] {
+        for system in &options.systems {
             let (name, targets, running): (String, _, Box<dyn std::any::Any>) =
-                match system.strip_prefix("meta-node ") {
+                match (system != "etcd").then_some(system.as_str()) {
                     Some(engine) => {
                         let cluster = Cluster::start_configured(&bin, engine, nodes as u64, CONFIG);
                         let targets = meta_targets(&cluster, engine == "lmdb").await;
-                        (system.to_string(), targets, Box::new(cluster))
+                        (format!("meta-node {engine}"), targets, Box::new(cluster))
                     }
                     None => {
                         let cluster = Etcd::start(nodes);
@@ -515,7 +551,7 @@ async fn main() -> std::process::ExitCode {
                     }
                 };
             preload(&targets[0].1).await;
-            for workload in Workload::ALL {
+            for &workload in &options.workloads {
                 for (transport, target) in &targets {
                     for &clients in &options.clients {
                         let m = measure(target, workload, clients, run).await;

@@ -42,8 +42,16 @@ pub enum ReadError {
         /// Its addresses.
         leader: Option<NodeAddr>,
     },
-    /// No confirmation within the deadline, or Raft failed.
-    Unavailable(String),
+    /// No confirmation within this deadline (no quorum?).
+    NoQuorum {
+        /// The deadline.
+        within: Duration,
+    },
+    /// The node is shutting down.
+    Stopped,
+    /// Raft could not confirm, as it said (here, or on the leader: the
+    /// text crossed the network, so only the text is kept).
+    Failed(String),
     /// The leader is handing leadership to this node: it confirms nothing
     /// meanwhile (a confirmation would reset the followers' election
     /// timers and hold the transfer up).
@@ -147,7 +155,7 @@ impl ReadIndex {
 }
 
 fn stopped() -> ReadError {
-    ReadError::Unavailable("the node is shutting down".into())
+    ReadError::Stopped
 }
 
 struct Batcher {
@@ -201,17 +209,16 @@ impl Batcher {
             return Err(ReadError::LeaderTransfer { to });
         }
         match tokio::time::timeout(self.timeout, self.raft.get_read_log_id()).await {
-            Err(_) => Err(ReadError::Unavailable(format!(
-                "no read index within {:?} (no quorum?)",
-                self.timeout
-            ))),
+            Err(_) => Err(ReadError::NoQuorum {
+                within: self.timeout,
+            }),
             Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index)),
             Ok(Err(e)) => Err(match e.forward_to_leader() {
                 Some(f) => ReadError::NotLeader {
                     leader_id: f.leader_id,
                     leader: f.leader_node.clone(),
                 },
-                None => ReadError::Unavailable(e.to_string()),
+                None => ReadError::Failed(e.to_string()),
             }),
         }
     }

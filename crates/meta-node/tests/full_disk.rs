@@ -76,7 +76,13 @@ fn mount_or_opt_out(dir: &Path, what: &str) -> Option<Tmpfs> {
     match Tmpfs::mount(dir, "12m") {
         Ok(tmpfs) => Some(tmpfs),
         Err(why) if std::env::var_os("META_TEST_NO_MOUNT").is_some_and(|v| v == "1") => {
-            eprintln!("{what}: SKIPPED (META_TEST_NO_MOUNT=1): cannot mount a tmpfs here: {why}");
+            // Straight to stderr: `cargo test` captures `eprintln!` of a
+            // passing test, and a skip must be seen.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{what}: SKIPPED (META_TEST_NO_MOUNT=1): cannot mount a tmpfs here: {why}"
+            );
             None
         }
         Err(why) => panic!(

@@ -9,6 +9,8 @@
 //! it would have got from an entry of its own. A lone proposal travels
 //! alone, so a single writer pays nothing extra.
 
+use std::sync::Arc;
+
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,10 +32,34 @@ pub enum ProposeError {
         /// Its addresses, if known.
         leader: Option<NodeAddr>,
     },
+    /// The proposer's task ended (the node is stopping) after the
+    /// command was queued: it may or may not be committed.
+    #[error("outcome unknown: the proposer stopped")]
+    Stopped,
     /// Raft failed after taking the write (shutting down, leadership lost,
     /// ...): the command may or may not be committed.
     #[error("outcome unknown: {0}")]
-    Unavailable(String),
+    Raft(#[source] Arc<RaftError<u64, ClientWriteError<u64, NodeAddr>>>),
+    /// The state machine's answer to a round did not match the round (a
+    /// bug): the commands were applied, their results are lost.
+    #[error("outcome unknown: {got} for a round of {sent} proposals")]
+    Mismatch {
+        /// Proposals in the round.
+        sent: usize,
+        /// What came back instead of one response per proposal.
+        got: String,
+    },
+}
+
+impl ProposeError {
+    /// Whether the command may or may not have been committed (so a
+    /// caller must read before retrying a non-idempotent write).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ProposeError::Stopped | ProposeError::Raft(_) | ProposeError::Mismatch { .. }
+        )
+    }
 }
 
 type Reply = oneshot::Sender<Result<Response, ProposeError>>;
@@ -62,8 +88,9 @@ impl Proposer {
 
     /// Proposes `command` and waits for its result.
     ///
-    /// If this returns [`ProposeError::Unavailable`], the outcome is
-    /// unknown: the command may still be committed (by a new leader).
+    /// If this returns an error whose
+    /// [`outcome_unknown`](ProposeError::outcome_unknown) holds, the command
+    /// may still be committed (by a new leader).
     pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
         if matches!(command, Command::Batch(_)) {
             return Err(ProposeError::Rejected(Rejection::Malformed {
@@ -80,10 +107,8 @@ impl Proposer {
         self.tx
             .send((command, size, reply))
             .await
-            .map_err(|_| ProposeError::Unavailable("the proposer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| ProposeError::Unavailable("the proposer stopped".into()))?
+            .map_err(|_| ProposeError::Stopped)?;
+        answer.await.map_err(|_| ProposeError::Stopped)?
     }
 }
 
@@ -148,9 +173,10 @@ async fn write_round(raft: &Raft, mut round: Vec<(Command, usize, Reply)>) {
         Ok(written) => match written.data {
             Response::Batch(responses) if !single => Ok(responses),
             response if single => Ok(vec![response]),
-            other => Err(ProposeError::Unavailable(format!(
-                "unexpected response {other:?}"
-            ))),
+            other => Err(ProposeError::Mismatch {
+                sent: round.len(),
+                got: format!("{other:?}"),
+            }),
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Err(ProposeError::ForwardToLeader {
@@ -158,7 +184,7 @@ async fn write_round(raft: &Raft, mut round: Vec<(Command, usize, Reply)>) {
                 leader: f.leader_node,
             })
         }
-        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        Err(e) => Err(ProposeError::Raft(Arc::new(e))),
     };
     match responses {
         Ok(responses) if responses.len() == round.len() => {
@@ -168,11 +194,10 @@ async fn write_round(raft: &Raft, mut round: Vec<(Command, usize, Reply)>) {
             }
         }
         Ok(responses) => {
-            let e = ProposeError::Unavailable(format!(
-                "{} responses for {} proposals",
-                responses.len(),
-                round.len()
-            ));
+            let e = ProposeError::Mismatch {
+                sent: round.len(),
+                got: format!("{} responses", responses.len()),
+            };
             round
                 .drain(..)
                 .for_each(|(_, _, reply)| drop(reply.send(Err(e.clone()))));

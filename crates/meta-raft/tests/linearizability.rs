@@ -166,7 +166,9 @@ async fn client(
                 // Refused before it was logged: it never happened.
                 Ok(Err(ProposeError::ForwardToLeader { .. } | ProposeError::Rejected(_))) => None,
                 // Taken, then lost sight of: it may or may not happen.
-                Ok(Err(ProposeError::Unavailable(_))) | Err(_) => Some((kind, None)),
+                Ok(Err(e)) if e.outcome_unknown() => Some((kind, None)),
+                Ok(Err(e)) => panic!("unexpected error {e}"),
+                Err(_) => Some((kind, None)),
             }
         };
         if let Some((kind, ret)) = recorded {

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{self, Principal, Scope, Token};
+use crate::read_index::ReadError;
 mod admin;
 mod data;
 mod leases;
@@ -549,7 +550,7 @@ pub(crate) async fn propose(
             Err(ApiError::not_leader(state, leader_id, leader, uri))
         }
         // The write reached Raft but its fate is unknown: it may still commit.
-        Err(e @ ProposeError::Unavailable(_)) => Err(ApiError::new(
+        Err(e) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "outcome_unknown",
             e.to_string(),
@@ -656,7 +657,7 @@ pub(crate) async fn leader_read_barrier(state: &ApiState, uri: &OriginalUri) -> 
 async fn barrier(
     state: &ApiState,
     uri: &OriginalUri,
-    read_index: impl Future<Output = Result<(), crate::read_index::ReadError>>,
+    read_index: impl Future<Output = Result<(), ReadError>>,
 ) -> ApiResult<()> {
     transfer_gate(state)?;
     let Ok(barrier) = tokio::time::timeout(state.request_timeout, read_index).await else {
@@ -671,15 +672,27 @@ async fn barrier(
     };
     match barrier {
         Ok(()) => Ok(()),
-        Err(crate::read_index::ReadError::NotLeader { leader_id, leader }) => {
+        Err(ReadError::NotLeader { leader_id, leader }) => {
             Err(ApiError::not_leader(state, leader_id, leader, uri))
         }
-        Err(crate::read_index::ReadError::Unavailable(why)) => Err(ApiError::new(
+        Err(ReadError::NoQuorum { within }) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "no read index within {within:?} (no quorum?); retry, or read with ?stale=true"
+            ),
+        )),
+        Err(ReadError::Stopped) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node is shutting down; retry on another",
+        )),
+        Err(ReadError::Failed(why)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             format!("{why}; retry, or read with ?stale=true"),
         )),
-        Err(crate::read_index::ReadError::LeaderTransfer { to }) => Err(transferring(to)),
+        Err(ReadError::LeaderTransfer { to }) => Err(transferring(to)),
     }
 }
 

@@ -137,7 +137,12 @@ pub fn skip(why: &'static str) -> ! {
 pub fn run_as_test(case: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(case)) {
         match payload.downcast::<Skipped>() {
-            Ok(skipped) => eprintln!("SKIPPED: {}", skipped.0),
+            // Straight to stderr: `cargo test` captures `eprintln!` of a
+            // passing test, and a skip must be seen.
+            Ok(skipped) => {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "SKIPPED: {}", skipped.0);
+            }
             Err(payload) => std::panic::resume_unwind(payload),
         }
     }
