@@ -135,7 +135,14 @@ fn child_load(engine_name: &str, dir: &Path, keys: u64, value: u64) -> Value {
             })
             .collect();
         bytes += (key.len() + v.len()) as u64;
-        batch.put(key, v);
+        // As the state machine stores a key (its revisions and value).
+        let record = meta_raft::codec::encode(&meta_raft::model::KvEntry {
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            value: v,
+        });
+        batch.put(key, record);
         if batch.len() >= 8192 {
             store
                 .batch(&batch, Durability::Buffered)

@@ -43,6 +43,7 @@ pub struct Node {
     alarm_task: JoinHandle<()>,
     lease_task: JoinHandle<()>,
     announce_task: JoinHandle<()>,
+    reads: crate::read_index::ReadIndex,
 }
 
 async fn open_store(
@@ -220,8 +221,12 @@ impl Node {
             alarm_network.clone(),
             transfer.clone(),
             Duration::from_secs(config.limits.request_timeout_secs),
+            // A leader that does not answer within two election timeouts
+            // is being replaced: its reads are redirected meanwhile.
+            Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             telemetry.read_batch.clone(),
         );
+        let reads_handle = reads.clone();
         let transport_task = tokio::spawn(serve(
             raft_listener,
             crate::transport::PeerServices {
@@ -449,6 +454,7 @@ impl Node {
             alarm_task,
             lease_task,
             announce_task,
+            reads: reads_handle,
         })
     }
 
@@ -506,6 +512,7 @@ impl Node {
         self.alarm_task.abort();
         self.lease_task.abort();
         self.announce_task.abort();
+        self.reads.stop();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meta_raft::types::{NodeAddr, Raft};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -77,36 +78,57 @@ struct Waiter {
 pub struct ReadIndex {
     tx: mpsc::Sender<Waiter>,
     raft: Raft,
+    me: u64,
+    /// How long a follower waits for its own apply before redirecting.
+    apply_wait: Duration,
+    task: tokio::task::AbortHandle,
 }
 
 impl ReadIndex {
     /// Starts the batching task of node `me`, which asks its leader through
-    /// `network` when it does not lead, and confirms nothing while
-    /// `transfer` names a node leadership is moving to. A confirmation that
-    /// takes longer than `timeout` answers its reads `Unavailable`; `batch`
-    /// records how many reads each confirmation served. Needs a tokio
-    /// runtime.
+    /// `network` when it does not lead (giving up after `ask_within`: then
+    /// its reads are redirected), and confirms nothing while `transfer`
+    /// names a node leadership is moving to. A confirmation that takes
+    /// longer than `timeout` answers its reads [`ReadError::NoQuorum`]; a
+    /// follower that has not applied the index within half of it redirects
+    /// them. `batch` records how many reads each confirmation served.
+    /// Needs a tokio runtime; [`stop`](Self::stop) ends the task.
     pub fn start(
         me: u64,
         raft: Raft,
         network: TcpNetwork,
         transfer: Arc<AtomicU64>,
         timeout: Duration,
+        ask_within: Duration,
         batch: metrics::Histogram,
     ) -> ReadIndex {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(
+        let task = tokio::spawn(
             Batcher {
                 me,
                 raft: raft.clone(),
                 network,
                 transfer,
                 timeout,
+                ask_within: ask_within.min(timeout),
                 batch,
             }
             .run(rx),
-        );
-        ReadIndex { tx, raft }
+        )
+        .abort_handle();
+        ReadIndex {
+            tx,
+            raft,
+            me,
+            apply_wait: timeout / 2,
+            task,
+        }
+    }
+
+    /// Ends the batching task: reads waiting or to come fail with
+    /// [`ReadError::Stopped`].
+    pub fn stop(&self) {
+        self.task.abort();
     }
 
     /// Waits until this node may answer a linearizable read: its leader
@@ -125,17 +147,41 @@ impl ReadIndex {
         self.applied(index).await
     }
 
-    /// Waits until this node applied `index`.
+    /// Waits until this node applied `index`. A follower still behind after
+    /// `apply_wait` (catching up, installing a snapshot) redirects the read
+    /// to its leader, who answers it sooner.
     async fn applied(&self, index: Index) -> Result<(), ReadError> {
         if self.raft.metrics().borrow().last_applied.map(|l| l.index) >= index {
             return Ok(());
         }
-        self.raft
-            .wait(None)
+        let waited = self
+            .raft
+            .wait(Some(self.apply_wait))
             .applied_index_at_least(index, "a linearizable read")
-            .await
-            .map(|_| ())
-            .map_err(|_| stopped())
+            .await;
+        match waited {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(stopped()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let leader = metrics.current_leader.filter(|l| *l != self.me);
+                match leader {
+                    Some(id) => Err(ReadError::NotLeader {
+                        leader_id: Some(id),
+                        leader: metrics
+                            .membership_config
+                            .membership()
+                            .get_node(&id)
+                            .cloned(),
+                    }),
+                    None => Err(ReadError::Failed(format!(
+                        "this node has not applied log index {} within {:?}",
+                        index.unwrap_or_default(),
+                        self.apply_wait
+                    ))),
+                }
+            }
+        }
     }
 
     /// A read index for a follower's request: confirmed by this node as
@@ -164,6 +210,7 @@ struct Batcher {
     network: TcpNetwork,
     transfer: Arc<AtomicU64>,
     timeout: Duration,
+    ask_within: Duration,
     batch: metrics::Histogram,
 }
 
@@ -183,21 +230,34 @@ impl Batcher {
             }
             self.batch.record(waiters.len() as f64);
             let local = self.confirm().await;
-            let forwarded = match &local {
+            let ask = match &local {
                 Err(ReadError::NotLeader {
                     leader_id: Some(leader),
                     leader: Some(addr),
-                }) if *leader != self.me && waiters.iter().any(|w| w.forward) => {
-                    Some(self.ask_leader(*leader, addr).await)
-                }
+                }) if *leader != self.me => Some((*leader, addr.clone())),
                 _ => None,
             };
-            for waiter in waiters {
-                let answer = match (&forwarded, waiter.forward) {
-                    (Some(forwarded), true) => forwarded.clone(),
-                    _ => local.clone(),
+            // Answered at once: every waiter when this node leads (or
+            // cannot ask anyone), and always the leader-only ones (a peer's
+            // request among them: a peer waiting on this node while this
+            // node waits on it would hold both up until the timeout).
+            let (forward, answered): (Vec<Waiter>, Vec<Waiter>) = waiters
+                .into_iter()
+                .partition(|w| w.forward && ask.is_some());
+            for waiter in answered {
+                let _ = waiter.answer.send(local.clone());
+            }
+            if let Some((leader, addr)) = ask.filter(|_| !forward.is_empty()) {
+                let answer = match self.ask_leader(leader, &addr).await {
+                    // Leadership came here meanwhile: confirm it.
+                    Err(ReadError::NotLeader {
+                        leader_id: Some(l), ..
+                    }) if l == self.me => self.confirm().await,
+                    answer => answer,
                 };
-                let _ = waiter.answer.send(answer);
+                for waiter in forward {
+                    let _ = waiter.answer.send(answer.clone());
+                }
             }
         }
     }
@@ -213,13 +273,18 @@ impl Batcher {
                 within: self.timeout,
             }),
             Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.map(|l| l.index)),
-            Ok(Err(e)) => Err(match e.forward_to_leader() {
-                Some(f) => ReadError::NotLeader {
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(ReadError::NotLeader {
                     leader_id: f.leader_id,
-                    leader: f.leader_node.clone(),
-                },
-                None => ReadError::Failed(e.to_string()),
-            }),
+                    leader: f.leader_node,
+                })
+            }
+            // Said briefly: the error names every member's addresses,
+            // which a read's answer (or a peer) need not learn.
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(
+                ReadError::Failed("the leader could not reach a quorum".into()),
+            ),
+            Ok(Err(RaftError::Fatal(_))) => Err(ReadError::Stopped),
         }
     }
 
@@ -229,11 +294,12 @@ impl Batcher {
     /// them.
     async fn ask_leader(&self, leader: u64, addr: &NodeAddr) -> Result<Index, ReadError> {
         let asked = tokio::time::timeout(
-            self.timeout,
-            self.network.read_index(leader, addr, self.me, self.timeout),
+            self.ask_within,
+            self.network
+                .read_index(leader, addr, self.me, self.ask_within),
         )
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.ask_within)));
         // What the leader answered (maybe that it no longer leads), or,
         // when it could not be asked, a redirect to it.
         asked.unwrap_or_else(|why| {

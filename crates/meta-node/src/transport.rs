@@ -320,6 +320,16 @@ fn claimed_sender(request: &PeerRequest) -> Option<u64> {
     }
 }
 
+/// Whether `node` is a voter or learner of the membership `raft` knows.
+fn is_member(raft: &Raft, node: u64) -> bool {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&node)
+        .is_some()
+}
+
 /// Whether `raft` knows no membership yet (a node waiting for `cluster
 /// init` or for its first leader).
 pub(crate) fn in_no_cluster(raft: &Raft) -> bool {
@@ -487,19 +497,20 @@ async fn serve_connection(
             PeerRequest::TimeoutNow { node, term } => {
                 PeerResponse::TimeoutNow(timeout_now(&raft, node, term).await)
             }
-            PeerRequest::NodeInfo { node, engine } => PeerResponse::NodeInfo(
-                match raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .get_node(&node)
-                {
-                    Some(_) => contacts.set_engine(node, engine),
-                    None => Err(format!("node {node} is not a member of this cluster")),
-                },
-            ),
-            PeerRequest::ReadIndex { .. } => PeerResponse::ReadIndex(reads.leader_index().await),
+            PeerRequest::NodeInfo { node, engine } => {
+                PeerResponse::NodeInfo(if is_member(&raft, node) {
+                    contacts.set_engine(node, engine)
+                } else {
+                    Err(format!("node {node} is not a member of this cluster"))
+                })
+            }
+            PeerRequest::ReadIndex { node } => PeerResponse::ReadIndex(if is_member(&raft, node) {
+                reads.leader_index().await
+            } else {
+                Err(crate::read_index::ReadError::Failed(format!(
+                    "node {node} is not a member of this cluster"
+                )))
+            }),
         };
         let bytes = postcard::to_stdvec(&(id, response)).map_err(std::io::Error::other)?;
         write_frame(&mut stream, &bytes).await?;
@@ -750,8 +761,15 @@ impl TcpNetwork {
         }
     }
 
-    /// The connection to `target` kept in `clients` (made on first use).
-    fn connection(&self, clients: &Mutex<Clients>, target: u64, node: &NodeAddr) -> PeerConnection {
+    /// The connection to `target` kept in `clients` (made on first use),
+    /// whose answers and failures go to `contacts`.
+    fn connection(
+        &self,
+        clients: &Mutex<Clients>,
+        target: u64,
+        node: &NodeAddr,
+        contacts: PeerContacts,
+    ) -> PeerConnection {
         let mut clients = clients.lock().unwrap_or_else(PoisonError::into_inner);
         let tls = self
             .security
@@ -776,7 +794,7 @@ impl TcpNetwork {
             client,
             identity: self.security.identity.clone(),
             backoff_max: self.backoff_max,
-            contacts: self.contacts.clone(),
+            contacts,
         }
     }
 
@@ -826,7 +844,13 @@ impl TcpNetwork {
         node: u64,
         timeout: Duration,
     ) -> Result<Result<crate::read_index::Index, crate::read_index::ReadError>, String> {
-        let connection = self.connection(&self.read_clients, leader, leader_addr);
+        // Its failures are not Raft's: `cluster status` shows Raft's.
+        let connection = self.connection(
+            &self.read_clients,
+            leader,
+            leader_addr,
+            PeerContacts::default(),
+        );
         match connection
             .call(PeerRequest::ReadIndex { node }, &RPCOption::new(timeout))
             .await
@@ -865,7 +889,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &NodeAddr) -> PeerConnection {
-        self.connection(&self.clients, target, node)
+        self.connection(&self.clients, target, node, self.contacts.clone())
     }
 }
 

@@ -596,6 +596,22 @@ fn peer_vote(
     claimed: u64,
     term: u64,
 ) -> bool {
+    let vote = openraft::raft::VoteRequest::new(openraft::Vote::new(term, claimed), None);
+    let request = meta_node::transport::PeerRequest::Vote(vote);
+    matches!(
+        peer_call(rt, raft, tls, cluster, request),
+        Some(meta_node::transport::PeerResponse::Vote(_))
+    )
+}
+
+/// Sends one peer message as [`peer_vote`] does; the answer, if one came.
+fn peer_call(
+    rt: &tokio::runtime::Runtime,
+    raft: &str,
+    tls: Option<(Arc<rustls::ClientConfig>, u64)>,
+    cluster: meta_node::identity::ClusterId,
+    request: meta_node::transport::PeerRequest,
+) -> Option<meta_node::transport::PeerResponse> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
     impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
@@ -609,19 +625,17 @@ fn peer_vote(
                     .await
                 {
                     Ok(tls) => Box::new(tls),
-                    Err(_) => return false,
+                    Err(_) => return None,
                 }
             }
             None => Box::new(tcp),
         };
-        let vote = openraft::raft::VoteRequest::new(openraft::Vote::new(term, claimed), None);
-        let request = meta_node::transport::PeerRequest::Vote(vote);
         let payload = postcard::to_stdvec(&(cluster, 1u64, request)).unwrap();
         let mut bytes = meta_node::transport::MAGIC.to_vec();
         bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         bytes.extend_from_slice(&payload);
         if stream.write_all(&bytes).await.is_err() {
-            return false;
+            return None;
         }
         // An answer is a whole response frame; a TLS alert or a closed
         // connection is not.
@@ -632,10 +646,10 @@ fn peer_vote(
             stream.read_exact(&mut frame).await.ok()?;
             postcard::from_bytes::<(u64, meta_node::transport::PeerResponse)>(&frame).ok()
         };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(5), answer).await,
-            Ok(Some((1, meta_node::transport::PeerResponse::Vote(_))))
-        )
+        match tokio::time::timeout(Duration::from_secs(5), answer).await {
+            Ok(Some((1, response))) => Some(response),
+            _ => None,
+        }
     })
 }
 
@@ -744,11 +758,35 @@ fn forged_peer_messages_are_refused_and_change_nothing() {
     assert!(!peer_vote(
         &rt,
         &target,
-        Some((stranger, 1)),
+        Some((stranger.clone(), 1)),
         ours,
         1,
         1_000
     ));
+    // Read indexes (follower reads) are for members: a certificate of the
+    // CA for a non-member gets a refusal, never an index; a member gets an
+    // answer (an index, or who leads).
+    let read_index = |tls, node| {
+        peer_call(
+            &rt,
+            &target,
+            Some((tls, 1)),
+            ours,
+            meta_node::transport::PeerRequest::ReadIndex { node },
+        )
+    };
+    match read_index(stranger, 9) {
+        Some(meta_node::transport::PeerResponse::ReadIndex(Err(
+            meta_node::read_index::ReadError::Failed(why),
+        ))) => assert!(why.contains("node 9 is not a member"), "{why}"),
+        other => panic!("a non-member's read index: {other:?}"),
+    }
+    match read_index(node2.clone(), 2) {
+        Some(meta_node::transport::PeerResponse::ReadIndex(
+            Ok(Some(_)) | Err(meta_node::read_index::ReadError::NotLeader { .. }),
+        )) => {}
+        other => panic!("a member's read index: {other:?}"),
+    }
     // The right certificate and node, but another cluster's id.
     let theirs = meta_node::identity::ClusterId([0xAB; 16]);
     assert!(!peer_vote(&rt, &target, Some((node2, 1)), theirs, 2, 1_000));
