@@ -215,17 +215,18 @@ impl Node {
         .await
         .map_err(|e| NodeError::raft("starting Raft", e))?;
         let transfer = Arc::<std::sync::atomic::AtomicU64>::default();
-        let reads = crate::read_index::ReadIndex::start(
-            config.node_id,
-            raft.clone(),
-            alarm_network.clone(),
-            transfer.clone(),
-            Duration::from_secs(config.limits.request_timeout_secs),
+        let reads = crate::read_index::Batcher {
+            me: config.node_id,
+            raft: raft.clone(),
+            network: alarm_network.clone(),
+            transfer: transfer.clone(),
+            timeout: Duration::from_secs(config.limits.request_timeout_secs),
             // A leader that does not answer within two election timeouts
             // is being replaced: its reads are redirected meanwhile.
-            Duration::from_millis(2 * config.raft.election_timeout_max_ms),
-            telemetry.read_batch.clone(),
-        );
+            ask_within: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
+            batch: telemetry.read_batch.clone(),
+        }
+        .start();
         let reads_handle = reads.clone();
         let transport_task = tokio::spawn(serve(
             raft_listener,

@@ -85,46 +85,6 @@ pub struct ReadIndex {
 }
 
 impl ReadIndex {
-    /// Starts the batching task of node `me`, which asks its leader through
-    /// `network` when it does not lead (giving up after `ask_within`: then
-    /// its reads are redirected), and confirms nothing while `transfer`
-    /// names a node leadership is moving to. A confirmation that takes
-    /// longer than `timeout` answers its reads [`ReadError::NoQuorum`]; a
-    /// follower that has not applied the index within half of it redirects
-    /// them. `batch` records how many reads each confirmation served.
-    /// Needs a tokio runtime; [`stop`](Self::stop) ends the task.
-    pub fn start(
-        me: u64,
-        raft: Raft,
-        network: TcpNetwork,
-        transfer: Arc<AtomicU64>,
-        timeout: Duration,
-        ask_within: Duration,
-        batch: metrics::Histogram,
-    ) -> ReadIndex {
-        let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(
-            Batcher {
-                me,
-                raft: raft.clone(),
-                network,
-                transfer,
-                timeout,
-                ask_within: ask_within.min(timeout),
-                batch,
-            }
-            .run(rx),
-        )
-        .abort_handle();
-        ReadIndex {
-            tx,
-            raft,
-            me,
-            apply_wait: timeout / 2,
-            task,
-        }
-    }
-
     /// Ends the batching task: reads waiting or to come fail with
     /// [`ReadError::Stopped`].
     pub fn stop(&self) {
@@ -204,17 +164,44 @@ fn stopped() -> ReadError {
     ReadError::Stopped
 }
 
-struct Batcher {
-    me: u64,
-    raft: Raft,
-    network: TcpNetwork,
-    transfer: Arc<AtomicU64>,
-    timeout: Duration,
-    ask_within: Duration,
-    batch: metrics::Histogram,
+/// The batching task of one node, before it starts.
+pub struct Batcher {
+    /// This node.
+    pub me: u64,
+    /// Its Raft.
+    pub raft: Raft,
+    /// How it asks its leader for a read index when it does not lead.
+    pub network: TcpNetwork,
+    /// The node leadership is moving to (0: none): nothing is confirmed
+    /// meanwhile.
+    pub transfer: Arc<AtomicU64>,
+    /// A confirmation that takes longer answers [`ReadError::NoQuorum`];
+    /// a follower that has not applied the index within half of it
+    /// redirects its reads.
+    pub timeout: Duration,
+    /// Asking the leader gives up after this (then the reads are
+    /// redirected to it).
+    pub ask_within: Duration,
+    /// Records how many reads each confirmation served.
+    pub batch: metrics::Histogram,
 }
 
 impl Batcher {
+    /// Starts the task. Needs a tokio runtime; [`ReadIndex::stop`] ends it.
+    pub fn start(mut self) -> ReadIndex {
+        self.ask_within = self.ask_within.min(self.timeout);
+        let (tx, rx) = mpsc::channel(4096);
+        let (raft, me, apply_wait) = (self.raft.clone(), self.me, self.timeout / 2);
+        let task = tokio::spawn(self.run(rx)).abort_handle();
+        ReadIndex {
+            tx,
+            raft,
+            me,
+            apply_wait,
+            task,
+        }
+    }
+
     async fn run(self, mut rx: mpsc::Receiver<Waiter>) {
         while let Some(first) = rx.recv().await {
             // Every read queued now arrived before the confirmation below
