@@ -2,7 +2,7 @@
 //! does to the views and which records it writes. Pure: no store call, no
 //! clock, no randomness, no openraft — every replica that applies the same
 //! commands from the same views writes the same records and answers the
-//! same, on every engine. `state_machine.rs` runs it under openraft and
+//! same, on every engine. `state_machine/` runs it under openraft and
 //! commits its batches; `views.rs` answers read-only transactions with it.
 
 use std::sync::Arc;

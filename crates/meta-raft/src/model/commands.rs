@@ -156,7 +156,6 @@ impl Command {
     }
 }
 
-
 /// The most compares of one transaction.
 pub const MAX_TXN_COMPARES: usize = 128;
 /// The most ops of one branch of a transaction.
@@ -302,8 +301,6 @@ pub struct TxnResponse {
     /// One result per op of the branch that ran.
     pub results: Vec<TxnOpResult>,
 }
-
-
 
 /// What applying a log entry produced: identical on every replica.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -82,7 +82,6 @@ pub struct ApiKeyRecord {
     pub secret_hash: [u8; 32],
 }
 
-
 /// A user key's value and its revisions (etcd's `KeyValue`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvEntry {
@@ -227,7 +226,6 @@ pub struct Event {
     /// [`MAX_PREV_BYTES_PER_REVISION`] of previous values.
     pub prev_omitted: bool,
 }
-
 
 /// The longest [`Alarm::detail`], in bytes: a longer one is rejected.
 pub const MAX_ALARM_DETAIL: usize = 512;

@@ -11,7 +11,15 @@
 //!
 //! A snapshot is `store.snapshot("/meta/")` — data and applied state in
 //! one consistent view — and installing one is `restore("/meta/")` plus a
-//! rebuild of the views.
+//! rebuild of the views ([`snapshot`]: build, install, spill files, and
+//! seeding a new cluster from a backup). This file is the openraft
+//! adapter around them and the pure rules of `apply.rs`.
+
+mod snapshot;
+
+use snapshot::{spill_error, spill_file};
+
+pub use snapshot::{SnapshotBuilder, seed_new_cluster};
 
 use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -284,134 +292,6 @@ fn rejected_on_load(k: &[u8], e: Rejection) -> StorageError {
     )
 }
 
-/// An unnamed temporary file in `dir`: the operating system deletes it
-/// when the last handle closes, even after a crash.
-fn spill_file(dir: &Path) -> std::io::Result<std::fs::File> {
-    tempfile::tempfile_in(dir)
-}
-
-/// A failed write of a spill file: on a full disk, says so (like the
-/// stores' own write errors).
-fn spill_error(dir: &Path, e: std::io::Error) -> StorageError {
-    let error = meta_store_api::disk::write_error(
-        "snapshot",
-        dir,
-        meta_store_api::Error::io(
-            format!("writing a snapshot spill file in {}", dir.display()),
-            e,
-        ),
-    );
-    storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, &error)
-}
-
-/// A deterministic snapshot id: equal content at the same log id gets the
-/// same id on every node and engine.
-fn snapshot_id(last: &Option<LogId>) -> String {
-    match last {
-        Some(id) => format!(
-            "{}-{}-{}",
-            id.leader_id.term, id.leader_id.node_id, id.index
-        ),
-        None => "empty".into(),
-    }
-}
-
-impl Shared {
-    /// Pins a snapshot of `/meta/` with the applied state it reflects, makes
-    /// that state durable, and reads the stream.
-    fn build_snapshot(&self) -> Result<Snapshot, StorageError> {
-        let (applied, mut stream) = {
-            let _commit = self.commit.lock().unwrap_or_else(PoisonError::into_inner);
-            let applied = self
-                .applied
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            (
-                applied,
-                self.store
-                    .snapshot(META_PREFIX)
-                    .map_err(sm_err(ErrorVerb::Read))?,
-            )
-        };
-        // Apply writes are buffered; once a snapshot exists Raft may purge
-        // the log it covers, so the state it covers must be durable first.
-        self.store.sync().map_err(sm_err(ErrorVerb::Write))?;
-        let snap_err = |e: std::io::Error| spill_error(&self.spill_dir, e);
-        let mut file = spill_file(&self.spill_dir).map_err(snap_err)?;
-        {
-            let mut writer = BufWriter::new(&mut file);
-            std::io::copy(&mut stream, &mut writer).map_err(snap_err)?;
-            writer.flush().map_err(snap_err)?;
-        }
-        failpoint!("sm.snapshot.build.streamed");
-        file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
-        let meta = SnapshotMeta {
-            snapshot_id: snapshot_id(&applied.last_applied),
-            last_log_id: applied.last_applied,
-            last_membership: applied.membership,
-        };
-        self.record_snapshot(&meta)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        })
-    }
-
-    /// Remembers that a snapshot exists (its metadata), so the current
-    /// snapshot is served again after a restart.
-    fn record_snapshot(&self, meta: &SnapshotMeta) -> Result<(), StorageError> {
-        self.store
-            .set(
-                &Key::Raft(RaftKey::Snapshot).encode(),
-                &encode(meta),
-                Durability::Durable,
-            )
-            .map_err(|e| {
-                storage_error(
-                    ErrorSubject::Snapshot(Some(meta.signature())),
-                    ErrorVerb::Write,
-                    &e,
-                )
-            })
-    }
-
-    fn has_snapshot(&self) -> Result<bool, StorageError> {
-        let key = Key::Raft(RaftKey::Snapshot).encode();
-        Ok(self
-            .store
-            .get(&key)
-            .map_err(sm_err(ErrorVerb::Read))?
-            .is_some())
-    }
-}
-
-/// Builds snapshots of the state machine.
-pub struct SnapshotBuilder {
-    shared: Arc<Shared>,
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        failpoint!("sm.snapshot.build.before");
-        let shared = self.shared.clone();
-        let started = std::time::Instant::now();
-        let snapshot = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
-            shared.build_snapshot()
-        })
-        .await?;
-        let instruments = self.shared.instruments();
-        instruments
-            .snapshot_build_seconds
-            .record(started.elapsed().as_secs_f64());
-        if let Ok(m) = snapshot.snapshot.metadata().await {
-            instruments.snapshot_build_bytes.increment(m.len());
-        }
-        failpoint!("sm.snapshot.build.after");
-        Ok(snapshot)
-    }
-}
-
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -519,69 +399,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut file = snapshot.into_std().await;
         let started = std::time::Instant::now();
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let installed = blocking(subject.clone(), ErrorVerb::Write, move || {
-            failpoint!("sm.snapshot.install.before");
-            let fail = |e: &dyn std::fmt::Display| {
-                storage_error(
-                    subject.clone(),
-                    ErrorVerb::Write,
-                    &std::io::Error::other(e.to_string()),
-                )
-            };
-            // Check everything before touching the store: a snapshot this
-            // node cannot load must leave its state as it was, not replace it
-            // with data it will fail to open.
-            let mut rows = Vec::new();
-            file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
-            let mut reader =
-                SnapshotReader::new(BufReader::new(&mut file)).map_err(|e| fail(&e))?;
-            while let Some((k, v)) = reader.next_record().map_err(|e| fail(&e))? {
-                rows.push((k.to_vec(), v.to_vec()));
-            }
-            drop(reader);
-            let (views, applied, format) = Views::load(rows).map_err(|e| fail(&e))?;
-            if format != Format::Current {
-                return Err(fail(&format!(
-                    "snapshot {} was written by a build without revisions: every node of \
-                     a cluster must run the same build",
-                    meta.snapshot_id
-                )));
-            }
-            if applied.last_applied != meta.last_log_id {
-                return Err(fail(&format!(
-                    "snapshot {} holds applied state {:?}, its metadata says {:?}",
-                    meta.snapshot_id, applied.last_applied, meta.last_log_id
-                )));
-            }
-            let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
-            // The changes between the current state and the snapshot's are
-            // not known here: the history restarts at the snapshot.
-            let current = shared
-                .views
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .revision;
-            let revision = views.revision;
-            shared
-                .history
-                .reset(&*shared.store, current, revision)
-                .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
-            // Atomic and durable: the data and its applied state together.
-            file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
-            shared
-                .store
-                .restore(META_PREFIX, &mut BufReader::new(&mut file))
-                .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
-            failpoint!("sm.snapshot.install.restored");
-            *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
-            *shared
-                .applied
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = applied;
-            shared.history.publish_reset(revision);
-            shared.record_snapshot(&meta)?;
-            failpoint!("sm.snapshot.install.after");
-            Ok(())
+        let installed = blocking(subject, ErrorVerb::Write, move || {
+            shared.install(&meta, &mut file)
         })
         .await;
         if installed.is_err() {
@@ -609,48 +428,4 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
     }
-}
-
-/// Makes stores that hold an online backup's `/meta/` (restored into
-/// `state`, with an empty Raft log in `log`) the starting state of node
-/// `node_id` of a **new** cluster of `members`, all voters: the applied
-/// state keeps its log id and revision and takes the new membership, and
-/// the log store gets a vote in the backup's last term, so the new
-/// cluster's first election runs in a later term and its entries follow
-/// the backup's. Every member is seeded from the same backup with the same
-/// `members`; openraft then starts each at the backup's log index, with
-/// nothing to replay, and they elect a leader among themselves.
-pub fn seed_new_cluster(
-    log: &dyn MetadataStore,
-    state: &dyn MetadataStore,
-    node_id: u64,
-    members: std::collections::BTreeMap<u64, crate::types::NodeAddr>,
-) -> Result<AppliedState, StorageError> {
-    let fail = |what: String| {
-        storage_error(
-            ErrorSubject::StateMachine,
-            ErrorVerb::Write,
-            &std::io::Error::other(what),
-        )
-    };
-    if !members.contains_key(&node_id) {
-        return Err(fail(format!("node {node_id} is not one of the members")));
-    }
-    let (_, mut applied) = load(state)?;
-    let Some(last) = applied.last_applied else {
-        return Err(fail("the backup holds no applied log entry".into()));
-    };
-    let voters: std::collections::BTreeSet<u64> = members.keys().copied().collect();
-    applied.membership =
-        StoredMembership::new(Some(last), openraft::Membership::new(vec![voters], members));
-    state
-        .set(&applied_key(), &encode(&applied), Durability::Durable)
-        .map_err(sm_err(ErrorVerb::Write))?;
-    log.set(
-        &Key::Raft(RaftKey::Vote).encode(),
-        &encode(&crate::types::Vote::new(last.leader_id.term, node_id)),
-        Durability::Durable,
-    )
-    .map_err(sm_err(ErrorVerb::Write))?;
-    Ok(applied)
 }
