@@ -209,3 +209,70 @@ fn only_keys_rs_spells_a_key_prefix() {
         found.join("\n")
     );
 }
+
+#[test]
+fn apply_reads_no_clock_and_no_random_source() {
+    // docs/architecture.md: apply is deterministic; time and random ids
+    // are chosen by the proposer and carried in the command. The files
+    // apply runs (the rules, the views, the history, the model) name no
+    // clock and no random source outside their tests.
+    let root = xtask::project_root();
+    let src = root.join("crates/meta-raft/src");
+    let mut files = vec![
+        src.join("apply.rs"),
+        src.join("views.rs"),
+        src.join("history.rs"),
+    ];
+    rust_files(&src.join("model"), &mut files);
+    let forbidden = [
+        "Instant",
+        "SystemTime",
+        "UNIX_EPOCH",
+        "rand::",
+        "getrandom",
+        "thread_rng",
+        "OsRng",
+        "chrono::",
+    ];
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("reading a source file");
+        let code = text.split("\nmod tests {").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let line = line.trim_start();
+            if line.starts_with("//") {
+                continue;
+            }
+            if let Some(word) = forbidden.iter().find(|w| line.contains(**w)) {
+                found.push(format!("{}:{}: {word}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(files.len() >= 5, "the files apply runs: {files:?}");
+    assert!(
+        found.is_empty(),
+        "a clock or a random source in apply's code (the proposer chooses them):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn every_engine_runs_the_conformance_suite_from_its_own_tests() {
+    // docs/architecture.md: every engine passes the whole suite from its
+    // own `tests/conformance.rs`, with no engine-specific exception.
+    let root = xtask::project_root();
+    for engine in ENGINES {
+        let path = root
+            .join("crates")
+            .join(engine)
+            .join("tests/conformance.rs");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // The macro emits one test per case of the suite: all of them.
+        assert!(
+            text.contains("meta_store_api::conformance_tests!(") && !text.contains("#[ignore"),
+            "{} does not run the whole conformance suite (`meta_store_api::conformance_tests!`)",
+            path.display()
+        );
+    }
+}
