@@ -46,6 +46,7 @@ pub mod identity;
 pub mod lease;
 mod node;
 pub mod offline;
+#[cfg(feature = "failpoints")]
 pub mod pause;
 pub mod read_index;
 pub mod telemetry;

@@ -289,8 +289,15 @@ async fn serve(config: meta_node::Config) -> anyhow::Result<()> {
     if cfg!(feature = "failpoints") {
         tracing::warn!("built with the `failpoints` test feature: not for production");
     }
+    #[cfg(feature = "failpoints")]
     meta_node::pause::from_env()?;
+    // Asked for a test hook this build lacks: an error, not silence.
+    #[cfg(not(feature = "failpoints"))]
+    if let Ok(point) = std::env::var("META_PAUSE_AT") {
+        anyhow::bail!("META_PAUSE_AT={point}: this build has no failpoints (feature `failpoints`)");
+    }
     let node = Node::start(config).await?;
+    #[cfg(feature = "failpoints")]
     meta_node::pause::arm();
     let c = &node.config;
     let (log_dir, state_dir) = c.store_dirs();
