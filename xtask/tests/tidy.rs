@@ -112,6 +112,19 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// The code lines of a source file, numbered from 0 and trimmed: no
+/// comment line, nothing of its unit tests (they sit at the end, in
+/// `mod tests`).
+fn code_lines(file: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(file).expect("reading a source file");
+    let code = text.split("\nmod tests {").next().unwrap_or("");
+    code.lines()
+        .enumerate()
+        .map(|(n, line)| (n, line.trim_start().to_string()))
+        .filter(|(_, line)| !line.starts_with("//"))
+        .collect()
+}
+
 #[test]
 fn every_rust_file_opens_with_a_module_doc() {
     let root = xtask::project_root();
@@ -187,14 +200,7 @@ fn only_keys_rs_spells_a_key_prefix() {
         {
             continue;
         }
-        let text = std::fs::read_to_string(file).expect("reading a source file");
-        // Unit tests sit at the end of a file, in `mod tests`.
-        let code = text.split("\nmod tests {").next().unwrap_or("");
-        for (n, line) in code.lines().enumerate() {
-            let line = line.trim_start();
-            if line.starts_with("//") {
-                continue;
-            }
+        for (n, line) in code_lines(file) {
             if ["\"/meta/", "\"/raft/", "b\"/meta/", "b\"/raft/"]
                 .iter()
                 .any(|p| line.contains(p))
@@ -236,13 +242,7 @@ fn apply_reads_no_clock_and_no_random_source() {
     ];
     let mut found = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).expect("reading a source file");
-        let code = text.split("\nmod tests {").next().unwrap_or("");
-        for (n, line) in code.lines().enumerate() {
-            let line = line.trim_start();
-            if line.starts_with("//") {
-                continue;
-            }
+        for (n, line) in code_lines(file) {
             if let Some(word) = forbidden.iter().find(|w| line.contains(**w)) {
                 found.push(format!("{}:{}: {word}: {line}", file.display(), n + 1));
             }
