@@ -121,7 +121,7 @@ impl ReadIndex {
             .await;
         match waited {
             Ok(_) => Ok(()),
-            Err(openraft::metrics::WaitError::ShuttingDown) => Err(stopped()),
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(ReadError::Stopped),
             Err(openraft::metrics::WaitError::Timeout(..)) => {
                 let metrics = self.raft.metrics().borrow().clone();
                 let leader = metrics.current_leader.filter(|l| *l != self.me);
@@ -155,13 +155,9 @@ impl ReadIndex {
         self.tx
             .send(Waiter { answer, forward })
             .await
-            .map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+            .map_err(|_| ReadError::Stopped)?;
+        rx.await.map_err(|_| ReadError::Stopped)?
     }
-}
-
-fn stopped() -> ReadError {
-    ReadError::Stopped
 }
 
 /// The batching task of one node, before it starts.

@@ -375,14 +375,7 @@ async fn timeout_now(raft: &Raft, node: u64, term: u64) -> Result<(), String> {
 /// Proposes a node's disk alarm (or its clearing) on the leader: only for
 /// a member of the cluster, only for its own disk, with a short detail.
 async fn disk_alarm(raft: &Raft, node: u64, raise: Option<meta_raft::Alarm>) -> Result<(), String> {
-    let member = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&node)
-        .is_some();
-    if !member {
+    if !is_member(raft, node) {
         return Err(format!("node {node} is not a member of this cluster"));
     }
     let command = match raise {
