@@ -37,6 +37,8 @@ pub struct Node {
     /// The bound peer transport address.
     pub raft_addr: SocketAddr,
     stores: Vec<Arc<dyn MetadataStore>>,
+    /// Flushed into its store on shutdown.
+    state_machine: meta_raft::StateMachine,
     stop_api: watch::Sender<bool>,
     api_task: JoinHandle<()>,
     transport_task: JoinHandle<()>,
@@ -195,6 +197,7 @@ impl Node {
         let telemetry = crate::telemetry::Telemetry::start();
         sm.instrument(&telemetry.raft);
         let state_machine = sm.clone();
+        let state_machine_handle = sm.clone();
         let reader = sm.reader();
         let history = sm.history();
         let network = TcpNetwork::new(
@@ -340,7 +343,6 @@ impl Node {
                     ])
                 }
             },
-            state_store: state_store.clone(),
             request_timeout: Duration::from_secs(config.limits.request_timeout_secs),
             scheme: if api_tls.is_some() { "https" } else { "http" },
             identity: identity.clone(),
@@ -449,6 +451,7 @@ impl Node {
             api_addr,
             raft_addr,
             stores,
+            state_machine: state_machine_handle,
             stop_api,
             api_task,
             transport_task,
@@ -516,6 +519,17 @@ impl Node {
         self.reads.stop();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
+        }
+        // Applies reach the store in batches: the store left behind holds
+        // everything applied (the log would replay it anyway).
+        let sm = self.state_machine;
+        if !sm.failed() {
+            tokio::task::spawn_blocking(move || {
+                sm.flush()
+                    .map_err(|e| NodeError::raft("flushing the state machine", e))
+            })
+            .await
+            .map_err(|e| NodeError::raft("flushing the state machine (the task panicked)", e))??;
         }
         for store in self.stores {
             tokio::task::spawn_blocking(move || store.close())

@@ -434,9 +434,14 @@ pub struct Migrated {
 /// A SHA-256 of the store's metadata (`/meta/`, data and applied state), in
 /// the portable format: equal for equal content on every engine.
 pub fn content_hash(store: &dyn MetadataStore) -> Result<String, NodeError> {
-    let mut stream = store
+    let stream = store
         .snapshot(META_PREFIX)
         .map_err(store_err("starting the snapshot"))?;
+    hash_stream(stream)
+}
+
+/// The SHA-256 of a snapshot stream of `/meta/`, hex: [`content_hash`]'s.
+pub fn hash_stream(mut stream: impl Read) -> Result<String, NodeError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -28,7 +28,7 @@ use meta_store_api::keys::{
     history_compacted_key, history_count_key, history_event_key, history_events_from,
     history_prev_key, history_revision,
 };
-use meta_store_api::{Direction, Durability, MetadataStore, WriteBatch};
+use meta_store_api::{BatchOp, Direction, Durability, MetadataStore, WriteBatch};
 use tokio::sync::broadcast;
 
 use crate::codec::{CodecError, decode, encode};
@@ -197,7 +197,7 @@ impl HistoryState {
     /// is raised here, before the batch deletes anything.
     pub(crate) fn stage(
         &self,
-        store: &dyn MetadataStore,
+        store: &Staged<'_>,
         events: &[Event],
         revision: u64,
         batch: &mut WriteBatch,
@@ -298,8 +298,9 @@ impl HistoryState {
         let target = revision.max(compacted);
         self.compacted.store(target, Ordering::Release);
         let mut batch = WriteBatch::new();
+        let staged = Staged::flushed(store);
         for old in compacted + 1..=current {
-            forget_revision(store, old, &mut batch)?;
+            forget_revision(&staged, old, &mut batch)?;
         }
         self.bytes.store(0, Ordering::Release);
         let extent = Extent {
@@ -320,14 +321,55 @@ impl HistoryState {
     }
 }
 
+/// The store as the state machine's next flush leaves it: its writes not
+/// yet flushed (`unflushed`, which hold every revision after
+/// `flushed_revision` and none before) over `store`.
+pub(crate) struct Staged<'a> {
+    /// The store.
+    pub(crate) store: &'a dyn MetadataStore,
+    /// Writes applied but not yet in the store, in order.
+    pub(crate) unflushed: &'a WriteBatch,
+    /// Every revision up to this one is whole in the store.
+    pub(crate) flushed_revision: u64,
+}
+
+impl<'a> Staged<'a> {
+    /// `store` with nothing unflushed.
+    pub(crate) fn flushed(store: &'a dyn MetadataStore) -> Staged<'a> {
+        static EMPTY: WriteBatch = WriteBatch::new();
+        Staged {
+            store,
+            unflushed: &EMPTY,
+            flushed_revision: u64::MAX,
+        }
+    }
+
+    /// The value of `key`, a record of `revision`, as of the last write
+    /// applied. The unflushed writes are searched only for a revision they
+    /// can hold, which trimming reaches only when the history is shorter
+    /// than what a flush holds back.
+    fn get(&self, key: &[u8], revision: u64) -> Result<Option<Vec<u8>>, meta_store_api::Error> {
+        if revision > self.flushed_revision {
+            let last = self.unflushed.ops().iter().rev().find(|op| op.key() == key);
+            if let Some(op) = last {
+                return Ok(match op {
+                    BatchOp::Put { value, .. } => Some(value.clone()),
+                    BatchOp::Delete { .. } => None,
+                });
+            }
+        }
+        self.store.get(key)
+    }
+}
+
 /// Adds the deletes of every history record of revision `old` to `batch`;
 /// the bytes they held.
 fn forget_revision(
-    store: &dyn MetadataStore,
+    store: &Staged<'_>,
     old: u64,
     batch: &mut WriteBatch,
 ) -> Result<u64, meta_store_api::Error> {
-    let Some(count) = store.get(&history_count_key(old))? else {
+    let Some(count) = store.get(&history_count_key(old), old)? else {
         return Ok(0);
     };
     // A damaged count cannot say which records exist: delete none of them
@@ -347,6 +389,8 @@ fn forget_revision(
 #[derive(Clone)]
 pub struct History {
     pub(crate) store: Arc<dyn MetadataStore>,
+    /// Writes the state machine's unflushed applies into `store`.
+    pub(crate) flush: Arc<dyn Fn() -> Result<(), meta_store_api::Error> + Send + Sync>,
     pub(crate) state: Arc<HistoryState>,
     pub(crate) views: Arc<RwLock<Views>>,
 }
@@ -416,6 +460,9 @@ impl History {
             }
         };
         compacted()?;
+        // Applies reach the store in batches: the ones not there yet go
+        // first, so the read sees every revision applied before it.
+        (self.flush)()?;
         let rows = self.store.range(
             &history_events_from(from.revision, from.seq),
             Direction::Forward,

@@ -99,7 +99,10 @@ impl LogStore {
         loop {
             let applied = sm.applied().last_applied;
             if applied.is_some_and(|a| a.index >= upto.index) {
-                return Ok(());
+                // Applies reach the store in buffered batches: what the
+                // purge removes must be in the store, durably, first.
+                let sm = sm.clone();
+                return blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || sm.persist()).await;
             }
             if sm.failed() || tokio::time::Instant::now() >= deadline {
                 return Err(storage_error(

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::Engine;
-use common::cluster::{Node, Router, applied_index, config, content_hash, wait_applied, write};
+use common::cluster::{Node, Router, applied_index, config, wait_applied, write};
 use meta_raft::Command;
 use meta_raft::types::NodeAddr;
 
@@ -58,7 +58,7 @@ async fn converge(nodes: &[&Node], index: u64) -> String {
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let hashes: BTreeSet<String> = nodes.iter().map(|n| content_hash(&*n.store)).collect();
+        let hashes: BTreeSet<String> = nodes.iter().map(|n| n.hash()).collect();
         if hashes.len() == 1 {
             return hashes.into_iter().next().expect("one hash");
         }

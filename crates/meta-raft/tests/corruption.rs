@@ -44,6 +44,7 @@ async fn damage_and_reopen(engine: Engine, damage: fn(&std::path::Path)) -> Stri
             })
             .collect();
         sm.apply(entries).await.unwrap();
+        sm.flush().unwrap();
         store.close().unwrap();
     }
     damage(dir.path());

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::Engine;
-use common::cluster::{Node, Router, config, content_hash, wait_applied};
+use common::cluster::{Node, Router, config, wait_applied};
 use meta_raft::failpoints::{ALL, hits};
 use meta_raft::types::NodeAddr;
 use meta_raft::{Command, Envelope, LogStore};
@@ -285,7 +285,7 @@ async fn campaign(point: &'static str, fault: Fault) {
     // be ahead, e.g. by a blank entry of a new term).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let hashes: BTreeSet<String> = voters.iter().map(|n| content_hash(&*n.store)).collect();
+        let hashes: BTreeSet<String> = voters.iter().map(|n| n.hash()).collect();
         if hashes.len() == 1 {
             break;
         }

@@ -113,6 +113,7 @@ async fn a_lease_ends_with_its_keys_deleted_and_its_nodes_down_at_one_revision()
         assert_eq!((info.keys, info.nodes), (vec![b"a".to_vec()], vec![7]));
 
         // What is bound survives a reopen.
+        sm.flush().unwrap();
         drop(sm);
         let mut sm = StateMachine::open(store.clone()).await.unwrap();
         let reader = sm.reader();
@@ -169,6 +170,7 @@ async fn a_lease_ends_with_its_keys_deleted_and_its_nodes_down_at_one_revision()
             ],
             "{engine:?}"
         );
+        sm.flush().unwrap();
         drop(sm);
         let sm = StateMachine::open(store.clone()).await.unwrap();
         assert!(sm.reader().leases().is_empty(), "{engine:?} reopened");
@@ -265,6 +267,59 @@ async fn unknown_leases_are_refused_and_expiring_a_gone_lease_changes_nothing() 
     let expired = apply(&mut sm, &mut next, vec![Command::LeaseExpire { id }]).await;
     assert_eq!(expired, [Response::Applied { revision: 3 }]);
     assert_eq!(reader.get(b"lock"), None);
+}
+
+/// Applies reach the store in batches: until one is written, the store
+/// holds nothing of it (the views and the history have it all), and the
+/// history trims revisions still waiting exactly as written ones, leaving
+/// no record behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_reach_the_store_in_batches_and_trimming_sees_the_waiting_ones() {
+    use meta_store_api::keys::{applied_key, history_count_key, history_event_key};
+    // The keys end with the revision (and an event's with its seq).
+    let prefix = |key: Vec<u8>, tail: usize| key[..key.len() - tail].to_vec();
+    let counts = prefix(history_count_key(0), 8);
+    let events = prefix(history_event_key(0, 0), 12);
+    let revisions = |rows: Vec<(Vec<u8>, Vec<u8>)>, at: usize| -> Vec<u64> {
+        let at = |k: &[u8]| u64::from_be_bytes(k[at..at + 8].try_into().unwrap());
+        rows.iter().map(|(k, _)| at(k)).collect()
+    };
+    for engine in Engine::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let store = engine.open(&dir.path().join("a"));
+        let mut sm = StateMachine::open_with(store.clone(), dir.path().join("spill"), limits(3))
+            .await
+            .unwrap();
+        let mut next = 1;
+        apply(&mut sm, &mut next, vec![put("k0", "v")]).await;
+        assert_eq!(sm.reader().get(b"k0").as_deref(), Some(&b"v"[..]));
+        assert_eq!(store.get(&applied_key()).unwrap(), None, "{engine:?}");
+        for i in 1..30 {
+            apply(&mut sm, &mut next, vec![put(&format!("k{i}"), "v")]).await;
+        }
+        let history = sm.history();
+        assert_eq!((history.revision(), history.compacted()), (30, 27));
+        sm.flush().unwrap();
+        assert_eq!(
+            sm.applied().last_applied,
+            store
+                .get(&applied_key())
+                .unwrap()
+                .map(|bytes| postcard::from_bytes::<meta_raft::AppliedState>(&bytes).unwrap())
+                .and_then(|applied| applied.last_applied),
+            "{engine:?}: the store holds every apply once flushed"
+        );
+        assert_eq!(
+            revisions(store.scan(&counts).unwrap(), counts.len()),
+            [28, 29, 30],
+            "{engine:?}: the trimmed revisions' records are gone"
+        );
+        assert_eq!(
+            revisions(store.scan(&events).unwrap(), events.len()),
+            [28, 29, 30],
+            "{engine:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,7 +47,9 @@ async fn reopen_keeps_everything(engine: Engine) {
         log.save_committed(Some(log_id(2, 1, 9))).await.unwrap();
         assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 1, 9)));
         sm.apply(entries(1, 8)).await.unwrap();
-        // Apply writes are buffered; a clean close makes them durable.
+        // Applies wait in memory, then in buffered store writes: a clean
+        // stop flushes the state machine and closes the store.
+        sm.flush().unwrap();
         store.close().unwrap();
     }
     let store = engine.open(dir.path());

@@ -341,8 +341,10 @@ proptest! {
                 let (events, _) = sm.history().read(Cursor::at(1), usize::MAX, usize::MAX, true, |_| true).unwrap();
                 let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
                 assert_eq!(events, model.events, "{engine:?} history");
+                sm.flush().unwrap();
                 hashes.push(content_hash(&*store));
                 // Reopened: the same revision, records and history.
+                sm.flush().unwrap();
                 drop(sm);
                 let sm = StateMachine::open(store.clone()).await.unwrap();
                 assert_eq!(sm.reader().revision(), model.revision, "{engine:?} reopened");
@@ -383,6 +385,7 @@ async fn a_refused_transaction_changes_nothing_and_takes_no_revision() {
             .await
             .unwrap();
         assert_eq!(setup, [Response::Applied { revision: 1 }]);
+        sm.flush().unwrap();
         let hash = content_hash(&*store);
         let invalid_key = vec![b'x'; 600];
         let refused = [
@@ -437,7 +440,9 @@ async fn a_refused_transaction_changes_nothing_and_takes_no_revision() {
         assert_eq!(reader.get(b"k").as_deref(), Some(&b"1"[..]));
         assert_eq!(reader.list(b"", usize::MAX).len(), 1);
         // Only the applied log id moved.
+        sm.flush().unwrap();
         assert_ne!(content_hash(&*store), hash);
+        sm.flush().unwrap();
         drop(sm);
         let sm = StateMachine::open(store).await.unwrap();
         assert_eq!(sm.reader().revision(), 1);
@@ -552,6 +557,7 @@ async fn a_store_written_before_revisions_is_upgraded_in_place() {
             .await
             .unwrap();
         assert_eq!(next, [Response::Applied { revision: 2 }]);
+        sm.flush().unwrap();
         drop(sm);
         // Rewritten in the current layout: reopening reads it as such.
         let sm = StateMachine::open(store.clone()).await.unwrap();

@@ -214,6 +214,7 @@ async fn rejections_are_deterministic_results_identical_on_every_engine() {
         assert_eq!(reader.get(b"b").as_deref(), Some(&b"kept"[..]));
         assert_eq!(reader.config("max-shards").as_deref(), Some("64"));
         assert_eq!(sm.applied().last_applied, Some(log_id(1, 1, 20)));
+        sm.flush().unwrap();
         hashes.push(content_hash(&*store));
         all_responses.push(responses);
     }
@@ -367,7 +368,9 @@ async fn a_space_alarm_refuses_new_data_on_every_engine_keeps_deletes_and_surviv
         assert_eq!(reader.alarms()[0].kind, AlarmKind::Disk);
         assert_eq!((reader.get(b"a"), reader.get(b"c")), (None, None));
         assert_eq!(reader.node(1).unwrap().state, NodeState::Down);
+        sm.flush().unwrap();
         hashes.push(content_hash(&*store));
+        sm.flush().unwrap();
         drop(sm);
         // Reopened: the alarm is still raised.
         let mut sm = StateMachine::open(store.clone()).await.unwrap();

@@ -59,8 +59,8 @@ pub struct WriteBatch {
 
 impl WriteBatch {
     /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        WriteBatch { ops: Vec::new() }
     }
 
     /// An empty batch with room for `n` operations.

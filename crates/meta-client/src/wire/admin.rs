@@ -282,7 +282,8 @@ pub struct HashResponse {
     pub applied_index: Option<u64>,
     /// SHA-256 of the metadata in the portable format.
     pub hash: String,
-    /// Whether nothing was applied while hashing (else ask again).
+    /// Always `true`: the hash is of a pinned view at `applied_index`
+    /// (older nodes said `false` when an entry was applied while hashing).
     pub stable: bool,
 }
 

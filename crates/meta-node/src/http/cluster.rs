@@ -168,19 +168,21 @@ pub(super) async fn cluster_init(
 pub(super) async fn content_hash(
     State(state): State<ApiState>,
 ) -> ApiResult<Json<wire::HashResponse>> {
-    let store = state.state_store.clone();
-    let applied = state.raft.metrics().borrow().last_applied.map(|l| l.index);
-    let hash = tokio::task::spawn_blocking(move || crate::offline::content_hash(&*store))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let after = state.raft.metrics().borrow().last_applied.map(|l| l.index);
-    // Only meaningful if nothing was applied while hashing.
-    let stable = applied == after;
+    let sm = state.state_machine.clone();
+    let (applied, hash) = tokio::task::spawn_blocking(move || {
+        // A pinned view of the store with the applied state it holds: the
+        // hash is of exactly that index, whatever is applied meanwhile.
+        let backup = sm.backup().map_err(|e| ApiError::internal(e.to_string()))?;
+        let hash = crate::offline::hash_stream(backup.stream)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok::<_, ApiError>((backup.applied.last_applied.map(|l| l.index), hash))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(wire::HashResponse {
         applied_index: applied,
         hash,
-        stable,
+        stable: true,
     }))
 }
 

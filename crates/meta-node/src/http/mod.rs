@@ -114,13 +114,11 @@ pub struct ApiState {
     pub ops: Arc<ops::OpsLimits>,
     /// This node's metrics.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
-    /// The state machine (for online backups).
+    /// The state machine (for online backups and the content hash).
     pub state_machine: meta_raft::StateMachine,
     /// This node's stores, for their size on disk: which (`log`, `state`,
     /// or one for both), engine, directory.
     pub stores_on_disk: Arc<[(&'static str, crate::engine::Engine, PathBuf)]>,
-    /// The state machine's store (for the content hash).
-    pub state_store: Arc<dyn meta_store_api::MetadataStore>,
     /// How long a request waits for Raft (a commit, a read index) before
     /// it is answered 503.
     pub request_timeout: std::time::Duration,

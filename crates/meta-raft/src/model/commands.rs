@@ -52,23 +52,29 @@ pub enum Command {
     /// Sets a user key.
     Put {
         /// Key (within the user namespace).
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
     },
     /// Deletes a user key.
     Delete {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
     },
     /// Sets (or deletes, for `new: None`) a user key if its current value is
     /// `expected` (`None`: absent).
     CompareAndSwap {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
         /// The value it must have now.
+        #[serde(with = "crate::codec::bytes::option")]
         expected: Option<Vec<u8>>,
         /// The value it gets.
+        #[serde(with = "crate::codec::bytes::option")]
         new: Option<Vec<u8>>,
     },
     /// Several proposals sharing one log entry (group commit, see
@@ -118,8 +124,10 @@ pub enum Command {
     /// Sets a user key bound to a lease (it is deleted with the lease).
     PutLeased {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
         /// The lease; refused if it does not exist.
         lease: LeaseId,
@@ -205,6 +213,7 @@ impl Txn {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
     /// The user key.
+    #[serde(with = "crate::codec::bytes")]
     pub key: Vec<u8>,
     /// What of the key is compared, and with what.
     pub target: CompareTarget,
@@ -217,7 +226,7 @@ pub struct Compare {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareTarget {
     /// The value (bytes, compared lexicographically).
-    Value(Vec<u8>),
+    Value(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// The revision of its last change.
     ModRevision(u64),
     /// The revision that created it.
@@ -247,32 +256,39 @@ pub enum TxnOp {
     /// Sets a key.
     Put {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
     },
     /// Deletes a key (if it exists).
     Delete {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
     },
     /// Deletes every key starting with `prefix` (an empty prefix: every
     /// user key).
     DeletePrefix {
         /// The prefix.
+        #[serde(with = "crate::codec::bytes")]
         prefix: Vec<u8>,
     },
     /// Reads a key, as of this point of the branch.
     Get {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
     },
     /// Sets a key bound to a lease (refused whole if the lease does not
     /// exist).
     PutLeased {
         /// Key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
         /// Value.
+        #[serde(with = "crate::codec::bytes")]
         value: Vec<u8>,
         /// The lease.
         lease: LeaseId,
@@ -380,6 +396,7 @@ pub enum Rejection {
     #[error("compare-and-swap failed: the key holds another value")]
     CasMismatch {
         /// The value found.
+        #[serde(with = "crate::codec::bytes::option")]
         current: Option<Vec<u8>>,
     },
     /// A name or key breaks the key-space rules.
@@ -448,6 +465,7 @@ pub struct Envelope {
     /// Encoding version of `command`.
     pub version: u16,
     /// The postcard-encoded [`Command`].
+    #[serde(with = "crate::codec::bytes")]
     pub command: Vec<u8>,
 }
 

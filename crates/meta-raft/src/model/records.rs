@@ -93,6 +93,7 @@ pub struct KvEntry {
     /// Writes since its creation: 1 when created.
     pub version: u64,
     /// The value.
+    #[serde(with = "crate::codec::bytes")]
     pub value: Vec<u8>,
 }
 
@@ -135,6 +136,7 @@ pub enum Change {
     /// A user key: its new entry, or `None` once deleted.
     Kv {
         /// The key.
+        #[serde(with = "crate::codec::bytes")]
         key: Vec<u8>,
         /// The entry after the change.
         entry: Option<KvEntry>,

@@ -2,12 +2,17 @@
 //! [`MetadataStore`], under `/meta/`.
 //!
 //! Apply runs each command through the pure rules of `apply.rs` against
-//! the in-memory views, collects the resulting writes, and commits them
-//! together with the new applied state
-//! (last log id + membership, at `/meta/sys/applied`) in **one** store
-//! batch, so a crash can never separate the data from the log id it
-//! reflects. The batch is buffered: the durable Raft log replays whatever a
-//! crash loses. Only then are the new views published.
+//! the in-memory views, collects the resulting writes together with the
+//! new applied state (last log id + membership, at `/meta/sys/applied`),
+//! and publishes the new views. The writes reach the store later, several
+//! applies in **one** buffered batch ([`Unflushed`]): after
+//! [`FLUSH_AFTER`], or once [`FLUSH_OPS`] operations or [`FLUSH_BYTES`]
+//! bytes wait. A batch always ends with its applied state, so a crash can
+//! never separate the data from the log id it reflects; the durable Raft
+//! log replays whatever a crash loses. So a write pays the log's fsync
+//! only, not one of the state store too (`docs/raft.md`, "Durability").
+//! Whatever reads the store itself (watch catch-up, backups, snapshots,
+//! the content hash) flushes first; a log purge flushes and syncs first.
 //!
 //! A snapshot is `store.snapshot("/meta/")` — data and applied state in
 //! one consistent view — and installing one is `restore("/meta/")` plus a
@@ -36,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{Effects, apply_command, kv_key};
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::history::{History, HistoryLimits, HistoryState};
+use crate::history::{History, HistoryLimits, HistoryState, Staged};
 use crate::instruments::Instruments;
 use crate::model::{Rejection, Response};
 use crate::types::{
@@ -89,9 +94,10 @@ struct Shared {
     spill_dir: PathBuf,
     views: Arc<RwLock<Views>>,
     applied: RwLock<AppliedState>,
-    /// Held while an apply batch commits and while a snapshot pins its view,
-    /// so a snapshot's applied state always matches its data.
-    commit: Mutex<()>,
+    /// The applied writes not yet in the store. Held while an apply stages
+    /// its writes and publishes its views, and while a snapshot pins its
+    /// view, so a snapshot's applied state always matches its data.
+    commit: Mutex<Unflushed>,
     /// Set when an apply or a snapshot install failed: openraft stops the
     /// node, and a purge waiting for this state machine gives up at once.
     failed: std::sync::atomic::AtomicBool,
@@ -101,12 +107,79 @@ struct Shared {
     instruments: OnceLock<Instruments>,
 }
 
+/// How long applied writes may wait before they are written to the store.
+pub(crate) const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+/// How many store operations may wait before they are written.
+pub(crate) const FLUSH_OPS: usize = 4096;
+/// How many bytes of keys and values may wait before they are written.
+pub(crate) const FLUSH_BYTES: usize = 4 << 20;
+
+/// Applied writes not yet in the store, in order (see the module
+/// documentation).
+#[derive(Default)]
+struct Unflushed {
+    batch: WriteBatch,
+    /// Bytes of the keys and values in `batch`.
+    bytes: usize,
+    /// When the oldest write in `batch` was applied.
+    since: Option<std::time::Instant>,
+    /// Every revision up to this one is whole in the store.
+    flushed_revision: u64,
+}
+
+impl Unflushed {
+    fn add(&mut self, batch: WriteBatch) {
+        for op in batch {
+            self.bytes += match &op {
+                meta_store_api::BatchOp::Put { key, value } => key.len() + value.len(),
+                meta_store_api::BatchOp::Delete { key } => key.len(),
+            };
+            self.batch.extend([op]);
+        }
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn due(&self) -> bool {
+        self.batch.len() >= FLUSH_OPS
+            || self.bytes >= FLUSH_BYTES
+            || self.since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER)
+    }
+
+    /// Writes the waiting batch to `store` (buffered); the store then holds
+    /// every revision up to `revision`. On failure nothing is dropped.
+    fn flush(&mut self, store: &dyn MetadataStore, revision: u64) -> meta_store_api::Result<()> {
+        if !self.batch.is_empty() {
+            store.batch(&self.batch, Durability::Buffered)?;
+        }
+        *self = Unflushed {
+            flushed_revision: revision,
+            ..Unflushed::default()
+        };
+        Ok(())
+    }
+}
+
 /// Handles that record nothing, for a state machine never instrumented.
 static NO_INSTRUMENTS: Instruments = Instruments::noop();
 
 impl Shared {
     fn instruments(&self) -> &Instruments {
         self.instruments.get().unwrap_or(&NO_INSTRUMENTS)
+    }
+
+    /// Takes the commit lock and writes what waits in it to the store.
+    fn flushed(&self) -> meta_store_api::Result<std::sync::MutexGuard<'_, Unflushed>> {
+        let mut unflushed = self.commit.lock().unwrap_or_else(PoisonError::into_inner);
+        let revision = self.revision();
+        unflushed.flush(&*self.store, revision)?;
+        Ok(unflushed)
+    }
+
+    fn revision(&self) -> u64 {
+        self.views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .revision
     }
 }
 
@@ -156,13 +229,17 @@ impl StateMachine {
                 Ok((views, applied, history))
             })
             .await?;
+        let unflushed = Unflushed {
+            flushed_revision: views.revision,
+            ..Unflushed::default()
+        };
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store,
                 spill_dir,
                 views: Arc::new(RwLock::new(views)),
                 applied: RwLock::new(applied),
-                commit: Mutex::new(()),
+                commit: Mutex::new(unflushed),
                 failed: Default::default(),
                 history: Arc::new(history),
                 instruments: OnceLock::new(),
@@ -183,11 +260,7 @@ impl StateMachine {
     /// stream is read afterwards, without holding up writes, and never
     /// whole in memory.
     pub fn backup(&self) -> Result<Backup, StorageError> {
-        let _commit = self
-            .shared
-            .commit
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _commit = self.shared.flushed().map_err(sm_err(ErrorVerb::Write))?;
         let applied = self.applied();
         let stream = self
             .shared
@@ -197,9 +270,29 @@ impl StateMachine {
         Ok(Backup { applied, stream })
     }
 
+    /// Writes every applied change still waiting into the store
+    /// (buffered: the Raft log stays the durable record). Blocking. A node
+    /// calls it when it stops, so the store it leaves holds what it
+    /// applied.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.shared
+            .flushed()
+            .map(drop)
+            .map_err(sm_err(ErrorVerb::Write))
+    }
+
+    /// [`flush`](Self::flush), then makes the store durable: before the
+    /// log is purged of entries this state machine applied. Blocking.
+    pub fn persist(&self) -> Result<(), StorageError> {
+        let _commit = self.shared.flushed().map_err(sm_err(ErrorVerb::Write))?;
+        self.shared.store.sync().map_err(sm_err(ErrorVerb::Write))
+    }
+
     /// This node's change history and live notices, for watches.
     pub fn history(&self) -> History {
+        let shared = self.shared.clone();
         History {
+            flush: Arc::new(move || shared.flushed().map(drop)),
             store: self.shared.store.clone(),
             state: self.shared.history.clone(),
             views: self.shared.views.clone(),
@@ -342,16 +435,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.put(applied_key(), encode(&applied));
         let shared = self.shared.clone();
         let applied_batch = blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
-            let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut unflushed = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
             let revision = views.revision;
+            let staged = Staged {
+                store: &*shared.store,
+                unflushed: &unflushed.batch,
+                flushed_revision: unflushed.flushed_revision,
+            };
             shared
                 .history
-                .stage(&*shared.store, &events, revision, &mut batch)
+                .stage(&staged, &events, revision, &mut batch)
                 .map_err(sm_err(ErrorVerb::Write))?;
-            shared
-                .store
-                .batch(&batch, Durability::Buffered)
-                .map_err(sm_err(ErrorVerb::Write))?;
+            unflushed.add(batch);
+            if unflushed.due() {
+                unflushed
+                    .flush(&*shared.store, revision)
+                    .map_err(sm_err(ErrorVerb::Write))?;
+            }
             *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
             *shared
                 .applied

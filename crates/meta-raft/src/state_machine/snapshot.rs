@@ -42,7 +42,7 @@ impl Shared {
     /// that state durable, and reads the stream.
     pub(super) fn build_snapshot(&self) -> Result<Snapshot, StorageError> {
         let (applied, mut stream) = {
-            let _commit = self.commit.lock().unwrap_or_else(PoisonError::into_inner);
+            let _commit = self.flushed().map_err(sm_err(ErrorVerb::Write))?;
             let applied = self
                 .applied
                 .read()
@@ -177,7 +177,12 @@ impl Shared {
                 meta.snapshot_id, applied.last_applied, meta.last_log_id
             )));
         }
-        let _commit = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut unflushed = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
+        // What the old state still had to write is replaced whole.
+        *unflushed = Unflushed {
+            flushed_revision: views.revision,
+            ..Unflushed::default()
+        };
         // The changes between the current state and the snapshot's are
         // not known here: the history restarts at the snapshot.
         let current = shared

@@ -206,6 +206,18 @@ pub struct Node {
     pub raft: Raft,
     pub reader: MetadataReader,
     pub store: Arc<dyn MetadataStore>,
+    pub sm: StateMachine,
+}
+
+impl Node {
+    /// [`content_hash`] of what this node applied: a pinned view of its
+    /// store once the state machine flushed what waited.
+    pub fn hash(&self) -> String {
+        let mut bytes = Vec::new();
+        let mut backup = self.sm.backup().expect("backup");
+        std::io::Read::read_to_end(&mut backup.stream, &mut bytes).expect("read");
+        hex::encode(Sha256::digest(&bytes))
+    }
 }
 
 /// Raft timing for tests; `snapshot_every` > 0 snapshots (and purges) often.
@@ -261,6 +273,7 @@ impl Router {
             raft,
             reader: sm.reader(),
             store,
+            sm,
         }
     }
 
@@ -278,10 +291,12 @@ impl Router {
         (node.id, node.engine, node.dir)
     }
 
-    /// Stops `node` and releases its store.
+    /// Stops `node` as a node does (Raft, then what its state machine
+    /// still has to write) and releases its store.
     pub async fn stop(&self, node: Node) -> (u64, Engine, PathBuf) {
         self.nodes.lock().unwrap().remove(&node.id);
         node.raft.shutdown().await.expect("shutdown");
+        node.sm.flush().expect("flush");
         (node.id, node.engine, node.dir)
     }
 }
