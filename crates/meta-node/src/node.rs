@@ -321,7 +321,7 @@ impl Node {
             reader.clone(),
             deadlines.clone(),
         ));
-        let state = ApiState {
+        let state = ApiState::new(crate::http::Services {
             raft: raft.clone(),
             proposer,
             reader: reader.clone(),
@@ -361,7 +361,7 @@ impl Node {
             history,
             watch: config.watch.clone(),
             deadlines,
-        };
+        });
         if config.log_engine() == crate::engine::Engine::Mem {
             tracing::warn!(
                 "the Raft log is on the mem engine: this node forgets its vote and log on restart; \
