@@ -44,8 +44,33 @@ pub struct Node {
     transport_task: JoinHandle<()>,
     alarm_task: JoinHandle<()>,
     lease_task: JoinHandle<()>,
+    /// Writes an idle node's applies to its state store.
+    flush_task: JoinHandle<()>,
     announce_task: JoinHandle<()>,
     reads: crate::read_index::ReadIndex,
+}
+
+/// Every [`meta_raft::FLUSH_AFTER`], writes what the state machine applied
+/// and still holds to its store, when due: applies only check at the next
+/// apply, and an idle node's store should not stay behind for long.
+async fn flush_when_due(sm: meta_raft::StateMachine) {
+    let mut tick = tokio::time::interval(meta_raft::FLUSH_AFTER);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let sm = sm.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || sm.flush_if_due().map_err(|e| e.to_string())).await;
+        match flushed {
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!("writing applied changes to the state store: {e}");
+            }
+            Ok(Ok(())) => failing = false,
+            _ => {}
+        }
+    }
 }
 
 async fn open_store(
@@ -314,6 +339,7 @@ impl Node {
             config.engines().to_string(),
         ));
         let deadlines = crate::lease::Deadlines::default();
+        let flush_task = tokio::spawn(flush_when_due(state_machine_handle.clone()));
         let lease_task = tokio::spawn(crate::lease::run(
             config.node_id,
             raft.clone(),
@@ -363,6 +389,8 @@ impl Node {
             deadlines,
         });
         if config.log_engine() == crate::engine::Engine::Mem {
+            // Nothing replays lost applies: each goes to the store at once.
+            state_machine_handle.write_through(true);
             tracing::warn!(
                 "the Raft log is on the mem engine: this node forgets its vote and log on restart; \
                  use it only for ephemeral single-node setups and tests"
@@ -457,6 +485,7 @@ impl Node {
             transport_task,
             alarm_task,
             lease_task,
+            flush_task,
             announce_task,
             reads: reads_handle,
         })
@@ -522,15 +551,23 @@ impl Node {
         }
         // Applies reach the store in batches: the store left behind holds
         // everything applied (the log would replay it anyway).
+        self.flush_task.abort();
         let sm = self.state_machine;
-        if !sm.failed() {
-            tokio::task::spawn_blocking(move || {
+        let flushed = match sm.failed() {
+            true => Ok(()),
+            false => tokio::task::spawn_blocking(move || {
                 sm.flush()
                     .map_err(|e| NodeError::raft("flushing the state machine", e))
             })
             .await
-            .map_err(|e| NodeError::raft("flushing the state machine (the task panicked)", e))??;
-        }
+            .unwrap_or_else(|e| {
+                Err(NodeError::raft(
+                    "flushing the state machine (the task panicked)",
+                    e,
+                ))
+            }),
+        };
+        // The stores close whatever happened: the log replays the rest.
         for store in self.stores {
             tokio::task::spawn_blocking(move || store.close())
                 .await
@@ -540,6 +577,6 @@ impl Node {
                     source,
                 })?;
         }
-        Ok(())
+        flushed
     }
 }

@@ -587,3 +587,24 @@ fn the_dashboard_files_are_public_and_locked_down_and_whoami_needs_a_key() {
     assert_eq!(me["id"], "viewer");
     assert_eq!(me["scopes"], serde_json::json!(["read"]));
 }
+
+/// A node whose Raft log is in memory has no log to replay after a crash:
+/// it writes every apply to its state store at once, so even the write
+/// acknowledged just before a SIGKILL is there when it starts again.
+#[test]
+fn a_node_with_its_log_in_memory_keeps_each_acknowledged_write_across_a_kill() {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let dir = dirs.node("n1");
+    let (api, raft) = loopback();
+    let config = "log_engine = \"mem\"\n";
+    let mut node = common::Proc::start_configured(1, "lmdb", &dir, true, &api, &raft, config);
+    for i in 0..5 {
+        cli_ok(&api, &["kv", "put", &format!("k{i}"), "v"]);
+    }
+    node.kill();
+    let _node = common::Proc::start_configured(1, "lmdb", &dir, true, &api, &raft, config);
+    for i in 0..5 {
+        let got = cli_ok(&api, &["kv", "get", &format!("k{i}"), "--stale"]);
+        assert_eq!(got["value"], "v", "k{i} after the kill: {got}");
+    }
+}

@@ -85,7 +85,9 @@ pub use model::{
     Alarm, AlarmKind, Command, Envelope, MAX_ALARM_DETAIL, MAX_COMMAND_LEN, Rejection, Response,
 };
 pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
-pub use state_machine::{AppliedState, Backup, SnapshotBuilder, StateMachine, seed_new_cluster};
+pub use state_machine::{
+    AppliedState, Backup, FLUSH_AFTER, SnapshotBuilder, StateMachine, seed_new_cluster,
+};
 pub use views::{
     ApiKeyCheck, ApiKeyInfo, LeaseInfo, MetadataReader, PAGE_ITEM_OVERHEAD, Page, PageLimits,
     take_page,

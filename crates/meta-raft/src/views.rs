@@ -120,7 +120,14 @@ pub(crate) enum LoadError {
     Record { key: String, source: CodecError },
     #[error("unexpected key {0} under /meta/")]
     Unexpected(String),
+    /// The records could not be read (the store, or a snapshot file).
+    #[error("reading the records: {0}")]
+    Read(String),
 }
+
+/// What [`Views::load`]'s source returns: the next `/meta/` record (key,
+/// value), `None` after the last, or why it cannot be read.
+pub(crate) type NextRecord = Result<Option<(Vec<u8>, Vec<u8>)>, LoadError>;
 
 impl Views {
     /// The cluster node key of `id`: 20 decimal digits, so keys sort by id.
@@ -129,15 +136,19 @@ impl Views {
     }
 
     /// Rebuilds the views (and reads the applied state) from the records of
-    /// a `/meta/` scan, and says in which layout they were.
+    /// `/meta/`, which `next` returns one at a time in key order (so no copy
+    /// of them all is held besides the views), and says in which layout
+    /// they were. `applied_record` is the applied state's record, read
+    /// first: it says which layout the others have.
     pub(crate) fn load(
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        applied_record: Option<&[u8]>,
+        mut next: impl FnMut() -> NextRecord,
     ) -> Result<(Views, AppliedState, Format), LoadError> {
         let mut views = Views::default();
         let applied_key = meta_store_api::keys::applied_key();
-        let (mut applied, format) = match rows.iter().find(|(k, _)| *k == applied_key) {
+        let (mut applied, format) = match applied_record {
             None => (AppliedState::default(), Format::Current),
-            Some((_, bytes)) => match decode::<AppliedState>(bytes) {
+            Some(bytes) => match decode::<AppliedState>(bytes) {
                 Ok(applied) => (applied, Format::Current),
                 // The layout before revisions: a shorter applied state,
                 // which must be exactly that (a damaged current record is
@@ -153,11 +164,9 @@ impl Views {
                 },
             },
         };
-        if format == Format::BeforeRevisions && rows.len() > 1 {
-            applied.revision = 1;
-        }
-        views.revision = applied.revision;
-        for (raw_key, value) in rows {
+        let mut records = 0usize;
+        while let Some((raw_key, value)) = next()? {
+            records += 1;
             let key = Key::parse(&raw_key)?;
             let shown = || String::from_utf8_lossy(&raw_key).into_owned();
             let record = |source| LoadError::Record {
@@ -205,6 +214,12 @@ impl Views {
                 _ => return Err(LoadError::Unexpected(shown())),
             }
         }
+        // The layout before revisions had none: every record is at 1, and
+        // so is the store if it holds any besides the applied state.
+        if format == Format::BeforeRevisions && records > 1 {
+            applied.revision = 1;
+        }
+        views.revision = applied.revision;
         Ok((views, applied, format))
     }
 

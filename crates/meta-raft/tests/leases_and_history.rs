@@ -319,6 +319,42 @@ async fn applies_reach_the_store_in_batches_and_trimming_sees_the_waiting_ones()
             [28, 29, 30],
             "{engine:?}"
         );
+
+        // Five more wait, trimming 28..=32, when a snapshot is installed:
+        // the history restarts there and no record of before stays behind.
+        for i in 30..35 {
+            apply(&mut sm, &mut next, vec![put(&format!("k{i}"), "v")]).await;
+        }
+        let other_store = engine.open(&dir.path().join("b"));
+        let mut other = StateMachine::open_with(other_store, dir.path().join("spill"), limits(3))
+            .await
+            .unwrap();
+        let mut other_next = 1;
+        apply(
+            &mut other,
+            &mut other_next,
+            vec![put("x", "1"), put("y", "2")],
+        )
+        .await;
+        let snapshot = other
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(sm.reader().get(b"y").as_deref(), Some(&b"2"[..]));
+        assert_eq!(
+            revisions(store.scan(&counts).unwrap(), counts.len()),
+            Vec::<u64>::new(),
+            "{engine:?}: no history record outlives the install"
+        );
+        assert_eq!(
+            revisions(store.scan(&events).unwrap(), events.len()),
+            Vec::<u64>::new()
+        );
     }
 }
 

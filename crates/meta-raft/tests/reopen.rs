@@ -113,3 +113,25 @@ async fn a_corrupted_log_entry_is_reported_not_returned() {
         "intact entries still read"
     );
 }
+
+/// Opening reads `/meta/` a page at a time into the views: more records
+/// than a page come back whole, in order, with the applied state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_load_from_many_pages_of_records() {
+    for engine in [Engine::Lmdb, Engine::Fjall] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = engine.open(dir.path());
+        let mut sm = StateMachine::open(store.clone()).await.unwrap();
+        // 10,000 keys: two and a half pages of 4,096 records.
+        sm.apply(entries(1, 10_001)).await.unwrap();
+        sm.flush().unwrap();
+        drop(sm);
+        let sm = StateMachine::open(store).await.unwrap();
+        let reader = sm.reader();
+        let keys = reader.list(b"k", usize::MAX);
+        assert_eq!(keys.len(), 10_000, "{engine:?}");
+        assert_eq!(reader.get(b"k10001").as_deref(), Some(&b"v"[..]));
+        assert_eq!(reader.revision(), 10_000, "{engine:?}");
+        assert_eq!(sm.applied().last_applied, Some(log_id(2, 1, 10_001)));
+    }
+}

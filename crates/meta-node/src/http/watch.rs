@@ -530,8 +530,8 @@ impl Watcher {
     /// (at least), sending what matches; returns where it stopped.
     async fn replay(&mut self, mut cursor: Cursor) -> Result<Cursor, Stop> {
         loop {
-            // Read before the history: what the store holds up to here is
-            // complete (a batch is in the store before its revision shows).
+            // Read before the history: every revision up to here is in the
+            // store once the read below flushed what waited.
             let applied = self.history.revision();
             if cursor.revision > applied {
                 self.complete(applied).await?;

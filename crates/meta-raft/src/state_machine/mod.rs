@@ -5,10 +5,11 @@
 //! the in-memory views, collects the resulting writes together with the
 //! new applied state (last log id + membership, at `/meta/sys/applied`),
 //! and publishes the new views. The writes reach the store later, several
-//! applies in **one** buffered batch ([`Unflushed`]): after
+//! applies in **one** buffered batch ([`Unflushed`]): at the first apply
+//! (or timer tick of the node, [`StateMachine::flush_if_due`]) after
 //! [`FLUSH_AFTER`], or once [`FLUSH_OPS`] operations or [`FLUSH_BYTES`]
-//! bytes wait. A batch always ends with its applied state, so a crash can
-//! never separate the data from the log id it reflects; the durable Raft
+//! bytes wait. A batch carries the applied state of its last apply, so a
+//! crash can never separate the data from the log id it reflects; the durable Raft
 //! log replays whatever a crash loses. So a write pays the log's fsync
 //! only, not one of the state store too (`docs/raft.md`, "Durability").
 //! Whatever reads the store itself (watch catch-up, backups, snapshots,
@@ -101,6 +102,9 @@ struct Shared {
     /// Set when an apply or a snapshot install failed: openraft stops the
     /// node, and a purge waiting for this state machine gives up at once.
     failed: std::sync::atomic::AtomicBool,
+    /// Every apply is written to the store at once (see
+    /// [`StateMachine::write_through`]).
+    write_through: std::sync::atomic::AtomicBool,
     /// The change history and the watchers' notices.
     history: Arc<HistoryState>,
     /// Where apply and snapshot timings go (set once by the node).
@@ -108,7 +112,7 @@ struct Shared {
 }
 
 /// How long applied writes may wait before they are written to the store.
-pub(crate) const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 /// How many store operations may wait before they are written.
 pub(crate) const FLUSH_OPS: usize = 4096;
 /// How many bytes of keys and values may wait before they are written.
@@ -168,8 +172,16 @@ impl Shared {
     }
 
     /// Takes the commit lock and writes what waits in it to the store.
+    /// Refused once an apply failed: what waits may then be ahead of the
+    /// views and applied state this node serves.
     fn flushed(&self) -> meta_store_api::Result<std::sync::MutexGuard<'_, Unflushed>> {
         let mut unflushed = self.commit.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(meta_store_api::Error::io(
+                "writing applied changes to the store",
+                std::io::Error::other("an apply or snapshot install of this state machine failed"),
+            ));
+        }
         let revision = self.revision();
         unflushed.flush(&*self.store, revision)?;
         Ok(unflushed)
@@ -241,6 +253,7 @@ impl StateMachine {
                 applied: RwLock::new(applied),
                 commit: Mutex::new(unflushed),
                 failed: Default::default(),
+                write_through: Default::default(),
                 history: Arc::new(history),
                 instruments: OnceLock::new(),
             }),
@@ -284,8 +297,34 @@ impl StateMachine {
     /// [`flush`](Self::flush), then makes the store durable: before the
     /// log is purged of entries this state machine applied. Blocking.
     pub fn persist(&self) -> Result<(), StorageError> {
-        let _commit = self.shared.flushed().map_err(sm_err(ErrorVerb::Write))?;
+        // The sync covers what the flush wrote; applies go on meanwhile.
+        drop(self.shared.flushed().map_err(sm_err(ErrorVerb::Write))?);
         self.shared.store.sync().map_err(sm_err(ErrorVerb::Write))
+    }
+
+    /// [`flush`](Self::flush) if what waits is due (older than
+    /// [`FLUSH_AFTER`], or large): a node calls it on a timer, so an idle
+    /// node's store catches up with what it applied. Blocking.
+    pub fn flush_if_due(&self) -> Result<(), StorageError> {
+        let due = self
+            .shared
+            .commit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .due();
+        if due && !self.failed() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every apply to the store at once (`true`), as when the Raft
+    /// log is not durable (an in-memory log engine): the state store is
+    /// then the only copy left after a crash.
+    pub fn write_through(&self, on: bool) {
+        self.shared
+            .write_through
+            .store(on, std::sync::atomic::Ordering::Release);
     }
 
     /// This node's change history and live notices, for watches.
@@ -337,8 +376,8 @@ impl StateMachine {
 /// each convert at the log index they happen to be at, and their revisions
 /// would differ for good. Those are refused, saying so.
 fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError> {
-    let rows = store.scan(META_PREFIX).map_err(sm_err(ErrorVerb::Read))?;
-    let (views, applied, format) = Views::load(rows)
+    let applied_record = store.get(&applied_key()).map_err(sm_err(ErrorVerb::Read))?;
+    let (views, applied, format) = Views::load(applied_record.as_deref(), records_of(store))
         .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
     if format == Format::BeforeRevisions {
         let membership = applied.membership.membership();
@@ -373,6 +412,30 @@ fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError
     }
     Ok((views, applied))
 }
+
+/// Records read from `/meta/` of `store` per [`LOAD_PAGE`], one at a time
+/// (nothing writes while the state machine opens).
+fn records_of(store: &dyn MetadataStore) -> impl FnMut() -> crate::views::NextRecord + '_ {
+    let mut range = meta_store_api::KeyRange::prefix(META_PREFIX);
+    let mut page = std::collections::VecDeque::new();
+    let mut done = false;
+    move || {
+        if page.is_empty() && !done {
+            let rows = store
+                .range(&range, meta_store_api::Direction::Forward, Some(LOAD_PAGE))
+                .map_err(|e| crate::views::LoadError::Read(e.to_string()))?;
+            done = rows.len() < LOAD_PAGE;
+            if let Some((last, _)) = rows.last() {
+                range.start = std::ops::Bound::Excluded(last.clone());
+            }
+            page.extend(rows);
+        }
+        Ok(page.pop_front())
+    }
+}
+
+/// How many records loading the views reads from the store at a time.
+const LOAD_PAGE: usize = 4096;
 
 fn rejected_on_load(k: &[u8], e: Rejection) -> StorageError {
     storage_error(
@@ -447,7 +510,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .stage(&staged, &events, revision, &mut batch)
                 .map_err(sm_err(ErrorVerb::Write))?;
             unflushed.add(batch);
-            if unflushed.due() {
+            let write_through = shared
+                .write_through
+                .load(std::sync::atomic::Ordering::Acquire);
+            if write_through || unflushed.due() {
                 unflushed
                     .flush(&*shared.store, revision)
                     .map_err(sm_err(ErrorVerb::Write))?;

@@ -156,14 +156,30 @@ impl Shared {
         // Check everything before touching the store: a snapshot this
         // node cannot load must leave its state as it was, not replace it
         // with data it will fail to open.
-        let mut rows = Vec::new();
+        // Read twice, never held whole: first the applied state (which says
+        // how to read the rest) while every block's checksum is verified,
+        // then the records into the new views.
+        let applied_key = applied_key();
+        let mut applied_record = None;
         file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
         let mut reader = SnapshotReader::new(BufReader::new(&mut *file)).map_err(|e| fail(&e))?;
         while let Some((k, v)) = reader.next_record().map_err(|e| fail(&e))? {
-            rows.push((k.to_vec(), v.to_vec()));
+            if k == applied_key.as_slice() {
+                applied_record = Some(v.to_vec());
+            }
         }
         drop(reader);
-        let (views, applied, format) = Views::load(rows).map_err(|e| fail(&e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| fail(&e))?;
+        let mut reader = SnapshotReader::new(BufReader::new(&mut *file)).map_err(|e| fail(&e))?;
+        let next = || {
+            reader
+                .next_record()
+                .map(|record| record.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .map_err(|e| crate::views::LoadError::Read(e.to_string()))
+        };
+        let (views, applied, format) =
+            Views::load(applied_record.as_deref(), next).map_err(|e| fail(&e))?;
+        drop(reader);
         if format != Format::Current {
             return Err(fail(&format!(
                 "snapshot {} was written by a build without revisions: every node of \
@@ -178,18 +194,15 @@ impl Shared {
             )));
         }
         let mut unflushed = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
-        // What the old state still had to write is replaced whole.
-        *unflushed = Unflushed {
-            flushed_revision: views.revision,
-            ..Unflushed::default()
-        };
+        let current = shared.revision();
+        // What the old state still had to write goes first: the store then
+        // holds what the history's trimming saw (the reset below deletes
+        // from there), and a failed install leaves the old state whole.
+        unflushed
+            .flush(&*shared.store, current)
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
         // The changes between the current state and the snapshot's are
         // not known here: the history restarts at the snapshot.
-        let current = shared
-            .views
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .revision;
         let revision = views.revision;
         shared
             .history
@@ -201,6 +214,7 @@ impl Shared {
             .store
             .restore(META_PREFIX, &mut BufReader::new(&mut *file))
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
+        unflushed.flushed_revision = revision;
         failpoint!("sm.snapshot.install.restored");
         *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
         *shared
