@@ -98,7 +98,9 @@ impl LogStore {
         let deadline = tokio::time::Instant::now() + PURGE_WAIT;
         loop {
             let applied = sm.applied().last_applied;
-            if applied.is_some_and(|a| a.index >= upto.index) {
+            // A failed state machine may hold applies it never wrote: the
+            // log is all that has them.
+            if !sm.failed() && applied.is_some_and(|a| a.index >= upto.index) {
                 // Applies reach the store in buffered batches: what the
                 // purge removes must be in the store, durably, first.
                 let sm = sm.clone();
@@ -109,7 +111,7 @@ impl LogStore {
                     ErrorSubject::Logs,
                     ErrorVerb::Delete,
                     &std::io::Error::other(format!(
-                        "refusing to purge the log up to {upto}: the state machine has applied only up to {applied:?} (an unfinished snapshot install?)"
+                        "refusing to purge the log up to {upto}: the state machine failed, or has applied only up to {applied:?} (an unfinished snapshot install?)"
                     )),
                 ));
             }
