@@ -133,13 +133,15 @@ struct Unflushed {
 
 impl Unflushed {
     fn add(&mut self, batch: WriteBatch) {
-        for op in batch {
-            self.bytes += match &op {
+        self.bytes += batch
+            .ops()
+            .iter()
+            .map(|op| match op {
                 meta_store_api::BatchOp::Put { key, value } => key.len() + value.len(),
                 meta_store_api::BatchOp::Delete { key } => key.len(),
-            };
-            self.batch.extend([op]);
-        }
+            })
+            .sum::<usize>();
+        self.batch.extend(batch);
         self.since.get_or_insert_with(std::time::Instant::now);
     }
 
