@@ -276,3 +276,35 @@ fn every_engine_runs_the_conformance_suite_from_its_own_tests() {
         );
     }
 }
+
+#[test]
+fn anyhow_stays_in_the_binary() {
+    // docs/architecture.md, "Errors": libraries return their own error
+    // types with their sources; only the `meta-node` binary (`main.rs` and
+    // the `cli/` modules it owns) flattens them into `anyhow`.
+    let root = xtask::project_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    let binary = root.join("crates/meta-node/src");
+    let mut checked = 0;
+    let mut found = Vec::new();
+    for file in &files {
+        let in_binary = *file == binary.join("main.rs") || file.starts_with(binary.join("cli"));
+        let library = file.components().any(|c| c.as_os_str() == "src");
+        if in_binary || !library {
+            continue;
+        }
+        checked += 1;
+        for (n, line) in code_lines(file) {
+            if line.contains("anyhow") {
+                found.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} library files found");
+    assert!(
+        found.is_empty(),
+        "anyhow in a library (give it its own error type):\n{}",
+        found.join("\n")
+    );
+}

@@ -31,7 +31,6 @@
 
 pub mod alarm;
 pub mod auth;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conn;

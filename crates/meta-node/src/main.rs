@@ -1,9 +1,11 @@
 //! The `meta-node` binary: `serve`, client commands, offline tools.
 
+mod cli;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
-use meta_node::cli::{AuthCommand, CertsCommand, Cli, Command, SnapshotCommand};
+use cli::{AuthCommand, CertsCommand, Cli, Command, SnapshotCommand};
 use meta_node::{Node, offline};
 use tracing_subscriber::EnvFilter;
 
@@ -27,11 +29,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr);
     let format = match &cli.command {
         Command::Serve(args) => args.log_format,
-        _ => meta_node::cli::LogFormat::Text,
+        _ => cli::LogFormat::Text,
     };
     match format {
-        meta_node::cli::LogFormat::Json => logs.json().init(),
-        meta_node::cli::LogFormat::Text => logs
+        cli::LogFormat::Json => logs.json().init(),
+        cli::LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
@@ -53,10 +55,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Refused>() => ExitCode::FAILURE,
-        Err(e) if e.is::<meta_node::cli::ExitStatus>() => ExitCode::from(
-            e.downcast_ref::<meta_node::cli::ExitStatus>()
-                .map_or(1, |s| s.0),
-        ),
+        Err(e) if e.is::<cli::ExitStatus>() => {
+            ExitCode::from(e.downcast_ref::<cli::ExitStatus>().map_or(1, |s| s.0))
+        }
         Err(e) => {
             if json {
                 eprintln!("{}", json_error(&e));
@@ -152,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             engine,
         }) => {
             let data_dir = cli.client_data_dir();
-            let members = meta_node::cli::parse_members(members)?;
+            let members = cli::parse_members(members)?;
             let seeded = offline::restore_new_cluster(
                 input,
                 &data_dir,
@@ -252,13 +253,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         _ => {
-            if meta_node::cli::run_streaming(&cli).await? {
+            if cli::run_streaming(&cli).await? {
                 return Ok(());
             }
-            if let Some(bytes) = meta_node::cli::raw_output(&cli).await? {
+            if let Some(bytes) = cli::raw_output(&cli).await? {
                 return write_out(&bytes);
             }
-            let outcome = meta_node::cli::run_client(&cli).await?;
+            let outcome = cli::run_client(&cli).await?;
             write_out(format!("{}\n", outcome.shown(cli.json)).as_bytes())?;
             if !outcome.ok {
                 return Err(Refused.into());

@@ -13,17 +13,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-pub use run::{ExitStatus, Outcome, parse_members, raw_output, run_client, run_streaming};
+pub(crate) use run::{ExitStatus, parse_members, raw_output, run_client, run_streaming};
 
-use crate::auth::Token;
-use crate::config::Config;
-use crate::credentials::read_token;
-use crate::engine::{Engine, StoreSpec};
+use meta_node::auth::Token;
+use meta_node::config::Config;
+use meta_node::credentials::read_token;
+use meta_node::engine::{Engine, StoreSpec};
 
 /// A Raft metadata store with pluggable embedded storage.
 #[derive(Parser, Debug)]
 #[command(name = "meta-node", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The nodes to talk to (client commands), comma-separated: host:port
     /// (https:// with --ca, else http://) or URLs. Unreachable ones are
     /// skipped; a follower sends the client to the leader.
@@ -35,34 +35,34 @@ pub struct Cli {
         value_delimiter = ',',
         default_value = "http://127.0.0.1:7700"
     )]
-    pub addr: Vec<String>,
+    pub(crate) addr: Vec<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Bearer token (`<id>.<secret>`) for client commands. Without it the
     /// CLI reads --token-file, then `DATA_DIR/root.token`, then
     /// `DATA_DIR/init.token`.
     #[arg(long, global = true, env = "META_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// File holding the bearer token.
     #[arg(long, global = true, env = "META_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// CA certificate (PEM) to trust for an https:// --addr (default:
     /// `DATA_DIR/tls/ca.pem` if it exists).
     #[arg(long, global = true, env = "META_CA")]
-    pub ca: Option<PathBuf>,
+    pub(crate) ca: Option<PathBuf>,
     /// Data directory: `serve` stores its data there; client commands
     /// look for its root.token (default ./meta-data).
     #[arg(long, global = true, env = "META_NODE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The format of log lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -72,7 +72,7 @@ pub enum LogFormat {
 
 /// Commands.
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a node (with no flags: a single-node cluster on LMDB in ./meta-data).
     Serve(ServeArgs),
     /// Whether the node runs (`GET /health`; needs no token).
@@ -133,7 +133,7 @@ pub enum Command {
 
 /// `certs`.
 #[derive(Subcommand, Debug)]
-pub enum CertsCommand {
+pub(crate) enum CertsCommand {
     /// Create a cluster CA: DIR/ca.pem and DIR/ca.key (keep the key safe).
     CreateCa {
         /// Where to write it.
@@ -167,7 +167,7 @@ pub enum CertsCommand {
 
 /// `auth`.
 #[derive(Subcommand, Debug)]
-pub enum AuthCommand {
+pub(crate) enum AuthCommand {
     /// On a stopped node: write a new admin token to `DATA_DIR/root.token`.
     /// When the node runs again and leads, it installs the key (through
     /// Raft, so every node gets it). For when every admin key is lost.
@@ -177,70 +177,73 @@ pub enum AuthCommand {
 /// `serve` flags; each overrides the config file and has a `META_NODE_*`
 /// environment variable.
 #[derive(Args, Debug, Default)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Log lines: text, or json (one object per line, for log shippers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// TOML config file.
     #[arg(long, env = "META_NODE_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Raft node id [default: 1].
     #[arg(long, env = "META_NODE_NODE_ID")]
-    pub node_id: Option<u64>,
+    pub(crate) node_id: Option<u64>,
     /// Client API address [default: 127.0.0.1:7700].
     #[arg(long, env = "META_NODE_LISTEN")]
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// Peer transport address [default: 127.0.0.1:7701].
     #[arg(long, env = "META_NODE_RAFT_LISTEN")]
-    pub raft_listen: Option<String>,
+    pub(crate) raft_listen: Option<String>,
     /// Advertised client API address [default: --listen].
     #[arg(long, env = "META_NODE_ADVERTISE")]
-    pub advertise: Option<String>,
+    pub(crate) advertise: Option<String>,
     /// Advertised peer address [default: --raft-listen].
     #[arg(long, env = "META_NODE_ADVERTISE_RAFT")]
-    pub advertise_raft: Option<String>,
+    pub(crate) advertise_raft: Option<String>,
     /// Engine of both stores [default: lmdb].
     #[arg(long, env = "META_NODE_ENGINE")]
-    pub engine: Option<Engine>,
+    pub(crate) engine: Option<Engine>,
     /// Engine of the Raft log store [default: --engine].
     #[arg(long, env = "META_NODE_LOG_ENGINE")]
-    pub log_engine: Option<Engine>,
+    pub(crate) log_engine: Option<Engine>,
     /// Engine of the state machine store [default: --engine].
     #[arg(long, env = "META_NODE_STATE_ENGINE")]
-    pub state_engine: Option<Engine>,
+    pub(crate) state_engine: Option<Engine>,
     /// Initialise a single-node cluster on first start (true/false)
     /// [default: true].
     #[arg(long, env = "META_NODE_BOOTSTRAP")]
-    pub bootstrap: Option<bool>,
+    pub(crate) bootstrap: Option<bool>,
     /// Snapshot every this many entries [default: 10000].
     #[arg(long, env = "META_NODE_SNAPSHOT_EVERY")]
-    pub snapshot_every: Option<u64>,
+    pub(crate) snapshot_every: Option<u64>,
     /// Turn security off (no client auth, plaintext peers): experiments only.
     #[arg(long, env = "META_NODE_INSECURE")]
-    pub insecure: bool,
+    pub(crate) insecure: bool,
     /// Close a connection that moves no byte for this many seconds
     /// [default: 60].
     #[arg(long, env = "META_NODE_IDLE_TIMEOUT_SECS")]
-    pub idle_timeout_secs: Option<u64>,
+    pub(crate) idle_timeout_secs: Option<u64>,
     /// Answer 503 to a request that waits this many seconds for Raft
     /// [default: 5].
     #[arg(long, env = "META_NODE_REQUEST_TIMEOUT_SECS")]
-    pub request_timeout_secs: Option<u64>,
+    pub(crate) request_timeout_secs: Option<u64>,
     /// The cluster CA certificate (PEM).
     #[arg(long, env = "META_NODE_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
     /// This node's certificate (PEM).
     #[arg(long, env = "META_NODE_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// This node's private key (PEM).
     #[arg(long, env = "META_NODE_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
     /// The effective config: defaults, file, then these flags (and the
     /// global `--data-dir`).
-    pub fn config(&self, data_dir: Option<&PathBuf>) -> Result<Config, crate::NodeError> {
+    pub(crate) fn config(
+        &self,
+        data_dir: Option<&PathBuf>,
+    ) -> Result<Config, meta_node::NodeError> {
         let mut config = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -290,7 +293,7 @@ impl ServeArgs {
 
 /// `kv`.
 #[derive(Subcommand, Debug)]
-pub enum KvCommand {
+pub(crate) enum KvCommand {
     /// Read a key (`--json`: with its revisions).
     Get {
         /// The key.
@@ -365,39 +368,39 @@ pub enum KvCommand {
 
 /// `watch`.
 #[derive(clap::Args, Debug)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Only names starting with this (user keys by default).
     #[arg(default_value = "")]
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// PREFIX is one exact name.
     #[arg(long)]
-    pub exact: bool,
+    pub(crate) exact: bool,
     /// Watch the cluster map (names are node ids) instead of user keys.
     #[arg(long, conflicts_with_all = ["shards", "config"])]
-    pub cluster: bool,
+    pub(crate) cluster: bool,
     /// Watch the shard map instead of user keys.
     #[arg(long, conflicts_with = "config")]
-    pub shards: bool,
+    pub(crate) shards: bool,
     /// Watch config entries instead of user keys.
     #[arg(long)]
-    pub config: bool,
+    pub(crate) config: bool,
     /// Start at this revision (default: the changes from now on).
     #[arg(long, value_name = "REV")]
-    pub from_revision: Option<u64>,
+    pub(crate) from_revision: Option<u64>,
     /// Show each record's previous version too.
     #[arg(long)]
-    pub prev: bool,
+    pub(crate) prev: bool,
     /// Print progress reports too (the revision the watch is up to date with).
     #[arg(long)]
-    pub progress: bool,
+    pub(crate) progress: bool,
     /// Stop after this many changes.
     #[arg(long, value_name = "N")]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
 }
 
 /// `lease`.
 #[derive(Subcommand, Debug)]
-pub enum LeaseCommand {
+pub(crate) enum LeaseCommand {
     /// Grant a lease; prints its id.
     Grant {
         /// Seconds it lives without a keepalive.
@@ -428,21 +431,21 @@ pub enum LeaseCommand {
 
 /// `lock`.
 #[derive(clap::Args, Debug)]
-pub struct LockArgs {
+pub(crate) struct LockArgs {
     /// The lock's key.
-    pub name: String,
+    pub(crate) name: String,
     /// Seconds the lock outlives a holder that stops keeping it alive.
     #[arg(long, default_value_t = 10)]
-    pub ttl: u64,
+    pub(crate) ttl: u64,
     /// The command to run while holding the lock (after `--`); without
     /// one, hold it until interrupted (Ctrl-C) or stdin closes.
     #[arg(last = true)]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// `cluster`.
 #[derive(Subcommand, Debug)]
-pub enum ClusterCommand {
+pub(crate) enum ClusterCommand {
     /// Leader, term, applied index and members.
     Status,
     /// The content hash of the node's metadata at its applied index (equal
@@ -527,7 +530,7 @@ pub enum ClusterCommand {
 
 /// `shard`.
 #[derive(Subcommand, Debug)]
-pub enum ShardCommand {
+pub(crate) enum ShardCommand {
     /// The shard map and its version.
     Get,
     /// Replace the shard map, if it is still at --expected-version.
@@ -543,7 +546,7 @@ pub enum ShardCommand {
 
 /// `apikey`.
 #[derive(Subcommand, Debug)]
-pub enum ApikeyCommand {
+pub(crate) enum ApikeyCommand {
     /// Create a key; its secret is printed once.
     Create {
         /// Key id.
@@ -576,7 +579,7 @@ pub enum ApikeyCommand {
 
 /// `config`.
 #[derive(Subcommand, Debug)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Read an entry.
     Get {
         /// Entry name.
@@ -600,7 +603,7 @@ pub enum ConfigCommand {
 
 /// `snapshot`.
 #[derive(Subcommand, Debug)]
-pub enum SnapshotCommand {
+pub(crate) enum SnapshotCommand {
     /// Save an online backup of a running node's metadata (`--addr`,
     /// admin), verified; or, with --store, a stopped node's whole store.
     Save {
@@ -633,7 +636,7 @@ pub enum SnapshotCommand {
         members: Vec<String>,
         /// The engine of this member's stores.
         #[arg(long, default_value = "lmdb")]
-        engine: crate::engine::Engine,
+        engine: meta_node::engine::Engine,
     },
     /// Replace a stopped node's whole store with a saved file.
     Restore {
@@ -703,7 +706,7 @@ const OFFLINE_SNAPSHOT_COMMANDS: [&str; 2] = ["restore", "restore-cluster"];
 impl Cli {
     /// The command line as clap parses it, with the client-only flags
     /// hidden from the help of offline commands (`serve`, `migrate`, ...).
-    pub fn command() -> clap::Command {
+    pub(crate) fn command() -> clap::Command {
         let mut command = <Cli as clap::CommandFactory>::command();
         // Globals are copied into subcommands when the command is built;
         // only then can the copies be hidden.
@@ -721,14 +724,14 @@ impl Cli {
 
     /// Parses the process's arguments (exits with clap's message on bad
     /// ones, as `Parser::parse` does).
-    pub fn parse_args() -> Cli {
+    pub(crate) fn parse_args() -> Cli {
         use clap::FromArgMatches as _;
         let mut matches = Cli::command().get_matches();
         Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.exit())
     }
 
     /// The data directory client commands look in (default `./meta-data`).
-    pub fn client_data_dir(&self) -> PathBuf {
+    pub(crate) fn client_data_dir(&self) -> PathBuf {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("./meta-data"))
@@ -737,7 +740,7 @@ impl Cli {
     /// The bearer token for client commands: `--token` (or `META_TOKEN`),
     /// `--token-file`, `<data-dir>/root.token`, `<data-dir>/init.token`;
     /// `None` if there is none.
-    pub fn client_token(&self) -> anyhow::Result<Option<Token>> {
+    pub(crate) fn client_token(&self) -> anyhow::Result<Option<Token>> {
         if let Some(text) = &self.token {
             return Token::parse(text)
                 .map(Some)
@@ -749,7 +752,10 @@ impl Cli {
                 .with_context(|| format!("--token-file {} does not exist", file.display()));
         }
         let dir = self.client_data_dir();
-        for name in [crate::auth::ROOT_TOKEN_FILE, crate::auth::INIT_TOKEN_FILE] {
+        for name in [
+            meta_node::auth::ROOT_TOKEN_FILE,
+            meta_node::auth::INIT_TOKEN_FILE,
+        ] {
             if let Some(token) = read_token(&dir.join(name))? {
                 return Ok(Some(token));
             }
@@ -759,7 +765,7 @@ impl Cli {
 
     /// The CA to trust for https:// addresses: `--ca`, else
     /// `<data-dir>/tls/ca.pem` if it exists.
-    pub fn client_ca(&self) -> Option<PathBuf> {
+    pub(crate) fn client_ca(&self) -> Option<PathBuf> {
         self.ca.clone().or_else(|| {
             Some(self.client_data_dir().join("tls").join("ca.pem")).filter(|p| p.exists())
         })
@@ -768,7 +774,7 @@ impl Cli {
     /// The typed client for `--addr`, with the token and CA found. An
     /// address without a scheme is `https://` when `--ca` is given, else
     /// `http://`.
-    pub fn client(&self) -> anyhow::Result<meta_client::Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<meta_client::Client> {
         let scheme = if self.ca.is_some() { "https" } else { "http" };
         let endpoints = self.addr.iter().map(|a| {
             if a.contains("://") {

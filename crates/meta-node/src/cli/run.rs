@@ -15,13 +15,13 @@ use super::{
 /// What a client command answered: the JSON to print with `--json`, the
 /// text to print without, and whether the command's answer is a success
 /// (`apikey verify` of a bad secret is not: the exit status says so).
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The answer as the API gave it.
-    pub json: Value,
+    pub(crate) json: Value,
     /// The answer for people.
-    pub text: String,
+    pub(crate) text: String,
     /// Whether the command succeeded.
-    pub ok: bool,
+    pub(crate) ok: bool,
 }
 
 impl Outcome {
@@ -34,7 +34,7 @@ impl Outcome {
     }
 
     /// What to print: JSON or text.
-    pub fn shown(&self, json: bool) -> String {
+    pub(crate) fn shown(&self, json: bool) -> String {
         if json {
             serde_json::to_string_pretty(&self.json).unwrap_or_default()
         } else {
@@ -70,7 +70,7 @@ fn value_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
 
 /// `kv get --raw`: the value's bytes, to write to stdout as they are;
 /// `None` for every other command.
-pub async fn raw_output(cli: &Cli) -> anyhow::Result<Option<Vec<u8>>> {
+pub(crate) async fn raw_output(cli: &Cli) -> anyhow::Result<Option<Vec<u8>>> {
     let Command::Kv(KvCommand::Get {
         key,
         stale,
@@ -95,7 +95,7 @@ fn not_found(message: String) -> meta_client::ClientError {
 }
 
 /// Runs a client command against `cli.addr`.
-pub async fn run_client(cli: &Cli) -> anyhow::Result<Outcome> {
+pub(crate) async fn run_client(cli: &Cli) -> anyhow::Result<Outcome> {
     let client = cli.client()?;
     match &cli.command {
         Command::Health => {
@@ -196,14 +196,14 @@ async fn kv(client: &Client, cmd: &KvCommand) -> anyhow::Result<Outcome> {
 
 /// `ID=RAFT_ADDR,API_ADDR`.
 /// `--member` flags as a membership: ids once each, addresses host:port.
-pub fn parse_members(
+pub(crate) fn parse_members(
     specs: &[String],
 ) -> anyhow::Result<std::collections::BTreeMap<u64, meta_raft::types::NodeAddr>> {
     let mut members = std::collections::BTreeMap::new();
     for spec in specs {
         let m = member(spec)?;
         for addr in [&m.raft, &m.api] {
-            if !crate::config::is_host_port(addr) {
+            if !meta_node::config::is_host_port(addr) {
                 anyhow::bail!("`{spec}`: `{addr}` is not host:port");
             }
         }
@@ -413,7 +413,7 @@ async fn apikey(client: &Client, cmd: &ApikeyCommand) -> anyhow::Result<Outcome>
         }
         ApikeyCommand::List => {
             let keys = client.api_keys().await?;
-            let text = render::api_keys(&keys.api_keys, crate::http::now_ms());
+            let text = render::api_keys(&keys.api_keys, meta_node::http::now_ms());
             Outcome::new(&keys, text)
         }
         ApikeyCommand::Verify { id, secret } => {
@@ -505,7 +505,7 @@ fn not_found_code(code: &str, message: String) -> meta_client::ClientError {
 /// CMD's).
 #[derive(Debug, thiserror::Error)]
 #[error("exit status {0}")]
-pub struct ExitStatus(pub u8);
+pub(crate) struct ExitStatus(pub u8);
 
 /// Prints one line to stdout now; `false` once the reader went away.
 fn print_line(line: &str) -> anyhow::Result<bool> {
@@ -520,7 +520,7 @@ fn print_line(line: &str) -> anyhow::Result<bool> {
 
 /// Long-running client commands (`watch`, `lease keepalive`, `lock`),
 /// which print as they go; `false` for every other command.
-pub async fn run_streaming(cli: &Cli) -> anyhow::Result<bool> {
+pub(crate) async fn run_streaming(cli: &Cli) -> anyhow::Result<bool> {
     match &cli.command {
         Command::Watch(args) => watch(&cli.client()?, args, cli.json).await?,
         Command::Lease(LeaseCommand::Keepalive { id, once: false }) => {

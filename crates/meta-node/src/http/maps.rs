@@ -154,7 +154,7 @@ pub(super) async fn shards_put(
 }
 
 /// Wall-clock time, Unix milliseconds (chosen by proposers, never in apply).
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

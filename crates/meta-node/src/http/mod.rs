@@ -65,6 +65,7 @@ pub mod watch;
 pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
 use cluster::*;
 pub use errors::*;
+pub use maps::now_ms;
 pub(crate) use maps::*;
 use meta_client::wire;
 
