@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meta_benches::load::bench_clients;
-use meta_benches::procs::{Cluster, node_binary};
-use meta_benches::{ENGINES, runtime};
+use meta_benches::procs::{Cluster, use_node_binary};
+use meta_benches::{Engine, runtime};
 
 const CLIENTS: [u64; 3] = [1, 16, 64];
 /// Keys the read benches read (written before they start).
@@ -43,13 +43,13 @@ async fn read(http: &reqwest::Client, url: String) {
 fn topology(c: &mut Criterion, name: &str, nodes: u64) {
     let rt = runtime();
     let http = http_client();
-    let bin = node_binary();
-    let clusters: Vec<(&str, Cluster, String)> = ENGINES
+    use_node_binary();
+    let clusters: Vec<(&str, Cluster, String)> = Engine::ALL
         .iter()
         .map(|engine| {
-            let cluster = Cluster::start(&bin, engine, nodes);
+            let cluster = Cluster::start(engine.name(), nodes);
             let leader = format!("http://{}", cluster.leader().expect("a leader").api);
-            (*engine, cluster, leader)
+            (engine.name(), cluster, leader)
         })
         .collect();
     for (_, _, leader) in &clusters {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use meta_benches::load::bench_clients;
-use meta_benches::{ENGINES, open_trait, runtime};
+use meta_benches::{Engine, open_trait, runtime};
 use meta_raft::types::{Entry, NodeAddr, Raft, TypeConfig};
 use meta_raft::{Command, Envelope, LogStore, StateMachine};
 use openraft::EntryPayload;
@@ -93,12 +93,12 @@ fn log_append(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
     for batch in [1u64, 64, 1024] {
         group.throughput(Throughput::Elements(batch));
-        for name in ENGINES {
+        for name in Engine::ALL {
             let s = open_trait(name);
-            let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
+            let store = s.store.clone();
             let mut log = LogStore::new(store);
             let mut next = 1u64;
-            group.bench_function(BenchmarkId::new(name, batch), |b| {
+            group.bench_function(BenchmarkId::new(name.name(), batch), |b| {
                 let make = || {
                     next += batch;
                     (Vec::new(), entries(next - batch, batch))
@@ -223,14 +223,14 @@ fn apply(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(2));
         let per_entry = if kind == "batch_of_16_puts" { 16 } else { 1 };
         group.throughput(Throughput::Elements(batch * per_entry));
-        for name in ENGINES {
+        for name in Engine::ALL {
             let s = open_trait(name);
-            let store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(s.store);
+            let store = s.store.clone();
             let mut sm = rt
                 .block_on(StateMachine::open(store))
                 .expect("state machine");
             let (mut index, mut i) = (1u64, 0u64);
-            group.bench_function(name, |b| {
+            group.bench_function(name.name(), |b| {
                 let make = || {
                     let setup: Vec<Entry> = prerequisite(kind)
                         .into_iter()
@@ -257,9 +257,9 @@ fn apply(c: &mut Criterion) {
 /// on one thread: the read path of `?stale=true`.
 fn stale_reads(c: &mut Criterion) {
     let rt = runtime();
-    let store: Arc<dyn meta_store_api::MetadataStore> = Arc::new(meta_store_mem::MemStore::new());
+    let mem = open_trait(Engine::Mem);
     let mut sm = rt
-        .block_on(StateMachine::open(store))
+        .block_on(StateMachine::open(mem.store.clone()))
         .expect("state machine");
     rt.block_on(sm.apply(entries(1, 10_000))).expect("apply");
     let reader = sm.reader();
@@ -363,14 +363,22 @@ fn node_writes(c: &mut Criterion, grouped: bool) {
     } else {
         &[]
     };
-    for &name in ENGINES.iter().chain(splits) {
+    let names = Engine::ALL
+        .iter()
+        .map(|e| e.name())
+        .chain(splits.iter().copied());
+    for name in names {
         let (log_engine, state_engine) = name.split_once('+').unwrap_or((name, name));
-        let (log, state) = (open_trait(log_engine), open_trait(state_engine));
-        let log_store: Arc<dyn meta_store_api::MetadataStore> = Arc::from(log.store);
+        let engine = |name: &str| name.parse::<Engine>().expect("an engine");
+        let (log, state) = (
+            open_trait(engine(log_engine)),
+            open_trait(engine(state_engine)),
+        );
+        let log_store: Arc<dyn meta_store_api::MetadataStore> = log.store;
         let state_store: Arc<dyn meta_store_api::MetadataStore> = if log_engine == state_engine {
             log_store.clone()
         } else {
-            Arc::from(state.store)
+            state.store.clone()
         };
         let raft = rt.block_on(single_node(log_store, state_store));
         let proposer = rt.block_on(async { meta_raft::Proposer::new(raft.clone(), 256) });

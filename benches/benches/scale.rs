@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use meta_benches::procs::{NodeProc, get, node_binary, proc_status_kib, wait_until};
+use meta_benches::procs::{get, proc_status_kib, start_node, use_node_binary, wait_until};
 use meta_benches::runtime;
 use meta_node::config::Config;
 use meta_node::engine::Engine;
@@ -23,15 +23,9 @@ use meta_raft::types::SnapshotMeta;
 use meta_raft::{Command as MetaCommand, Envelope, StateMachine};
 use meta_store_api::keys::{Key, META_PREFIX, MetaNamespace};
 use meta_store_api::{Durability, MetadataStore, WriteBatch};
+use meta_testkit::env_u64;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use serde_json::{Value, json};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn engine(name: &str) -> Engine {
     match name {
@@ -265,14 +259,14 @@ fn in_child(step: &[&str]) -> Value {
 /// log, apply, snapshots as configured), stops it, then times a fresh
 /// `meta-node serve` process on the same data until a linearizable read
 /// of the last key answers.
-fn restart(bin: &Path, engine_name: &str, keys: u64) -> Value {
+fn restart(engine_name: &str, keys: u64) -> Value {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rt = runtime();
     let config = Config {
         data_dir: dir.path().to_path_buf(),
         engine: engine(engine_name),
-        listen: meta_benches::procs::free_addr(),
-        raft_listen: meta_benches::procs::free_addr(),
+        listen: meta_testkit::free_addr(),
+        raft_listen: meta_testkit::free_addr(),
         insecure: true,
         ..Config::default()
     };
@@ -300,12 +294,10 @@ fn restart(bin: &Path, engine_name: &str, keys: u64) -> Value {
     let load_secs = load_start.elapsed().as_secs_f64();
     let last = format!("/v1/kv/restart/{:010}", keys - 1);
     let start = Instant::now();
-    let node = NodeProc::start_with(bin, 1, engine_name, dir.path(), true, &["--insecure"]);
-    wait_until(
-        Duration::from_secs(120),
-        "the restarted node to serve",
-        || get(&node.api, &last).is_some(),
-    );
+    let node = start_node(1, engine_name, dir.path(), true);
+    wait_until(120, "the restarted node to serve", || {
+        get(&node.api, &last).is_some()
+    });
     let serving = start.elapsed().as_secs_f64();
     json!({
         "keys": keys,
@@ -334,7 +326,7 @@ fn main() {
     let keys = env_u64("META_SCALE_KEYS", 1_000_000);
     let value = env_u64("META_SCALE_VALUE", 1024);
     let restart_keys = env_u64("META_SCALE_RESTART_KEYS", 1_000_000);
-    let bin = node_binary();
+    use_node_binary();
     let mut results = Vec::new();
     for engine_name in ["lmdb", "fjall"] {
         let work = tempfile::tempdir().expect("a temporary directory");
@@ -361,7 +353,7 @@ fn main() {
         ]);
         drop(work);
         eprintln!("scale/{engine_name}: restart with {restart_keys} keys");
-        let restart = restart(&bin, engine_name, restart_keys);
+        let restart = restart(engine_name, restart_keys);
         let result = json!({
             "engine": engine_name,
             "keys": keys,

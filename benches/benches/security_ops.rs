@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meta_benches::load::bench_clients;
-use meta_benches::procs::{NodeProc, node_binary};
+use meta_benches::procs::{Proc, start_node, start_node_with, use_node_binary};
 use meta_benches::runtime;
 
 const CLIENTS: u64 = 16;
@@ -22,7 +22,7 @@ const READ_KEYS: u64 = 1000;
 /// One node in `mode`, and a client that talks to it as that mode needs.
 struct Setup {
     mode: &'static str,
-    _node: NodeProc,
+    _node: Proc,
     base: String,
     http: reqwest::Client,
     token: Option<String>,
@@ -61,20 +61,14 @@ fn setup(bin: &Path, mode: &'static str) -> Setup {
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(30));
     let (node, scheme) = match mode {
-        "insecure" => (NodeProc::start(bin, 1, "lmdb", &data, true), "http"),
-        "auth" => (
-            NodeProc::start_with(bin, 1, "lmdb", &data, true, &[]),
-            "http",
-        ),
+        "insecure" => (start_node(1, "lmdb", &data, true), "http"),
+        "auth" => (start_node_with(1, "lmdb", &data, true, &[]), "http"),
         _ => {
             let [ca, cert, key] = certs(bin, dir.path());
             let flags = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
             let config = meta_node::tls::https_client_config(Path::new(&ca)).expect("the CA");
             builder = builder.tls_backend_preconfigured(config);
-            (
-                NodeProc::start_with(bin, 1, "lmdb", &data, true, &flags),
-                "https",
-            )
+            (start_node_with(1, "lmdb", &data, true, &flags), "https")
         }
     };
     let token = (mode != "insecure").then(|| {
@@ -110,10 +104,11 @@ async fn send(setup: (reqwest::Client, Option<String>), method: reqwest::Method,
 
 fn security(c: &mut Criterion) {
     let rt = runtime();
-    let bin = node_binary();
+    use_node_binary();
+    let bin = meta_testkit::procs::binary();
     let setups: Vec<Setup> = ["insecure", "auth", "auth_tls"]
         .into_iter()
-        .map(|mode| setup(&bin, mode))
+        .map(|mode| setup(bin, mode))
         .collect();
     for s in &setups {
         let client = (s.http.clone(), s.token.clone());

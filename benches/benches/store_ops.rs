@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use meta_benches::{ENGINES, RawFjall, RawLmdb, entries, open_trait};
+use meta_benches::{Engine, RAW_ENGINES, entries, open_trait};
 use meta_store_api::{Durability, WriteBatch};
 
 const KEYS: usize = 10_000;
@@ -17,7 +17,7 @@ fn get(c: &mut Criterion) {
     let data = entries("/meta/kv/", KEYS, VALUE);
     let keys: Vec<Vec<u8>> = data.iter().map(|(k, _)| k.clone()).collect();
     let mut group = c.benchmark_group("get");
-    for name in ENGINES {
+    for name in Engine::ALL {
         let s = open_trait(name);
         load(&*s.store, &data);
         let mut i = 0;
@@ -28,23 +28,17 @@ fn get(c: &mut Criterion) {
             })
         });
     }
-    let lmdb = RawLmdb::open();
-    data.chunks(1000).for_each(|c| lmdb.put_all(c));
-    let mut i = 0;
-    group.bench_function("lmdb/raw", |b| {
-        b.iter(|| {
-            i = (i + 7919) % KEYS;
-            black_box(lmdb.get(&keys[i]))
-        })
-    });
-    let fjall = RawFjall::open();
-    data.chunks(1000).for_each(|c| fjall.put_all(c, false));
-    group.bench_function("fjall/raw", |b| {
-        b.iter(|| {
-            i = (i + 7919) % KEYS;
-            black_box(fjall.get(&keys[i]))
-        })
-    });
+    for (name, open) in RAW_ENGINES {
+        let raw = open();
+        data.chunks(1000).for_each(|c| raw.put_all(c, false));
+        let mut i = 0;
+        group.bench_function(format!("{name}/raw"), |b| {
+            b.iter(|| {
+                i = (i + 7919) % KEYS;
+                black_box(raw.get(&keys[i]))
+            })
+        });
+    }
     group.finish();
 }
 
@@ -74,7 +68,7 @@ fn durable_writes(c: &mut Criterion, group_name: &str, n: usize) {
         counter += 1;
         entries(&format!("/meta/kv/{counter:010}/"), n, VALUE)
     };
-    for name in ENGINES {
+    for name in Engine::ALL {
         let s = open_trait(name);
         group.bench_function(format!("{name}/trait"), |b| {
             b.iter_batched(
@@ -90,22 +84,16 @@ fn durable_writes(c: &mut Criterion, group_name: &str, n: usize) {
             )
         });
     }
-    let lmdb = RawLmdb::open();
-    group.bench_function("lmdb/raw", |b| {
-        b.iter_batched(
-            || next(n),
-            |data| lmdb.put_all(&data),
-            BatchSize::SmallInput,
-        )
-    });
-    let fjall = RawFjall::open();
-    group.bench_function("fjall/raw", |b| {
-        b.iter_batched(
-            || next(n),
-            |data| fjall.put_all(&data, true),
-            BatchSize::SmallInput,
-        )
-    });
+    for (name, open) in RAW_ENGINES {
+        let raw = open();
+        group.bench_function(format!("{name}/raw"), |b| {
+            b.iter_batched(
+                || next(n),
+                |data| raw.put_all(&data, true),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 
@@ -121,23 +109,20 @@ fn scan_1000(c: &mut Criterion) {
     let mut data = entries("/meta/kv/", 1000, VALUE);
     data.extend(entries("/meta/shard/", KEYS, VALUE));
     let mut group = c.benchmark_group("scan_1000");
-    for name in ENGINES {
+    for name in Engine::ALL {
         let s = open_trait(name);
         load(&*s.store, &data);
         group.bench_function(format!("{name}/trait"), |b| {
             b.iter(|| black_box(s.store.scan(b"/meta/kv/").expect("scan")))
         });
     }
-    let lmdb = RawLmdb::open();
-    data.chunks(1000).for_each(|c| lmdb.put_all(c));
-    group.bench_function("lmdb/raw", |b| {
-        b.iter(|| black_box(lmdb.scan(b"/meta/kv/")))
-    });
-    let fjall = RawFjall::open();
-    data.chunks(1000).for_each(|c| fjall.put_all(c, false));
-    group.bench_function("fjall/raw", |b| {
-        b.iter(|| black_box(fjall.scan(b"/meta/kv/")))
-    });
+    for (name, open) in RAW_ENGINES {
+        let raw = open();
+        data.chunks(1000).for_each(|c| raw.put_all(c, false));
+        group.bench_function(format!("{name}/raw"), |b| {
+            b.iter(|| black_box(raw.scan(b"/meta/kv/")))
+        });
+    }
     group.finish();
 }
 
@@ -149,7 +134,7 @@ fn snapshot_restore_100k(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
-    for name in ENGINES {
+    for name in Engine::ALL {
         let source = open_trait(name);
         load(&*source.store, &data);
         group.bench_function(format!("{name}/trait"), |b| {
@@ -167,30 +152,20 @@ fn snapshot_restore_100k(c: &mut Criterion) {
             )
         });
     }
-    let lmdb = RawLmdb::open();
-    lmdb.put_all(&data);
-    group.bench_function("lmdb/raw", |b| {
-        b.iter_batched(
-            RawLmdb::open,
-            |target| {
-                target.put_all(&lmdb.scan(b"/meta/"));
-                target
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    let fjall = RawFjall::open();
-    fjall.put_all(&data, false);
-    group.bench_function("fjall/raw", |b| {
-        b.iter_batched(
-            RawFjall::open,
-            |target| {
-                target.put_all(&fjall.scan(b"/meta/"), true);
-                target
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, open) in RAW_ENGINES {
+        let source = open();
+        source.put_all(&data, false);
+        group.bench_function(format!("{name}/raw"), |b| {
+            b.iter_batched(
+                open,
+                |target| {
+                    target.put_all(&source.scan(b"/meta/"), true);
+                    target
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

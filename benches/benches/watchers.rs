@@ -17,17 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use meta_benches::load::Latencies;
-use meta_benches::procs::{NodeProc, node_binary, proc_status_kib, wait_until};
+use meta_benches::procs::{Proc, proc_status_kib, start_node_with, use_node_binary, wait_until};
 use meta_benches::{runtime, target_dir};
+use meta_testkit::env_u64;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What a write phase achieved.
 struct Phase {
@@ -133,15 +127,18 @@ async fn watcher(api: String, received: Arc<AtomicU64>, ready: Arc<AtomicU64>) {
     }
 }
 
-fn rss(node: &NodeProc) -> u64 {
-    proc_status_kib(node.pid(), "VmRSS:").unwrap_or(0) * 1024
+fn rss(node: &Proc) -> u64 {
+    node.pid()
+        .and_then(|pid| proc_status_kib(pid, "VmRSS:"))
+        .unwrap_or(0)
+        * 1024
 }
 
 fn main() {
     let watchers = env_u64("META_WATCHERS", 10_000);
     let secs = env_u64("META_WATCH_SECS", 10);
     let rate = env_u64("META_WATCH_RATE", 50);
-    let bin = node_binary();
+    use_node_binary();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("node.toml");
     let slots = watchers + 64;
@@ -154,8 +151,7 @@ fn main() {
     )
     .expect("writing the config");
     let config = config.to_str().expect("a UTF-8 path").to_string();
-    let node = NodeProc::start_with(
-        &bin,
+    let node = start_node_with(
         1,
         "lmdb",
         &dir.path().join("n1"),
@@ -185,7 +181,7 @@ fn main() {
         readers.spawn(watcher(api.clone(), received.clone(), ready.clone()));
     }
     wait_until(
-        Duration::from_secs(300),
+        300,
         "every watcher to catch up",
         || ready.load(Ordering::Relaxed) == watchers,
     );

@@ -1,29 +1,25 @@
-//! Shared setup for the criterion benches: every engine behind the trait,
-//! and the same engines driven with their own APIs ("raw") as baselines,
-//! so each benchmark group shows the trait path next to the engine it wraps.
+//! Shared setup for the criterion benches: every engine behind the trait
+//! (the node's list, [`Engine::ALL`], opened as a node opens it), and the
+//! disk engines driven with their own APIs ([`RawEngine`]) as baselines, so
+//! each benchmark group shows the trait path next to the engine it wraps.
 
 pub mod load;
 pub mod procs;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use fjall::{KeyspaceCreateOptions, PersistMode, Readable};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, EnvOpenOptions, WithoutTls};
+pub use meta_node::Engine;
+use meta_node::config::EngineOptions;
+use meta_node::engine::FJALL_MAX_CACHED_FILES;
 use meta_store_api::MetadataStore;
-use meta_store_fjall::{FjallOptions, FjallStore};
-use meta_store_lmdb::{LmdbOptions, LmdbStore};
-use meta_store_mem::MemStore;
-
-/// The runtime the benches drive nodes with: multi-threaded, 2 workers
-/// (the machines these run on have 2 cores).
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use meta_store_fjall::FjallOptions;
+use meta_store_lmdb::LmdbOptions;
+use meta_testkit::OpenForTests;
+pub use meta_testkit::runtime;
 
 /// Cargo's target directory (`$CARGO_TARGET_DIR`, else the workspace's
 /// `target/`).
@@ -36,31 +32,48 @@ pub fn target_dir() -> std::path::PathBuf {
 
 /// An engine behind the trait, with the directory it lives in.
 pub struct TraitStore {
-    /// Engine name.
-    pub name: &'static str,
+    /// The engine.
+    pub engine: Engine,
     /// The store.
-    pub store: Box<dyn MetadataStore>,
+    pub store: Arc<dyn MetadataStore>,
     _dir: tempfile::TempDir,
 }
 
-/// Opens `name` (`mem`, `lmdb`, `fjall`) in a fresh temporary directory.
-pub fn open_trait(name: &'static str) -> TraitStore {
+/// Opens `engine` in a fresh temporary directory, configured as a node
+/// configures it.
+pub fn open_trait(engine: Engine) -> TraitStore {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store: Box<dyn MetadataStore> = match name {
-        "mem" => Box::new(MemStore::new()),
-        "lmdb" => Box::new(LmdbStore::open(dir.path(), &LmdbOptions::default()).expect("lmdb")),
-        "fjall" => Box::new(FjallStore::open(dir.path(), &FjallOptions::default()).expect("fjall")),
-        other => panic!("unknown engine {other}"),
-    };
     TraitStore {
-        name,
-        store,
+        engine,
+        store: engine.store(dir.path()),
         _dir: dir,
     }
 }
 
-/// The engines every bench runs.
-pub const ENGINES: [&str; 3] = ["mem", "lmdb", "fjall"];
+/// A disk engine driven by its own API, configured as the node configures
+/// it behind the trait: the baseline of each store bench (redb's bench
+/// crate compares databases the same way). Called through `dyn`, as the
+/// trait path is.
+pub trait RawEngine {
+    /// Reads one key into an owned value, as the trait does.
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+
+    /// Writes entries in one transaction or batch, on disk before it
+    /// returns when `durable` (an LMDB commit always is).
+    fn put_all(&self, entries: &[(Vec<u8>, Vec<u8>)], durable: bool);
+
+    /// Owned entries under `prefix`, in order.
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// Opens a fresh raw engine in a temporary directory.
+pub type OpenRaw = fn() -> Box<dyn RawEngine>;
+
+/// The raw baselines: the engine each wraps, and how to open one.
+pub const RAW_ENGINES: [(Engine, OpenRaw); 2] = [
+    (Engine::Lmdb, || Box::new(RawLmdb::open())),
+    (Engine::Fjall, || Box::new(RawFjall::open())),
+];
 
 /// Plain heed, configured like `LmdbStore` (same map size, no TLS).
 pub struct RawLmdb {
@@ -87,15 +100,15 @@ impl RawLmdb {
             .unwrap_commit();
         RawLmdb { env, db, _dir: dir }
     }
+}
 
-    /// Reads one key into an owned value, as the trait does.
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+impl RawEngine for RawLmdb {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         let rtxn = self.env.read_txn().expect("read txn");
         self.db.get(&rtxn, key).expect("get").map(<[u8]>::to_vec)
     }
 
-    /// Writes entries in one transaction (LMDB commits are durable).
-    pub fn put_all(&self, entries: &[(Vec<u8>, Vec<u8>)]) {
+    fn put_all(&self, entries: &[(Vec<u8>, Vec<u8>)], _durable: bool) {
         let mut wtxn = self.env.write_txn().expect("write txn");
         for (k, v) in entries {
             self.db.put(&mut wtxn, k, v).expect("put");
@@ -103,8 +116,7 @@ impl RawLmdb {
         wtxn.commit().expect("commit");
     }
 
-    /// Owned entries under `prefix`, in order.
-    pub fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let rtxn = self.env.read_txn().expect("read txn");
         self.db
             .prefix_iter(&rtxn, prefix)
@@ -120,8 +132,8 @@ impl RawLmdb {
 fn open_env(dir: &Path) -> heed::Env<WithoutTls> {
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
-        .map_size(LmdbOptions::default().map_size)
-        .max_readers(1024);
+        .map_size((EngineOptions::default().lmdb_map_size_mib as usize) << 20)
+        .max_readers(LmdbOptions::default().max_readers);
     // SAFETY: a fresh temporary directory that nothing else opens.
     #[allow(unsafe_code)]
     unsafe { options.open(dir) }.expect("open env")
@@ -142,8 +154,9 @@ impl RawFjall {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let options = FjallOptions::default();
         let db = fjall::Database::builder(dir.path())
-            .cache_size(options.cache_size)
+            .cache_size(EngineOptions::default().fjall_cache_size_mib << 20)
             .worker_threads(options.worker_threads)
+            .max_cached_files(Some(FJALL_MAX_CACHED_FILES))
             .open()
             .expect("open fjall");
         let ks = db
@@ -151,14 +164,14 @@ impl RawFjall {
             .expect("keyspace");
         RawFjall { db, ks, _dir: dir }
     }
+}
 
-    /// Reads one key into an owned value (a plain keyspace read).
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+impl RawEngine for RawFjall {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.ks.get(key).expect("get").map(|v| v.to_vec())
     }
 
-    /// Writes entries in one batch, fsync'd when `durable`.
-    pub fn put_all(&self, entries: &[(Vec<u8>, Vec<u8>)], durable: bool) {
+    fn put_all(&self, entries: &[(Vec<u8>, Vec<u8>)], durable: bool) {
         let mut batch = self.db.batch();
         for (k, v) in entries {
             batch.insert(&self.ks, k.as_slice(), v.as_slice());
@@ -171,8 +184,7 @@ impl RawFjall {
         batch.durability(Some(mode)).commit().expect("commit");
     }
 
-    /// Owned entries under `prefix`, in order, from a snapshot.
-    pub fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.db
             .snapshot()
             .prefix(&self.ks, prefix)

@@ -1,17 +1,24 @@
 //! Real `meta-node` processes on loopback, for the cluster benches: build
 //! the binary, start nodes, form a cluster over the HTTP API, find the
-//! leader, read a process's peak RSS. Every process is killed on drop.
+//! leader, read a process's peak RSS. The processes are the test kit's
+//! ([`meta_testkit::procs::Proc`]), killed on drop.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+pub use meta_testkit::procs::{Proc, proc_status_kib};
+pub use meta_testkit::wait_until;
 use serde_json::{Value, json};
 
-/// The `meta-node` binary: `$META_NODE_BIN` if set (`cargo xtask bench`
-/// sets it), else built now with `cargo build --release -p meta-node`.
-pub fn node_binary() -> PathBuf {
+/// Chooses the `meta-node` binary the nodes run: `$META_NODE_BIN` if set
+/// (`cargo xtask bench` sets it), else built now with `cargo build
+/// --release -p meta-node`. Call it before starting a node.
+pub fn use_node_binary() {
+    meta_testkit::procs::use_binary(node_binary());
+}
+
+fn node_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("META_NODE_BIN") {
         return bin.into();
     }
@@ -34,113 +41,27 @@ pub fn node_binary() -> PathBuf {
     target.join("release/meta-node")
 }
 
-/// A free loopback port (another process may take it before we bind it;
-/// good enough on a bench machine).
-pub fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    format!("127.0.0.1:{port}")
+/// Starts `meta-node serve --insecure` on `dir` and waits until it
+/// answers: the engine and Raft path, without auth and TLS (their cost is
+/// measured on its own, by the `security_ops` bench).
+pub fn start_node(id: u64, engine: &str, dir: &Path, bootstrap: bool) -> Proc {
+    start_node_with(id, engine, dir, bootstrap, &["--insecure"])
 }
 
-/// One node process.
-pub struct NodeProc {
-    /// Node id.
-    pub id: u64,
-    /// Client API address.
-    pub api: String,
-    /// Peer address.
-    pub raft: String,
-    child: Child,
-}
-
-impl NodeProc {
-    /// Starts `meta-node serve --insecure` on `dir` and waits until it
-    /// answers: the engine and Raft path, without auth and TLS (their cost
-    /// is measured on its own, by the `security_ops` bench).
-    pub fn start(bin: &Path, id: u64, engine: &str, dir: &Path, bootstrap: bool) -> NodeProc {
-        Self::start_with(bin, id, engine, dir, bootstrap, &["--insecure"])
-    }
-
-    /// Starts `meta-node serve` with these extra flags (secure unless they
-    /// say `--insecure`) and waits until it answers (over HTTPS, only until
-    /// it accepts connections).
-    pub fn start_with(
-        bin: &Path,
-        id: u64,
-        engine: &str,
-        dir: &Path,
-        bootstrap: bool,
-        extra: &[&str],
-    ) -> NodeProc {
-        let (api, raft) = (free_addr(), free_addr());
-        let child = Command::new(bin)
-            .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
-            .args(extra)
-            .args(["--listen", &api, "--raft-listen", &raft])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning meta-node");
-        let node = NodeProc {
-            id,
-            api,
-            raft,
-            child,
-        };
-        let https = extra.contains(&"--tls-cert");
-        wait_until(Duration::from_secs(30), "a node to answer /health", || {
-            if https {
-                std::net::TcpStream::connect(&node.api).is_ok()
-            } else {
-                get(&node.api, "/health").is_some()
-            }
-        });
-        node
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Peak resident set size of the process so far (`VmHWM`), bytes.
-    pub fn peak_rss(&self) -> Option<u64> {
-        proc_status_kib(self.child.id(), "VmHWM:").map(|k| k * 1024)
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A field of `/proc/<pid>/status` given in kB.
-pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// Polls `ok` every 20 ms until it holds; panics after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if ok() {
-            return;
+/// Starts `meta-node serve` with these extra flags (secure unless they say
+/// `--insecure`) and waits until it answers (over HTTPS, only until it
+/// accepts connections).
+pub fn start_node_with(id: u64, engine: &str, dir: &Path, bootstrap: bool, extra: &[&str]) -> Proc {
+    let node = Proc::launch(id, engine, dir, bootstrap, extra);
+    let https = extra.contains(&"--tls-cert");
+    wait_until(30, "a node to answer /health", || {
+        if https {
+            std::net::TcpStream::connect(&node.api).is_ok()
+        } else {
+            get(&node.api, "/health").is_some()
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
+    });
+    node
 }
 
 /// A blocking GET of `path` on `api`; the JSON answer of a 2xx.
@@ -181,20 +102,20 @@ fn http(method: &str, api: &str, path: &str, body: Option<&Value>) -> Option<Val
 /// A cluster of node processes on one engine.
 pub struct Cluster {
     /// The nodes, by id order.
-    pub nodes: Vec<NodeProc>,
+    pub nodes: Vec<Proc>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` nodes, initialises them as one cluster of `n` voters and
     /// waits for a leader.
-    pub fn start(bin: &Path, engine: &str, n: u64) -> Cluster {
-        Self::start_configured(bin, engine, n, "")
+    pub fn start(engine: &str, n: u64) -> Cluster {
+        Self::start_configured(engine, n, "")
     }
 
     /// [`Cluster::start`], every node with this TOML config file (as
     /// `--config`; empty: none).
-    pub fn start_configured(bin: &Path, engine: &str, n: u64, config: &str) -> Cluster {
+    pub fn start_configured(engine: &str, n: u64, config: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("node.toml");
         std::fs::write(&file, config).expect("writing the nodes' config");
@@ -203,10 +124,10 @@ impl Cluster {
         if !config.is_empty() {
             flags.extend(["--config", file]);
         }
-        let nodes: Vec<NodeProc> = (1..=n)
+        let nodes: Vec<Proc> = (1..=n)
             .map(|id| {
                 let data = dir.path().join(format!("n{id}"));
-                NodeProc::start_with(bin, id, engine, &data, false, &flags)
+                start_node_with(id, engine, &data, false, &flags)
             })
             .collect();
         let members: Vec<Value> = nodes
@@ -215,14 +136,12 @@ impl Cluster {
             .collect();
         post(&nodes[0].api, "/v1/cluster/init", &json!(members)).expect("initialising the cluster");
         let cluster = Cluster { nodes, _dir: dir };
-        wait_until(Duration::from_secs(30), "a leader", || {
-            cluster.leader().is_some()
-        });
+        wait_until(30, "a leader", || cluster.leader().is_some());
         cluster
     }
 
     /// The leader node, if every node agrees on one.
-    pub fn leader(&self) -> Option<&NodeProc> {
+    pub fn leader(&self) -> Option<&Proc> {
         let mut leaders = self
             .nodes
             .iter()

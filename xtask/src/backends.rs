@@ -1,28 +1,37 @@
-//! Every storage backend of the workspace, as conformance harnesses.
+//! Every storage backend of the workspace, as conformance harnesses: the
+//! node's own list of engines ([`Engine::ALL`]), each opened as a node
+//! opens it.
 
+use meta_node::Engine;
+use meta_node::config::EngineOptions;
 use meta_store_api::conformance::{DirHarness, Harness, VolatileHarness};
-use meta_store_fjall::{FjallOptions, FjallStore};
-use meta_store_lmdb::{LmdbOptions, LmdbStore};
-use meta_store_mem::MemStore;
 
-/// A backend's name and how to make a fresh harness for it.
-pub type Backend = (&'static str, fn() -> Box<dyn Harness>);
-
-fn mem() -> Box<dyn Harness> {
-    Box::new(VolatileHarness(|| Box::new(MemStore::new())))
+/// A fresh harness for `engine`: a directory it reopens in if it
+/// persists, else a new store at each open.
+pub fn harness(engine: Engine) -> Box<dyn Harness> {
+    if engine.persistent() {
+        Box::new(DirHarness::new(move |dir| {
+            engine.open_store(dir, &EngineOptions::default())
+        }))
+    } else {
+        Box::new(VolatileHarness(|| {
+            Engine::Mem
+                .open_store(std::path::Path::new(""), &EngineOptions::default())
+                .expect("the mem engine opens")
+        }))
+    }
 }
 
-fn lmdb() -> Box<dyn Harness> {
-    Box::new(DirHarness::new(|dir| {
-        Ok(Box::new(LmdbStore::open(dir, &LmdbOptions::default())?))
-    }))
-}
+/// Makes a fresh harness of one engine.
+pub type MakeHarness = Box<dyn Fn() -> Box<dyn Harness> + Sync>;
 
-fn fjall() -> Box<dyn Harness> {
-    Box::new(DirHarness::new(|dir| {
-        Ok(Box::new(FjallStore::open(dir, &FjallOptions::default())?))
-    }))
+/// Every engine's name and harness maker, in the order reports list them.
+pub fn all() -> Vec<(&'static str, MakeHarness)> {
+    Engine::ALL
+        .into_iter()
+        .map(|engine| {
+            let make: MakeHarness = Box::new(move || harness(engine));
+            (engine.name(), make)
+        })
+        .collect()
 }
-
-/// Every backend, in the order reports list them.
-pub const BACKENDS: [Backend; 3] = [("mem", mem), ("lmdb", lmdb), ("fjall", fjall)];

@@ -1,5 +1,5 @@
 //! `cargo xtask crash [--kills N] [--seed S]`: the crash campaign of
-//! `crates/meta-node/tests/crash.rs` at soak size (default 1,000 kills per
+//! `crates/meta-node/tests/it/crash.rs` at soak size (default 1,000 kills per
 //! engine and for the 3-node cluster), on a release build. The test suite
 //! runs the same campaign at CI size (20 kills each).
 

@@ -3,7 +3,7 @@
 //! named), installing `cargo-fuzz` first if it is missing. libFuzzer needs
 //! the nightly toolchain (`cargo +nightly fuzz`). A crash leaves its input
 //! in `fuzz/artifacts/<target>/`; copy it to `fuzz/regressions/<target>/`
-//! (replayed by `crates/meta-node/tests/fuzz_regressions.rs`) and fix it.
+//! (replayed by `crates/meta-node/tests/it/fuzz_regressions.rs`) and fix it.
 
 use std::process::Command;
 

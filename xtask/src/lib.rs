@@ -13,7 +13,7 @@
 //! - `cargo xtask ui-test`: the dashboard's browser test (needs Chromium
 //!   and ChromeDriver; fails, saying so, without them).
 //!
-//! The tidy checks (layer rule, module headers) live in `tests/tidy.rs` and
+//! The tidy checks (layer rule, module headers) live in `tests/it/tidy.rs` and
 //! run with the test suite.
 
 pub mod backends;
@@ -89,12 +89,14 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo test --release -p <package> --test <test> -- --nocapture
-/// --test-threads 1`, from the workspace root.
-pub fn release_test(package: &str, test: &str) -> Command {
+/// `cargo test --release -p <package> --test it <module>:: -- --nocapture
+/// --test-threads 1`, from the workspace root: one module of a crate's
+/// integration tests (each crate has one test binary, `it`).
+pub fn release_test(package: &str, module: &str) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(project_root())
-        .args(["test", "--release", "-p", package, "--test", test])
+        .args(["test", "--release", "-p", package, "--test", "it"])
+        .arg(format!("{module}::"))
         .args(["--", "--nocapture", "--test-threads", "1"]);
     cmd
 }

@@ -1,9 +1,9 @@
 //! `cargo xtask soak [--minutes N]`: the reliability campaigns at soak size
 //! for a time budget (default 30 minutes), on a release build. Rounds
-//! alternate the SIGKILL crash campaign (`meta-node`'s `tests/crash.rs`,
+//! alternate the SIGKILL crash campaign (`meta-node`'s `tests/it/crash.rs`,
 //! 50 kills per engine and for the cluster per round) and the
-//! linearizability campaigns (`meta-raft`'s `tests/linearizability.rs`, 5
-//! seeds of 10 s per round; `meta-node`'s `tests/linearizable_processes.rs`,
+//! linearizability campaigns (`meta-raft`'s `tests/it/linearizability.rs`, 5
+//! seeds of 10 s per round; `meta-node`'s `tests/it/linearizable_processes.rs`,
 //! 20 s against processes), echo their output, and add up what they
 //! checked. Any failure stops the soak; the failing run printed its seed.
 

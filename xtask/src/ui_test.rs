@@ -1,5 +1,5 @@
 //! `cargo xtask ui-test`: the dashboard's browser test
-//! (`crates/meta-node/tests/dashboard.rs`) in headless Chromium through
+//! (`crates/meta-node/tests/it/dashboard.rs`) in headless Chromium through
 //! ChromeDriver. Without a browser it fails and says how to install one; it
 //! never passes without having run.
 
@@ -46,7 +46,7 @@ pub fn run() -> Result<bool, String> {
     find_browser()?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(project_root())
-        .args(["test", "-p", "meta-node", "--test", "dashboard"])
+        .args(["test", "-p", "meta-node", "--test", "it", "dashboard::"])
         .args(["--", "--ignored", "--nocapture"])
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;

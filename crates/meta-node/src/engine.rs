@@ -46,6 +46,11 @@ impl Engine {
         }
     }
 
+    /// Whether what it stores outlives the process (every engine but mem).
+    pub fn persistent(self) -> bool {
+        self != Engine::Mem
+    }
+
     /// Opens (creating if needed) a store of this engine in `dir`.
     pub fn open(
         self,
@@ -57,18 +62,37 @@ impl Engine {
                 engine: self.name(),
             });
         }
-        let opened: meta_store_api::Result<Arc<dyn MetadataStore>> = match self {
-            Engine::Mem => Ok(Arc::new(meta_store_mem::MemStore::new())),
+        self.open_store(dir, options)
+            .map(Arc::from)
+            .map_err(|source| match source {
+                meta_store_api::Error::Locked { path } => NodeError::DataDirLocked { path },
+                source => NodeError::Store {
+                    context: format!("opening the {} store in {}", self.name(), dir.display()),
+                    source,
+                },
+            })
+    }
+
+    /// [`open`](Self::open) with the engine's own error, as tools that
+    /// drive the engines directly want it (the conformance suite, the
+    /// benches, the tests): configured as a node configures it. An engine
+    /// this build lacks is [`InvalidArgument`](meta_store_api::Error::InvalidArgument)
+    /// naming its feature.
+    pub fn open_store(
+        self,
+        dir: &Path,
+        options: &EngineOptions,
+    ) -> meta_store_api::Result<Box<dyn MetadataStore>> {
+        if !self.available() {
+            return Err(meta_store_api::Error::InvalidArgument(format!(
+                "the {self} engine is not compiled in (Cargo feature `{self}` of meta-node)"
+            )));
+        }
+        match self {
+            Engine::Mem => Ok(Box::new(meta_store_mem::MemStore::new())),
             Engine::Lmdb => open_lmdb(dir, options),
             Engine::Fjall => open_fjall(dir, options),
-        };
-        opened.map_err(|source| match source {
-            meta_store_api::Error::Locked { path } => NodeError::DataDirLocked { path },
-            source => NodeError::Store {
-                context: format!("opening the {} store in {}", self.name(), dir.display()),
-                source,
-            },
-        })
+        }
     }
 }
 
@@ -76,16 +100,16 @@ impl Engine {
 fn open_lmdb(
     dir: &Path,
     options: &EngineOptions,
-) -> meta_store_api::Result<Arc<dyn MetadataStore>> {
+) -> meta_store_api::Result<Box<dyn MetadataStore>> {
     let lmdb = meta_store_lmdb::LmdbOptions {
         map_size: (options.lmdb_map_size_mib as usize).saturating_mul(1 << 20),
         ..meta_store_lmdb::LmdbOptions::default()
     };
-    Ok(Arc::new(meta_store_lmdb::LmdbStore::open(dir, &lmdb)?))
+    Ok(Box::new(meta_store_lmdb::LmdbStore::open(dir, &lmdb)?))
 }
 
 #[cfg(not(feature = "lmdb"))]
-fn open_lmdb(_: &Path, _: &EngineOptions) -> meta_store_api::Result<Arc<dyn MetadataStore>> {
+fn open_lmdb(_: &Path, _: &EngineOptions) -> meta_store_api::Result<Box<dyn MetadataStore>> {
     unreachable!("checked by Engine::available")
 }
 
@@ -97,7 +121,7 @@ pub const FJALL_MAX_CACHED_FILES: usize = 40;
 fn open_fjall(
     dir: &Path,
     options: &EngineOptions,
-) -> meta_store_api::Result<Arc<dyn MetadataStore>> {
+) -> meta_store_api::Result<Box<dyn MetadataStore>> {
     let fjall = meta_store_fjall::FjallOptions {
         cache_size: options.fjall_cache_size_mib.saturating_mul(1 << 20),
         // Inside the descriptors the node keeps out of its connection
@@ -105,11 +129,11 @@ fn open_fjall(
         max_cached_files: FJALL_MAX_CACHED_FILES,
         ..meta_store_fjall::FjallOptions::default()
     };
-    Ok(Arc::new(meta_store_fjall::FjallStore::open(dir, &fjall)?))
+    Ok(Box::new(meta_store_fjall::FjallStore::open(dir, &fjall)?))
 }
 
 #[cfg(not(feature = "fjall"))]
-fn open_fjall(_: &Path, _: &EngineOptions) -> meta_store_api::Result<Arc<dyn MetadataStore>> {
+fn open_fjall(_: &Path, _: &EngineOptions) -> meta_store_api::Result<Box<dyn MetadataStore>> {
     unreachable!("checked by Engine::available")
 }
 

@@ -1,6 +1,6 @@
 //! The decoders that take bytes from disk or the network, as the fuzz
 //! targets (`fuzz/`, `cargo xtask fuzz`) and their regression tests
-//! (`tests/fuzz_regressions.rs`) drive them: each must return a value or
+//! (`tests/it/fuzz_regressions.rs`) drive them: each must return a value or
 //! an error for any input, never panic.
 
 use std::io::Read;

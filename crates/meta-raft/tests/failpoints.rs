@@ -14,16 +14,14 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::Engine;
-use common::cluster::{Node, Router, config, wait_applied};
 use meta_raft::failpoints::{ALL, hits};
 use meta_raft::types::NodeAddr;
 use meta_raft::{Command, Envelope, LogStore};
+use meta_testkit::Engine;
+use meta_testkit::router::{Node, Router, config, wait_applied};
 use openraft::ChangeMembers;
 use openraft::storage::{RaftLogReader, RaftLogStorage};
 
