@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use meta_benches::load::Latencies;
-use meta_benches::procs::{Cluster, free_addr, node_binary};
+use meta_benches::procs::{Cluster, use_node_binary};
+use meta_testkit::free_addr;
 use serde_json::json;
 
 /// Keys the reads read (written before the load starts).
@@ -529,7 +530,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("etcd is not on PATH: install it (`apt-get install etcd-server`)");
         return std::process::ExitCode::from(2);
     }
-    let bin = node_binary();
+    use_node_binary();
     let etcd = format!("etcd {}", etcd_version());
     let run = Duration::from_secs_f64(options.seconds);
     let mut rows = Vec::new();
@@ -540,7 +541,7 @@ async fn main() -> std::process::ExitCode {
             let (name, targets, running): (String, _, Box<dyn std::any::Any>) =
                 match (system != "etcd").then_some(system.as_str()) {
                     Some(engine) => {
-                        let cluster = Cluster::start_configured(&bin, engine, nodes as u64, CONFIG);
+                        let cluster = Cluster::start_configured(engine, nodes as u64, CONFIG);
                         let targets = meta_targets(&cluster, engine == "lmdb").await;
                         (format!("meta-node {engine}"), targets, Box::new(cluster))
                     }
