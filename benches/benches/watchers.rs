@@ -180,11 +180,9 @@ fn main() {
     for _ in 0..watchers {
         readers.spawn(watcher(api.clone(), received.clone(), ready.clone()));
     }
-    wait_until(
-        300,
-        "every watcher to catch up",
-        || ready.load(Ordering::Relaxed) == watchers,
-    );
+    wait_until(300, "every watcher to catch up", || {
+        ready.load(Ordering::Relaxed) == watchers
+    });
     let connect_secs = connect.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(1));
     let after = rss(&node);

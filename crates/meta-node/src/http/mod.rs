@@ -21,22 +21,21 @@
 //! maps (cluster, shards, API keys, config, alarms), `admin.rs` the Raft
 //! membership and leader transfer, `cluster.rs` status, init, hash and
 //! health, [`ops`] metrics and backups, [`ui`] the dashboard's files,
-//! `errors.rs` the JSON errors; this file the shared parts (state,
-//! authentication and authorization, proposing, read barriers) and the
-//! router. [`server`] serves it over hyper with request deadlines.
+//! `errors.rs` the JSON errors, `access.rs` authentication and the
+//! authorization middleware; this file the shared parts (state, proposing,
+//! read barriers) and the router. [`server`] serves it over hyper with request deadlines.
 //! Request and answer shapes are [`meta_client::wire`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::FromRequest;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, Extension, OriginalUri, Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -51,6 +50,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{self, Principal, Scope, Token};
 use crate::read_index::ReadError;
+mod access;
 mod admin;
 mod cluster;
 mod data;
@@ -62,6 +62,8 @@ pub mod server;
 pub mod ui;
 pub mod watch;
 
+pub use access::AuthState;
+pub(crate) use access::require_kv;
 pub use admin::{CAUGHT_UP_LAG, DEFAULT_LEARNER_WAIT};
 use cluster::*;
 pub use errors::*;
@@ -183,166 +185,6 @@ impl Services {
             [] => unreachable!("a node has a store"),
         }
     }
-}
-
-/// How the API authenticates its callers.
-#[derive(Debug)]
-pub struct AuthState {
-    /// `insecure = true`: no authentication at all.
-    pub insecure: bool,
-    /// The node's data directory (where `cluster init` writes the root
-    /// token).
-    pub data_dir: PathBuf,
-    init_token: Mutex<Option<Token>>,
-    init_lock: tokio::sync::Mutex<()>,
-}
-
-impl AuthState {
-    /// Authentication as configured; `init_token` authorises only `cluster
-    /// init`, and only until this node is part of a cluster.
-    pub fn new(insecure: bool, data_dir: PathBuf, init_token: Option<Token>) -> AuthState {
-        AuthState {
-            insecure,
-            data_dir,
-            init_token: Mutex::new(init_token),
-            init_lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn init_token_matches(&self, presented: &Token) -> bool {
-        self.init_token
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|t| t.id == presented.id && presented.secret.matches(&t.secret.hash()))
-    }
-
-    /// Forgets the init token (the node is now part of a cluster).
-    pub fn retire_init_token(&self) {
-        *self
-            .init_token
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        let _ = std::fs::remove_file(self.data_dir.join(auth::INIT_TOKEN_FILE));
-    }
-}
-
-/// Who is calling, from the `Authorization` header. Never echoes a secret.
-async fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<Principal> {
-    if state.auth.insecure {
-        return Ok(Principal::Anyone);
-    }
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::unauthenticated(
-            "missing credentials: send `Authorization: Bearer <id>.<secret>` \
-             (a new node's admin token is in <data_dir>/root.token)",
-        ));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .and_then(Token::parse)
-        .ok_or_else(|| {
-            ApiError::unauthenticated(
-                "malformed credentials: expected `Authorization: Bearer <id>.<secret>`",
-            )
-        })?;
-    if token.id.0 == auth::INIT_KEY_ID && state.auth.init_token_matches(&token) {
-        // Spent once the node is part of a cluster (it may have joined one
-        // as a learner, without `cluster init`).
-        if state.raft.is_initialized().await.unwrap_or(true) {
-            state.auth.retire_init_token();
-            return Err(ApiError::unauthenticated(
-                "the init token is spent: this node is part of a cluster",
-            ));
-        }
-        return Ok(Principal::Init);
-    }
-    match state
-        .reader
-        .authenticate(&token.id, &token.secret, now_ms())
-    {
-        Ok(key) => Ok(Principal::Key {
-            scopes: key
-                .scopes
-                .iter()
-                .filter_map(|s| Scope::parse(s).ok())
-                .collect(),
-            expires_at_ms: key.expires_at_ms,
-            id: token.id,
-        }),
-        Err(ApiKeyCheck::Revoked) => Err(ApiError::unauthenticated(format!(
-            "API key `{}` is revoked",
-            token.id
-        ))),
-        Err(ApiKeyCheck::Expired) => Err(ApiError::unauthenticated(format!(
-            "API key `{}` has expired",
-            token.id
-        ))),
-        Err(_) => Err(ApiError::unauthenticated(
-            "invalid API key (unknown id or wrong secret)",
-        )),
-    }
-}
-
-/// The authorization middleware: looks the matched route up in
-/// [`auth::routes`] (a route missing there is refused: deny by default),
-/// authenticates the caller and checks the route's need. The handler gets
-/// the [`Principal`] for finer checks (a `kv` key under a prefix).
-async fn authorize(
-    State(state): State<ApiState>,
-    matched: Option<MatchedPath>,
-    mut request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let Some(path) = matched else {
-        return next.run(request).await;
-    };
-    let method = if request.method() == Method::HEAD {
-        Method::GET
-    } else {
-        request.method().clone()
-    };
-    let Some(need) = auth::need(&method, path.as_str()) else {
-        return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} is not allowed on {}", path.as_str()),
-        )
-        .into_response();
-    };
-    if need == auth::Need::Public {
-        return next.run(request).await;
-    }
-    let principal = match authenticate(&state, request.headers()).await {
-        Ok(principal) => principal,
-        Err(e) => return e.into_response(),
-    };
-    if !need.allows(&principal) {
-        return ApiError::permission_denied(format!(
-            "this key may not call {method} {} (it needs {})",
-            path.as_str(),
-            need.describe()
-        ))
-        .into_response();
-    }
-    request.extensions_mut().insert(principal);
-    next.run(request).await
-}
-
-/// The handler-level check of `kv` routes: the exact key (or list prefix).
-pub(crate) fn require_kv(principal: &Principal, write: bool, key: &str) -> ApiResult<()> {
-    if principal.may(&auth::kv_scope(write, key)) {
-        return Ok(());
-    }
-    let access = if write { "write" } else { "read" };
-    Err(ApiError::permission_denied(format!(
-        "this key may not {access} `{key}`: no `kv:{access}` scope of it covers that key"
-    )))
 }
 
 /// A JSON request body, whatever its `Content-Type` (so a plain
@@ -606,7 +448,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/membership", post(admin::change_membership))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authorize,
+            access::authorize,
         ))
         .fallback(fallback)
         .layer(axum::middleware::map_response(json_errors))
