@@ -520,10 +520,10 @@ fn put_kv(
     };
     fx.batch.put(store_key, encode(&entry));
     bind_key(views, fx, &k, lease);
-    let prev = views.kv.insert(k.clone(), entry.clone());
+    let prev = views.kv.insert(k.clone(), Arc::new(entry.clone()));
     let prev = prev.map(|e| Change::Kv {
         key: k.clone(),
-        entry: Some(e),
+        entry: Some(Arc::unwrap_or_clone(e)),
     });
     fx.changed(
         revision,
@@ -551,7 +551,7 @@ fn delete_kv(
     bind_key(views, fx, &k, None);
     let prev = Change::Kv {
         key: k.clone(),
-        entry: Some(old),
+        entry: Some(Arc::unwrap_or_clone(old)),
     };
     fx.changed(
         revision,
@@ -647,7 +647,7 @@ pub(crate) fn apply_txn(
     let succeeded = txn
         .compares
         .iter()
-        .all(|c| compare_holds(c, views.kv.get(&c.key)));
+        .all(|c| compare_holds(c, views.kv.get(&c.key).map(|e| &**e)));
     let ops = if succeeded { txn.success } else { txn.failure };
     let mut scratch = views.clone();
     let mut writes = Effects::default();
@@ -690,7 +690,7 @@ pub(crate) fn apply_txn(
                 TxnOpResult::Deleted(doomed.len() as u64)
             }
             TxnOp::Get { key: k } => {
-                let entry = scratch.kv.get(&k).cloned();
+                let entry = scratch.kv.get(&k).map(|e| KvEntry::clone(e));
                 read += entry.as_ref().map_or(0, |e| e.value.len());
                 TxnOpResult::Get(entry)
             }

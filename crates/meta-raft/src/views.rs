@@ -4,6 +4,7 @@
 //! (`imbl`: O(1) clones), so reads never touch the engine and apply can
 //! build the next version on the side and publish it in one swap.
 
+use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use imbl::{OrdMap, OrdSet};
@@ -31,7 +32,9 @@ pub(crate) struct Views {
     pub(crate) shards: Arc<ShardMap>,
     pub(crate) api_keys: OrdMap<ApiKeyId, ApiKeyRecord>,
     pub(crate) config: OrdMap<String, String>,
-    pub(crate) kv: OrdMap<Vec<u8>, KvEntry>,
+    /// User keys. Entries are shared (`Arc`): a change copies a B-tree
+    /// node of pointers, not the values beside it.
+    pub(crate) kv: OrdMap<Vec<u8>, Arc<KvEntry>>,
     /// Raised space alarms, by kind and node.
     pub(crate) alarms: Arc<Vec<Alarm>>,
     /// The store's revision: +1 per applied command that changed something.
@@ -140,10 +143,23 @@ impl Views {
     /// of them all is held besides the views), and says in which layout
     /// they were. `applied_record` is the applied state's record, read
     /// first: it says which layout the others have.
+    ///
+    /// The result is built over `base` (the views a snapshot install
+    /// replaces; empty when a store opens): an entry whose record did not
+    /// change stays `base`'s, so the two share everything but the changes
+    /// and a node holds about one copy of the metadata while both live.
+    /// The result is the same whatever `base` is.
     pub(crate) fn load(
+        base: Views,
         applied_record: Option<&[u8]>,
         mut next: impl FnMut() -> NextRecord,
     ) -> Result<(Views, AppliedState, Format), LoadError> {
+        // Leases are rebuilt whole (their bindings arrive after them); the
+        // large maps are refilled in place.
+        let mut cluster = Refill::new(base.cluster);
+        let mut api_keys = Refill::new(base.api_keys);
+        let mut config = Refill::new(base.config);
+        let mut kv = Refill::new(base.kv);
         let mut views = Views::default();
         let applied_key = meta_store_api::keys::applied_key();
         let (mut applied, format) = match applied_record {
@@ -176,23 +192,25 @@ impl Views {
             let Key::Meta { namespace, name } = key else {
                 return Err(LoadError::Unexpected(shown()));
             };
+            let out_of_order =
+                |OutOfOrder| LoadError::Unexpected(format!("{} (out of key order)", shown()));
             match namespace {
                 MetaNamespace::Cluster => {
                     let node: ClusterNode = decode(&value).map_err(record)?;
-                    views.cluster.insert(node.id, node);
+                    cluster.put(node.id, node).map_err(out_of_order)?;
                 }
                 MetaNamespace::Shard if name == SHARD_MAP.as_bytes() => {
                     views.shards = Arc::new(decode(&value).map_err(record)?);
                 }
                 MetaNamespace::ApiKey => {
                     let key: ApiKeyRecord = decode(&value).map_err(record)?;
-                    views.api_keys.insert(key.id.clone(), key);
+                    api_keys.put(key.id.clone(), key).map_err(out_of_order)?;
                 }
                 MetaNamespace::Config => {
                     let value: String = decode(&value).map_err(record)?;
-                    views
-                        .config
-                        .insert(String::from_utf8_lossy(&name).into_owned(), value);
+                    config
+                        .put(String::from_utf8_lossy(&name).into_owned(), value)
+                        .map_err(out_of_order)?;
                 }
                 MetaNamespace::Kv => {
                     let entry = match format {
@@ -204,7 +222,7 @@ impl Views {
                             value,
                         },
                     };
-                    views.kv.insert(name, entry);
+                    kv.put(name, Arc::new(entry)).map_err(out_of_order)?;
                 }
                 MetaNamespace::Lease => views.load_lease_record(&name, &value, shown)?,
                 MetaNamespace::Sys if name == APPLIED.as_bytes() => {}
@@ -220,6 +238,10 @@ impl Views {
             applied.revision = 1;
         }
         views.revision = applied.revision;
+        views.cluster = cluster.finish();
+        views.api_keys = api_keys.finish();
+        views.config = config.finish();
+        views.kv = kv.finish();
         Ok((views, applied, format))
     }
 
@@ -269,6 +291,59 @@ impl Views {
             _ => return Err(LoadError::Unexpected(shown())),
         }
         Ok(())
+    }
+}
+
+/// Brings a map to exactly the entries put into it, in increasing key
+/// order, leaving every entry it already held unchanged as it was: the
+/// result shares all but the changes with the map it started from
+/// (`imbl`'s structural sharing).
+struct Refill<K: Ord + Clone, V: Clone + PartialEq> {
+    map: OrdMap<K, V>,
+    last: Option<K>,
+}
+
+/// A record whose key is not above the one before it in its map.
+struct OutOfOrder;
+
+impl<K: Ord + Clone, V: Clone + PartialEq> Refill<K, V> {
+    fn new(map: OrdMap<K, V>) -> Self {
+        Refill { map, last: None }
+    }
+
+    /// Puts `key` with `value` and drops the keys between the previous
+    /// one and it; refuses a key not above the previous one.
+    fn put(&mut self, key: K, value: V) -> Result<(), OutOfOrder> {
+        let from = match &self.last {
+            Some(last) if key <= *last => return Err(OutOfOrder),
+            Some(last) => Bound::Excluded(last),
+            None => Bound::Unbounded,
+        };
+        drop_range(&mut self.map, from, Bound::Excluded(&key));
+        if self.map.get(&key) != Some(&value) {
+            self.map.insert(key.clone(), value);
+        }
+        self.last = Some(key);
+        Ok(())
+    }
+
+    /// The map, without the keys above the last one put.
+    fn finish(mut self) -> OrdMap<K, V> {
+        let last = self.last.take();
+        let from = last.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        drop_range(&mut self.map, from, Bound::Unbounded);
+        self.map
+    }
+}
+
+/// Removes `map`'s keys in the range.
+fn drop_range<K: Ord + Clone, V: Clone>(map: &mut OrdMap<K, V>, from: Bound<&K>, to: Bound<&K>) {
+    let stale: Vec<K> = map
+        .range::<_, K>((from, to))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in stale {
+        map.remove(&key);
     }
 }
 
@@ -500,13 +575,13 @@ impl MetadataReader {
             .unwrap_or_else(PoisonError::into_inner)
             .kv
             .get(key)
-            .cloned()
+            .map(|e| KvEntry::clone(e))
     }
 
     /// A user key (`None`: absent) and the store's revision, read together.
     pub fn entry_at(&self, key: &[u8]) -> (Option<KvEntry>, u64) {
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
-        (views.kv.get(key).cloned(), views.revision)
+        (views.kv.get(key).map(|e| KvEntry::clone(e)), views.revision)
     }
 
     /// Answers a transaction that changes nothing (only compares and gets:
@@ -701,7 +776,7 @@ impl MetadataReader {
                 .kv
                 .range((from, std::ops::Bound::Unbounded))
                 .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, e)| (k.clone(), e.clone())),
+                .map(|(k, e)| (k.clone(), KvEntry::clone(e))),
             limits,
             |(k, e)| k.len() + e.value.len(),
         );
@@ -733,7 +808,7 @@ mod tests {
                 version: 1,
                 value: vec![b'v'; *len],
             };
-            views.kv.insert(key.as_bytes().to_vec(), entry);
+            views.kv.insert(key.as_bytes().to_vec(), Arc::new(entry));
         }
         MetadataReader {
             views: Arc::new(RwLock::new(views)),
@@ -790,5 +865,71 @@ mod tests {
         assert_eq!(keys(&r.list_page(b"a/", Some(b"0"), by_items)).len(), 2);
         let past = r.list_page(b"a/", Some(b"a/9"), by_items);
         assert!(past.0.items.is_empty() && !past.0.more);
+    }
+
+    /// The `/meta/` records of these user keys and config entries, in key
+    /// order, as a store would return them.
+    fn records(kv: &[(u8, u8)], config: &[(u8, u8)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = kv
+            .iter()
+            .map(|&(k, v)| {
+                let entry = KvEntry {
+                    create_revision: 1,
+                    mod_revision: u64::from(v) + 1,
+                    version: 1,
+                    value: vec![v; 16],
+                };
+                let key = Key::meta(MetaNamespace::Kv, format!("k{k:03}")).unwrap();
+                (key.encode(), crate::codec::encode(&entry))
+            })
+            .chain(config.iter().map(|&(k, v)| {
+                let key = Key::meta(MetaNamespace::Config, format!("c{k:03}")).unwrap();
+                (key.encode(), crate::codec::encode(&format!("value {v}")))
+            }))
+            .collect();
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
+    fn load_over(base: Views, records: &[(Vec<u8>, Vec<u8>)]) -> Result<Views, LoadError> {
+        let mut it = records.iter().cloned();
+        Views::load(base, None, || Ok(it.next())).map(|(views, _, _)| views)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn views_loaded_over_any_base_equal_views_loaded_from_nothing(
+            old_kv in proptest::collection::vec((0u8..40, 0u8..3), 0..40),
+            old_config in proptest::collection::vec((0u8..10, 0u8..3), 0..10),
+            new_kv in proptest::collection::vec((0u8..40, 0u8..3), 0..40),
+            new_config in proptest::collection::vec((0u8..10, 0u8..3), 0..10),
+        ) {
+            let base = load_over(Views::default(), &records(&old_kv, &old_config)).unwrap();
+            let new = records(&new_kv, &new_config);
+            let over = load_over(base.clone(), &new).unwrap();
+            let fresh = load_over(Views::default(), &new).unwrap();
+            proptest::prop_assert_eq!(format!("{over:?}"), format!("{fresh:?}"));
+        }
+    }
+
+    #[test]
+    fn an_unchanged_entry_stays_the_one_the_base_held() {
+        let base = load_over(Views::default(), &records(&[(1, 0), (2, 0), (3, 0)], &[])).unwrap();
+        let over = load_over(base.clone(), &records(&[(1, 0), (2, 1)], &[])).unwrap();
+        let value = |views: &Views, k: &str| views.kv.get(k.as_bytes()).unwrap().value.as_ptr();
+        // Not a copy: the same bytes in memory.
+        assert_eq!(value(&base, "k001"), value(&over, "k001"));
+        assert_ne!(value(&base, "k002"), value(&over, "k002"));
+        assert_eq!(over.kv.get(b"k002".as_slice()).unwrap().value, vec![1; 16]);
+        assert!(over.kv.get(b"k003".as_slice()).is_none());
+    }
+
+    #[test]
+    fn records_out_of_key_order_are_an_error() {
+        let mut out_of_order = records(&[(1, 0), (2, 0)], &[]);
+        out_of_order.swap(0, 1);
+        let err = load_over(Views::default(), &out_of_order).unwrap_err();
+        assert!(err.to_string().contains("out of key order"), "{err}");
     }
 }

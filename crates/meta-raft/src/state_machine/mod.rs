@@ -379,8 +379,12 @@ impl StateMachine {
 /// would differ for good. Those are refused, saying so.
 fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError> {
     let applied_record = store.get(&applied_key()).map_err(sm_err(ErrorVerb::Read))?;
-    let (views, applied, format) = Views::load(applied_record.as_deref(), records_of(store))
-        .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+    let (views, applied, format) = Views::load(
+        Views::default(),
+        applied_record.as_deref(),
+        records_of(store),
+    )
+    .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
     if format == Format::BeforeRevisions {
         let membership = applied.membership.membership();
         let members = membership.nodes().count();

@@ -177,8 +177,15 @@ impl Shared {
                 .map(|record| record.map(|(k, v)| (k.to_vec(), v.to_vec())))
                 .map_err(|e| crate::views::LoadError::Read(e.to_string()))
         };
+        // Built over the views that serve reads meanwhile: the two share
+        // what the snapshot does not change.
+        let base = shared
+            .views
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let (views, applied, format) =
-            Views::load(applied_record.as_deref(), next).map_err(|e| fail(&e))?;
+            Views::load(base, applied_record.as_deref(), next).map_err(|e| fail(&e))?;
         drop(reader);
         if format != Format::Current {
             return Err(fail(&format!(
