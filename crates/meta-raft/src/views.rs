@@ -123,6 +123,9 @@ pub(crate) enum LoadError {
     Record { key: String, source: CodecError },
     #[error("unexpected key {0} under /meta/")]
     Unexpected(String),
+    /// A record whose key does not name what it holds.
+    #[error("the record at {key} holds {holds}")]
+    Misnamed { key: String, holds: String },
     /// The records could not be read (the store, or a snapshot file).
     #[error("reading the records: {0}")]
     Read(String),
@@ -194,9 +197,16 @@ impl Views {
             };
             let out_of_order =
                 |OutOfOrder| LoadError::Unexpected(format!("{} (out of key order)", shown()));
+            let misnamed = |holds: String| LoadError::Misnamed {
+                key: shown(),
+                holds,
+            };
             match namespace {
                 MetaNamespace::Cluster => {
                     let node: ClusterNode = decode(&value).map_err(record)?;
+                    if Views::node_key(node.id).encode() != raw_key {
+                        return Err(misnamed(format!("node {}", node.id)));
+                    }
                     cluster.put(node.id, node).map_err(out_of_order)?;
                 }
                 MetaNamespace::Shard if name == SHARD_MAP.as_bytes() => {
@@ -204,6 +214,9 @@ impl Views {
                 }
                 MetaNamespace::ApiKey => {
                     let key: ApiKeyRecord = decode(&value).map_err(record)?;
+                    if key.id.0.as_bytes() != name.as_slice() {
+                        return Err(misnamed(format!("API key `{}`", key.id)));
+                    }
                     api_keys.put(key.id.clone(), key).map_err(out_of_order)?;
                 }
                 MetaNamespace::Config => {
@@ -336,13 +349,9 @@ impl<K: Ord + Clone, V: Clone + PartialEq> Refill<K, V> {
     }
 }
 
-/// Removes `map`'s keys in the range.
+/// Removes `map`'s keys in the range, one at a time (no list of them).
 fn drop_range<K: Ord + Clone, V: Clone>(map: &mut OrdMap<K, V>, from: Bound<&K>, to: Bound<&K>) {
-    let stale: Vec<K> = map
-        .range::<_, K>((from, to))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in stale {
+    while let Some(key) = map.range::<_, K>((from, to)).next().map(|(k, _)| k.clone()) {
         map.remove(&key);
     }
 }
@@ -867,6 +876,69 @@ mod tests {
         assert!(past.0.items.is_empty() && !past.0.more);
     }
 
+    /// What a store holds, in small numbers: user keys, config entries,
+    /// cluster nodes and API keys, each `(name, version)`.
+    #[derive(Clone, Debug, Default)]
+    struct Content {
+        kv: Vec<(u8, u8)>,
+        config: Vec<(u8, u8)>,
+        nodes: Vec<(u8, u8)>,
+        api_keys: Vec<(u8, u8)>,
+    }
+
+    /// Node ids whose decimal digits differ in count (sorting by digits
+    /// would get them wrong).
+    const NODE_IDS: [u64; 6] = [1, 9, 10, 100, 12_345_678_901, u64::MAX];
+
+    fn content() -> impl proptest::strategy::Strategy<Value = Content> {
+        use proptest::collection::vec;
+        use proptest::strategy::Strategy as _;
+        (
+            vec((0u8..40, 0u8..3), 0..40),
+            vec((0u8..10, 0u8..3), 0..10),
+            vec((0u8..6, 0u8..3), 0..6),
+            vec((0u8..10, 0u8..3), 0..10),
+        )
+            .prop_map(|(kv, config, nodes, api_keys)| Content {
+                kv,
+                config,
+                nodes,
+                api_keys,
+            })
+    }
+
+    /// The `/meta/` records of `content`, in key order, as a store returns
+    /// them.
+    fn records_of(content: &Content) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = records(&content.kv, &content.config);
+        out.extend(content.nodes.iter().map(|&(i, v)| {
+            let id = NODE_IDS[usize::from(i)];
+            let node = ClusterNode {
+                id,
+                address: format!("10.0.0.{v}:7000"),
+                state: crate::model::NodeState::Active,
+                labels: Default::default(),
+            };
+            (Views::node_key(id).encode(), crate::codec::encode(&node))
+        }));
+        out.extend(content.api_keys.iter().map(|&(i, v)| {
+            let record = ApiKeyRecord {
+                id: ApiKeyId(format!("key-{i}")),
+                name: format!("version {v}"),
+                scopes: vec!["read".into()],
+                created_at_ms: 1,
+                expires_at_ms: None,
+                revoked_at_ms: None,
+                secret_hash: [v; 32],
+            };
+            let key = Key::meta(MetaNamespace::ApiKey, &record.id.0).unwrap();
+            (key.encode(), crate::codec::encode(&record))
+        }));
+        out.sort();
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
     /// The `/meta/` records of these user keys and config entries, in key
     /// order, as a store would return them.
     fn records(kv: &[(u8, u8)], config: &[(u8, u8)]) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -900,13 +972,11 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn views_loaded_over_any_base_equal_views_loaded_from_nothing(
-            old_kv in proptest::collection::vec((0u8..40, 0u8..3), 0..40),
-            old_config in proptest::collection::vec((0u8..10, 0u8..3), 0..10),
-            new_kv in proptest::collection::vec((0u8..40, 0u8..3), 0..40),
-            new_config in proptest::collection::vec((0u8..10, 0u8..3), 0..10),
+            old in content(),
+            new in content(),
         ) {
-            let base = load_over(Views::default(), &records(&old_kv, &old_config)).unwrap();
-            let new = records(&new_kv, &new_config);
+            let base = load_over(Views::default(), &records_of(&old)).unwrap();
+            let new = records_of(&new);
             let over = load_over(base.clone(), &new).unwrap();
             let fresh = load_over(Views::default(), &new).unwrap();
             proptest::prop_assert_eq!(format!("{over:?}"), format!("{fresh:?}"));
@@ -923,6 +993,27 @@ mod tests {
         assert_ne!(value(&base, "k002"), value(&over, "k002"));
         assert_eq!(over.kv.get(b"k002".as_slice()).unwrap().value, vec![1; 16]);
         assert!(over.kv.get(b"k003".as_slice()).is_none());
+    }
+
+    #[test]
+    fn a_record_whose_key_names_something_else_is_an_error() {
+        let content = Content {
+            nodes: vec![(1, 0)],
+            api_keys: vec![(1, 0)],
+            ..Content::default()
+        };
+        let good = records_of(&content);
+        assert!(load_over(Views::default(), &good).is_ok());
+        let mut errors: Vec<String> = (0..good.len())
+            .map(|i| {
+                let mut bad = good.clone();
+                bad[i].0.push(b'0');
+                load_over(Views::default(), &bad).unwrap_err().to_string()
+            })
+            .collect();
+        errors.sort();
+        assert!(errors[0].ends_with("holds API key `key-1`"), "{errors:?}");
+        assert!(errors[1].ends_with("holds node 9"), "{errors:?}");
     }
 
     #[test]

@@ -404,7 +404,7 @@ fn load(store: &dyn MetadataStore) -> Result<(Views, AppliedState), StorageError
         for (k, entry) in &views.kv {
             batch.put(
                 kv_key(k).map_err(|e| rejected_on_load(k, e))?,
-                encode(entry),
+                encode(&**entry),
             );
         }
         batch.put(applied_key(), encode(&applied));
