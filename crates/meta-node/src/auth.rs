@@ -29,7 +29,9 @@
 //! elsewhere. No key may grant more than the key that creates it
 //! ([`Scope::covers`]).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 use axum::http::Method;
 use meta_raft::ApiKeySecret;
@@ -432,11 +434,20 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// What a route needs, or `None` for a method and path not in [`routes`].
-pub fn need(method: &Method, path: &str) -> Option<Need> {
-    routes()
-        .into_iter()
-        .find(|r| r.method == method && r.path == path)
-        .map(|r| r.need)
+/// The table is built once: the middleware asks for every request.
+pub fn need(method: &Method, path: &str) -> Option<&'static Need> {
+    static TABLE: LazyLock<HashMap<&'static str, Vec<(Method, Need)>>> = LazyLock::new(|| {
+        let mut table: HashMap<&'static str, Vec<(Method, Need)>> = HashMap::new();
+        for r in routes() {
+            table.entry(r.path).or_default().push((r.method, r.need));
+        }
+        table
+    });
+    TABLE
+        .get(path)?
+        .iter()
+        .find(|(m, _)| m == method)
+        .map(|(_, need)| need)
 }
 
 /// The authorization table as `docs/security.md` shows it.

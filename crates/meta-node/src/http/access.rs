@@ -147,7 +147,7 @@ pub(super) async fn authorize(
         )
         .into_response();
     };
-    if need == auth::Need::Public {
+    if *need == auth::Need::Public {
         return next.run(request).await;
     }
     let principal = match authenticate(&state, request.headers()).await {
