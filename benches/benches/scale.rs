@@ -114,20 +114,13 @@ fn child_load(engine_name: &str, dir: &Path, keys: u64, value: u64) -> Value {
     let store = open(engine_name, dir);
     let mut batch = WriteBatch::new();
     let mut bytes = 0u64;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = meta_testkit::Rng::new(0x9E37_79B9_7F4A_7C15);
     for i in 0..keys {
         let key = Key::meta(MetaNamespace::Kv, format!("scale/{i:010}"))
             .expect("key")
             .encode();
         // Pseudo-random bytes: the snapshot's LZ4 gets no free ride.
-        let v: Vec<u8> = (0..value)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let v: Vec<u8> = (0..value).map(|_| rng.next() as u8).collect();
         bytes += (key.len() + v.len()) as u64;
         // As the state machine stores a key (its revisions and value).
         let record = meta_raft::codec::encode(&meta_raft::model::KvEntry {

@@ -353,13 +353,8 @@ mod tests {
     /// makes them not.
     #[test]
     fn random_real_histories_pass_and_a_forged_read_fails() {
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let mut rand = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = crate::Rng::new(0x1234_5678_9abc_def1);
+        let mut rand = move |n: u64| rng.below(n);
         for round in 0..50 {
             // Operations take effect at distinct instants `at`; each is
             // invoked up to 5 before and answered up to 5 after.

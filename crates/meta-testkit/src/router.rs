@@ -34,20 +34,21 @@ pub struct Router {
 }
 
 /// Random message faults, from a seeded generator.
-#[derive(Default)]
 struct Faults {
     drop_percent: u64,
     max_delay_ms: u64,
-    rng: u64,
+    rng: crate::Rng,
     dropped: u64,
 }
 
-impl Faults {
-    fn next(&mut self, n: u64) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng % n.max(1)
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            drop_percent: 0,
+            max_delay_ms: 0,
+            rng: crate::Rng::new(1),
+            dropped: 0,
+        }
     }
 }
 
@@ -67,7 +68,7 @@ impl Router {
         let mut faults = self.faults.lock().unwrap();
         faults.drop_percent = drop_percent;
         faults.max_delay_ms = max_delay_ms;
-        faults.rng = seed | 1;
+        faults.rng = crate::Rng::new(seed);
     }
 
     /// Messages dropped so far.
@@ -81,10 +82,10 @@ impl Router {
         let mut faults = self.faults.lock().unwrap();
         let delay = Duration::from_millis(match faults.max_delay_ms {
             0 => 0,
-            max => faults.next(max + 1),
+            max => faults.rng.below(max + 1),
         });
-        let dropped = faults.drop_percent > 0 && faults.next(100) < faults.drop_percent;
-        let drop_answer = dropped && faults.next(2) == 0;
+        let dropped = faults.drop_percent > 0 && faults.rng.below(100) < faults.drop_percent;
+        let drop_answer = dropped && faults.rng.below(2) == 0;
         if dropped {
             faults.dropped += 1;
             if !drop_answer {
