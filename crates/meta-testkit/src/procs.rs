@@ -318,6 +318,18 @@ fn config_args(dir: &Path, config: &str) -> Vec<std::ffi::OsString> {
     vec!["--config".into(), file.into()]
 }
 
+/// A node's identity, addresses and data directory: what every start
+/// needs.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    id: u64,
+    engine: &'a str,
+    dir: &'a Path,
+    bootstrap: bool,
+    api: &'a str,
+    raft: &'a str,
+}
+
 impl Proc {
     /// Starts a node with a certificate from [`test_ca`] (so it serves
     /// HTTPS and can join others) and waits until it answers; armed with
@@ -331,16 +343,7 @@ impl Proc {
         raft: &str,
         pause: Option<&Pause>,
     ) -> Proc {
-        Proc::start_logging(
-            id,
-            engine,
-            dir,
-            bootstrap,
-            api,
-            raft,
-            pause,
-            Some(TEST_LOGS),
-        )
+        Proc::start_logging(id, engine, dir, bootstrap, api, raft, pause, Some(TEST_LOGS))
     }
 
     /// [`Proc::start`] with this `RUST_LOG` (`None`: the binary's default).
@@ -355,7 +358,8 @@ impl Proc {
         pause: Option<&Pause>,
         logs: Option<&str>,
     ) -> Proc {
-        Proc::start_tls(id, engine, dir, bootstrap, api, raft, pause, None, logs)
+        let who = Who { id, engine, dir, bootstrap, api, raft };
+        Proc::start_tls(who, pause, None, logs)
     }
 
     /// [`Proc::start`] with `config` (TOML) as its config file.
@@ -368,48 +372,28 @@ impl Proc {
         raft: &str,
         config: &str,
     ) -> Proc {
-        Proc::start_tls(
-            id,
-            engine,
-            dir,
-            bootstrap,
-            api,
-            raft,
-            None,
-            Some(config),
-            Some(TEST_LOGS),
-        )
+        let who = Who { id, engine, dir, bootstrap, api, raft };
+        Proc::start_tls(who, None, Some(config), Some(TEST_LOGS))
     }
 
     /// A node with a certificate from [`test_ca`], optionally a config file.
-    #[allow(clippy::too_many_arguments)]
-    fn start_tls(
-        id: u64,
-        engine: &str,
-        dir: &Path,
-        bootstrap: bool,
-        api: &str,
-        raft: &str,
-        pause: Option<&Pause>,
-        config: Option<&str>,
-        logs: Option<&str>,
-    ) -> Proc {
-        let [ca, cert, key] = node_tls(dir, id);
+    fn start_tls(who: Who<'_>, pause: Option<&Pause>, config: Option<&str>, logs: Option<&str>) -> Proc {
+        let [ca, cert, key] = node_tls(who.dir, who.id);
         let mut extra: Vec<std::ffi::OsString> = Vec::new();
         for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
             extra.push(flag.into());
             extra.push(file.into());
         }
         if let Some(config) = config {
-            extra.extend(config_args(dir, config));
+            extra.extend(config_args(who.dir, config));
         }
-        Proc::start_with(id, engine, dir, bootstrap, api, raft, pause, &extra, logs)
+        Proc::start_with(who, pause, &extra, logs)
     }
 
     /// A node exactly as `serve` starts with no TLS configuration: its
     /// own CA and certificate in `<dir>/tls/`, plain HTTP on loopback.
     pub fn start_zero_config(engine: &str, dir: &Path, api: &str, raft: &str) -> Proc {
-        Proc::start_with(1, engine, dir, true, api, raft, None, &[], Some(TEST_LOGS))
+        Proc::start_plain(engine, dir, api, raft, &[])
     }
 
     /// [`Proc::start_zero_config`] (plain HTTP on loopback) with `config`
@@ -421,35 +405,18 @@ impl Proc {
         raft: &str,
         config: &str,
     ) -> Proc {
-        let file = dir.with_extension("toml");
-        std::fs::write(&file, config).unwrap();
-        let extra: Vec<std::ffi::OsString> = vec!["--config".into(), file.into()];
-        Proc::start_with(
-            1,
-            engine,
-            dir,
-            true,
-            api,
-            raft,
-            None,
-            &extra,
-            Some(TEST_LOGS),
-        )
+        Proc::start_plain(engine, dir, api, raft, &config_args(dir, config))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn start_with(
-        id: u64,
-        engine: &str,
-        dir: &Path,
-        bootstrap: bool,
-        api: &str,
-        raft: &str,
-        pause: Option<&Pause>,
-        extra: &[std::ffi::OsString],
-        logs: Option<&str>,
-    ) -> Proc {
-        // Frequent snapshots, unless the node's config file chooses.
+    /// Node 1, bootstrapping, with no TLS flags.
+    fn start_plain(engine: &str, dir: &Path, api: &str, raft: &str, extra: &[std::ffi::OsString]) -> Proc {
+        let who = Who { id: 1, engine, dir, bootstrap: true, api, raft };
+        Proc::start_with(who, None, extra, Some(TEST_LOGS))
+    }
+
+    /// Starts a test node (frequent snapshots unless its config file
+    /// chooses) and waits until it answers.
+    fn start_with(who: Who<'_>, pause: Option<&Pause>, extra: &[std::ffi::OsString], logs: Option<&str>) -> Proc {
         let config_sets_snapshots = extra.windows(2).any(|w| {
             w[0] == "--config"
                 && std::fs::read_to_string(&w[1]).is_ok_and(|t| t.contains("snapshot_every"))
@@ -459,9 +426,9 @@ impl Proc {
             args.extend(["--snapshot-every".into(), "50".into()]);
         }
         args.extend(extra.iter().cloned());
-        let proc = Proc::spawn(id, engine, dir, bootstrap, api, raft, pause, &args, logs);
-        remember_node(api, dir, extra.iter().any(|a| a == "--tls-cert"));
-        wait_until(20, &format!("node {id} to answer /health"), || {
+        let proc = Proc::spawn(who, pause, &args, logs);
+        remember_node(who.api, who.dir, extra.iter().any(|a| a == "--tls-cert"));
+        wait_until(20, &format!("node {} to answer /health", who.id), || {
             cli(&proc.api, &["health"]).status.success()
         });
         proc
@@ -474,33 +441,13 @@ impl Proc {
     pub fn launch(id: u64, engine: &str, dir: &Path, bootstrap: bool, extra: &[&str]) -> Proc {
         let (api, raft) = (crate::free_addr(), crate::free_addr());
         let extra: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();
-        Proc::spawn(
-            id,
-            engine,
-            dir,
-            bootstrap,
-            &api,
-            &raft,
-            None,
-            &extra,
-            Some("warn"),
-        )
+        let who = Who { id, engine, dir, bootstrap, api: &api, raft: &raft };
+        Proc::spawn(who, None, &extra, Some("warn"))
     }
 
     /// Spawns `serve` with these arguments, logging to `<dir>.log`.
-    #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        id: u64,
-        engine: &str,
-        dir: &Path,
-        bootstrap: bool,
-        api: &str,
-        raft: &str,
-        pause: Option<&Pause>,
-        extra: &[std::ffi::OsString],
-        logs: Option<&str>,
-    ) -> Proc {
-        let log_path = dir.with_extension("log");
+    fn spawn(who: Who<'_>, pause: Option<&Pause>, extra: &[std::ffi::OsString], logs: Option<&str>) -> Proc {
+        let log_path = who.dir.with_extension("log");
         // Appended: a restarted node's log follows its earlier lives.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -515,11 +462,11 @@ impl Proc {
                 .env("META_PAUSE_ARM", &pause.arm);
         }
         let child = command
-            .args(["serve", "--node-id", &id.to_string(), "--engine", engine])
-            .args(["--listen", api, "--raft-listen", raft])
+            .args(["serve", "--node-id", &who.id.to_string(), "--engine", who.engine])
+            .args(["--listen", who.api, "--raft-listen", who.raft])
             .arg("--data-dir")
-            .arg(dir)
-            .args(["--bootstrap", if bootstrap { "true" } else { "false" }])
+            .arg(who.dir)
+            .args(["--bootstrap", if who.bootstrap { "true" } else { "false" }])
             .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -528,9 +475,9 @@ impl Proc {
             .spawn()
             .unwrap();
         Proc {
-            id,
-            api: api.to_string(),
-            raft: raft.to_string(),
+            id: who.id,
+            api: who.api.to_string(),
+            raft: who.raft.to_string(),
             log: log_path,
             child: Some(child),
         }
@@ -762,17 +709,15 @@ impl<'a> ProcCluster<'a> {
         let (id, dir) = (i as u64 + 1, self.dir(i));
         let logs = (!self.default_logs).then_some(TEST_LOGS);
         let config = self.config.as_deref();
-        Proc::start_tls(
+        let who = Who {
             id,
-            &self.engines[i],
-            &dir,
-            false,
+            engine: &self.engines[i],
+            dir: &dir,
+            bootstrap: false,
             api,
             raft,
-            pause,
-            config,
-            logs,
-        )
+        };
+        Proc::start_tls(who, pause, config, logs)
     }
 
     /// Starts every node and makes them one cluster (`cluster init`).
