@@ -343,7 +343,16 @@ impl Proc {
         raft: &str,
         pause: Option<&Pause>,
     ) -> Proc {
-        Proc::start_logging(id, engine, dir, bootstrap, api, raft, pause, Some(TEST_LOGS))
+        Proc::start_logging(
+            id,
+            engine,
+            dir,
+            bootstrap,
+            api,
+            raft,
+            pause,
+            Some(TEST_LOGS),
+        )
     }
 
     /// [`Proc::start`] with this `RUST_LOG` (`None`: the binary's default).
@@ -358,7 +367,14 @@ impl Proc {
         pause: Option<&Pause>,
         logs: Option<&str>,
     ) -> Proc {
-        let who = Who { id, engine, dir, bootstrap, api, raft };
+        let who = Who {
+            id,
+            engine,
+            dir,
+            bootstrap,
+            api,
+            raft,
+        };
         Proc::start_tls(who, pause, None, logs)
     }
 
@@ -372,12 +388,24 @@ impl Proc {
         raft: &str,
         config: &str,
     ) -> Proc {
-        let who = Who { id, engine, dir, bootstrap, api, raft };
+        let who = Who {
+            id,
+            engine,
+            dir,
+            bootstrap,
+            api,
+            raft,
+        };
         Proc::start_tls(who, None, Some(config), Some(TEST_LOGS))
     }
 
     /// A node with a certificate from [`test_ca`], optionally a config file.
-    fn start_tls(who: Who<'_>, pause: Option<&Pause>, config: Option<&str>, logs: Option<&str>) -> Proc {
+    fn start_tls(
+        who: Who<'_>,
+        pause: Option<&Pause>,
+        config: Option<&str>,
+        logs: Option<&str>,
+    ) -> Proc {
         let [ca, cert, key] = node_tls(who.dir, who.id);
         let mut extra: Vec<std::ffi::OsString> = Vec::new();
         for (flag, file) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
@@ -409,14 +437,32 @@ impl Proc {
     }
 
     /// Node 1, bootstrapping, with no TLS flags.
-    fn start_plain(engine: &str, dir: &Path, api: &str, raft: &str, extra: &[std::ffi::OsString]) -> Proc {
-        let who = Who { id: 1, engine, dir, bootstrap: true, api, raft };
+    fn start_plain(
+        engine: &str,
+        dir: &Path,
+        api: &str,
+        raft: &str,
+        extra: &[std::ffi::OsString],
+    ) -> Proc {
+        let who = Who {
+            id: 1,
+            engine,
+            dir,
+            bootstrap: true,
+            api,
+            raft,
+        };
         Proc::start_with(who, None, extra, Some(TEST_LOGS))
     }
 
     /// Starts a test node (frequent snapshots unless its config file
     /// chooses) and waits until it answers.
-    fn start_with(who: Who<'_>, pause: Option<&Pause>, extra: &[std::ffi::OsString], logs: Option<&str>) -> Proc {
+    fn start_with(
+        who: Who<'_>,
+        pause: Option<&Pause>,
+        extra: &[std::ffi::OsString],
+        logs: Option<&str>,
+    ) -> Proc {
         let config_sets_snapshots = extra.windows(2).any(|w| {
             w[0] == "--config"
                 && std::fs::read_to_string(&w[1]).is_ok_and(|t| t.contains("snapshot_every"))
@@ -441,12 +487,24 @@ impl Proc {
     pub fn launch(id: u64, engine: &str, dir: &Path, bootstrap: bool, extra: &[&str]) -> Proc {
         let (api, raft) = (crate::free_addr(), crate::free_addr());
         let extra: Vec<std::ffi::OsString> = extra.iter().map(Into::into).collect();
-        let who = Who { id, engine, dir, bootstrap, api: &api, raft: &raft };
+        let who = Who {
+            id,
+            engine,
+            dir,
+            bootstrap,
+            api: &api,
+            raft: &raft,
+        };
         Proc::spawn(who, None, &extra, Some("warn"))
     }
 
     /// Spawns `serve` with these arguments, logging to `<dir>.log`.
-    fn spawn(who: Who<'_>, pause: Option<&Pause>, extra: &[std::ffi::OsString], logs: Option<&str>) -> Proc {
+    fn spawn(
+        who: Who<'_>,
+        pause: Option<&Pause>,
+        extra: &[std::ffi::OsString],
+        logs: Option<&str>,
+    ) -> Proc {
         let log_path = who.dir.with_extension("log");
         // Appended: a restarted node's log follows its earlier lives.
         let log = std::fs::OpenOptions::new()
@@ -462,7 +520,13 @@ impl Proc {
                 .env("META_PAUSE_ARM", &pause.arm);
         }
         let child = command
-            .args(["serve", "--node-id", &who.id.to_string(), "--engine", who.engine])
+            .args([
+                "serve",
+                "--node-id",
+                &who.id.to_string(),
+                "--engine",
+                who.engine,
+            ])
             .args(["--listen", who.api, "--raft-listen", who.raft])
             .arg("--data-dir")
             .arg(who.dir)
