@@ -449,7 +449,7 @@ pub fn charts(
 
 /// Builds the release `meta-node` the process benches start.
 fn build_node(root: &Path) -> std::result::Result<PathBuf, Box<dyn std::error::Error>> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = crate::cargo()
         .current_dir(root)
         .args([
             "build",
@@ -541,7 +541,7 @@ pub fn run(
         if full { "full" } else { "quick" }
     ));
     let log = std::fs::File::create(root.join("target/bench.log"))?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = crate::cargo();
     cmd.current_dir(&root).args(["bench", "-p", "meta-benches"]);
     if !full {
         cmd.args(["--", "--quick"]);

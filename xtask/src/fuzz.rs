@@ -40,7 +40,7 @@ impl FuzzOptions {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    crate::cargo()
 }
 
 /// Runs the targets; returns the ones that found a crash.

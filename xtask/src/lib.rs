@@ -89,11 +89,35 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo`, as the one that runs xtask, for a command xtask starts, without
+/// what `cargo run` set for xtask itself (`CARGO_PKG_*`, `CARGO_MANIFEST_*`, …):
+/// a build script that watches one (ring's does) would otherwise see it change and
+/// rebuild everything above it, back and forth with plain `cargo test`.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let set_for_xtask = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+    ];
+    for (var, _) in std::env::vars_os() {
+        if var
+            .to_str()
+            .is_some_and(|v| set_for_xtask.iter().any(|p| v.starts_with(p)))
+        {
+            cmd.env_remove(var);
+        }
+    }
+    cmd
+}
+
 /// `cargo test --release -p <package> --test it <module>:: -- --nocapture
 /// --test-threads 1`, from the workspace root: one module of a crate's
 /// integration tests (each crate has one test binary, `it`).
 pub fn release_test(package: &str, module: &str) -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = cargo();
     cmd.current_dir(project_root())
         .args(["test", "--release", "-p", package, "--test", "it"])
         .arg(format!("{module}::"))

@@ -3,8 +3,6 @@
 //! ChromeDriver. Without a browser it fails and says how to install one; it
 //! never passes without having run.
 
-use std::process::Command;
-
 use crate::project_root;
 
 /// Where Chromium and ChromeDriver are (`META_CHROMIUM`,
@@ -44,9 +42,12 @@ fn on_path(name: &str) -> bool {
 /// Runs the browser test; whether it passed.
 pub fn run() -> Result<bool, String> {
     find_browser()?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = crate::cargo()
         .current_dir(project_root())
-        .args(["test", "-p", "meta-node", "--test", "it", "dashboard::"])
+        // `--workspace`, as the README's test command: the same features,
+        // so the test binaries that command built are reused, not rebuilt
+        // (the other crates' `it` binaries match no `dashboard::` test).
+        .args(["test", "--workspace", "--test", "it", "dashboard::"])
         .args(["--", "--ignored", "--nocapture"])
         .status()
         .map_err(|e| format!("running cargo: {e}"))?;

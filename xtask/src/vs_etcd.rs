@@ -56,7 +56,7 @@ pub fn measure(
 ) -> Result<Value, Box<dyn std::error::Error>> {
     let target = root.join("target");
     let log = std::fs::File::create(target.join("vs-etcd.log"))?;
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = crate::cargo()
         .current_dir(root)
         .args(["build", "--release", "--manifest-path"])
         .arg(root.join("benches/vs-etcd/Cargo.toml"))
