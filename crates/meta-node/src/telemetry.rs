@@ -96,6 +96,12 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Bytes of Raft snapshots built",
     ),
     (
+        "meta_snapshot_build_failures_total",
+        Kind::Counter,
+        "",
+        "Snapshot builds that failed or found too little disk room; the node goes on and keeps its log",
+    ),
+    (
         "meta_snapshot_install_duration_seconds",
         Kind::Histogram,
         "",
@@ -329,6 +335,7 @@ impl Telemetry {
             proposals: counter("meta_proposals_total"),
             snapshot_build_seconds: histogram("meta_snapshot_build_duration_seconds"),
             snapshot_build_bytes: counter("meta_snapshot_build_bytes_total"),
+            snapshot_build_failures: counter("meta_snapshot_build_failures_total"),
             snapshot_install_seconds: histogram("meta_snapshot_install_duration_seconds"),
             snapshot_install_bytes: counter("meta_snapshot_install_bytes_total"),
         };

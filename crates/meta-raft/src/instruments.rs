@@ -21,6 +21,9 @@ pub struct Instruments {
     pub snapshot_build_seconds: Histogram,
     /// Bytes of snapshots built.
     pub snapshot_build_bytes: Counter,
+    /// Snapshot builds that failed or found too little disk room (the
+    /// node goes on; see [`SnapshotBuilder`](crate::SnapshotBuilder)).
+    pub snapshot_build_failures: Counter,
     /// Seconds to install a snapshot received from the leader.
     pub snapshot_install_seconds: Histogram,
     /// Bytes of snapshots installed.
@@ -37,6 +40,7 @@ impl Instruments {
             proposals: Counter::noop(),
             snapshot_build_seconds: Histogram::noop(),
             snapshot_build_bytes: Counter::noop(),
+            snapshot_build_failures: Counter::noop(),
             snapshot_install_seconds: Histogram::noop(),
             snapshot_install_bytes: Counter::noop(),
         }

@@ -86,7 +86,8 @@ pub use model::{
 };
 pub use proposer::{MAX_BATCH_BYTES, ProposeError, Proposer};
 pub use state_machine::{
-    AppliedState, Backup, FLUSH_AFTER, SnapshotBuilder, StateMachine, seed_new_cluster,
+    AppliedState, BUILD_RETRY_AFTER, Backup, FLUSH_AFTER, SnapshotBuilder, StateMachine,
+    seed_new_cluster,
 };
 pub use views::{
     ApiKeyCheck, ApiKeyInfo, LeaseInfo, MetadataReader, PAGE_ITEM_OVERHEAD, Page, PageLimits,

@@ -243,6 +243,16 @@ impl Http {
             .await
     }
 
+    /// The `/metrics` text of the node at `api` (a `200` asserted).
+    pub async fn metrics(&self, api: &str) -> String {
+        let response = self
+            .send(reqwest::Method::GET, api, "/metrics", None)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET /metrics of {api}");
+        response.text().await.unwrap()
+    }
+
     async fn send_to(
         &self,
         method: reqwest::Method,
@@ -259,6 +269,14 @@ impl Http {
         }
         request.send().await
     }
+}
+
+/// The value of the unlabelled series `name` the node at `api` exports
+/// now, or `None` if it has none.
+pub fn metric(api: &str, name: &str) -> Option<f64> {
+    let text = crate::runtime().block_on(Http::new(Duration::from_secs(10)).metrics(api));
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// A node process; killed (SIGKILL) on drop.

@@ -60,14 +60,7 @@ fn term(api: &str) -> u64 {
 
 /// The `/metrics` text of the node at `api`.
 fn scrape(rt: &tokio::runtime::Runtime, http: &Http, api: &str) -> String {
-    rt.block_on(async {
-        let response = http
-            .send(reqwest::Method::GET, api, "/metrics", None)
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    })
+    rt.block_on(http.metrics(api))
 }
 
 /// The series of a scrape, in order, without their values.

@@ -25,7 +25,7 @@ mod snapshot;
 
 use snapshot::{spill_error, spill_file};
 
-pub use snapshot::{SnapshotBuilder, seed_new_cluster};
+pub use snapshot::{BUILD_RETRY_AFTER, SnapshotBuilder, seed_new_cluster};
 
 use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -109,6 +109,11 @@ struct Shared {
     history: Arc<HistoryState>,
     /// Where apply and snapshot timings go (set once by the node).
     instruments: OnceLock<Instruments>,
+    /// Keeps a snapshot build that cannot succeed from stopping the node.
+    gate: snapshot::BuildGate,
+    /// An empty unnamed file in `spill_dir`, the data of the "nothing
+    /// new" answer to a build that did not happen.
+    placeholder: std::fs::File,
 }
 
 /// How long applied writes may wait before they are written to the store.
@@ -247,6 +252,7 @@ impl StateMachine {
             flushed_revision: views.revision,
             ..Unflushed::default()
         };
+        let placeholder = spill_file(&spill_dir).map_err(|e| spill_error(&spill_dir, e))?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
                 store,
@@ -258,6 +264,8 @@ impl StateMachine {
                 write_through: Default::default(),
                 history: Arc::new(history),
                 instruments: OnceLock::new(),
+                gate: Default::default(),
+                placeholder,
             }),
         })
     }
@@ -583,6 +591,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .snapshot_install_seconds
                 .record(started.elapsed().as_secs_f64());
             instruments.snapshot_install_bytes.increment(bytes);
+            self.shared.gate.sized(bytes);
         }
         installed
     }

@@ -107,14 +107,86 @@ impl Shared {
     }
 }
 
+/// How long a node waits, after a snapshot build failed or found too
+/// little room on its disk, before it tries again.
+pub const BUILD_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What stands between a snapshot build that cannot succeed now and the
+/// node: openraft stops a node whose build fails, though a build is only
+/// housekeeping (the log it would let go of stays, whole and durable).
+#[derive(Default)]
+pub(super) struct BuildGate {
+    /// Bytes of the last snapshot built or installed: about what the next
+    /// build writes.
+    expected_bytes: std::sync::atomic::AtomicU64,
+    /// No build starts before then: one failed or lacked room.
+    not_before: Mutex<Option<std::time::Instant>>,
+}
+
+impl BuildGate {
+    /// Remembers the size of a snapshot just built or installed.
+    pub(super) fn sized(&self, bytes: u64) {
+        self.expected_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn waiting(&self) -> bool {
+        self.not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    fn retry_later(&self) {
+        *self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(std::time::Instant::now() + BUILD_RETRY_AFTER);
+    }
+
+    /// Refuses to start a build on a disk with less room than twice the
+    /// last snapshot: the spill file would take what the Raft log's next
+    /// appends need, and a failed append does stop the node.
+    fn room(&self, dir: &Path) -> Result<(), StorageError> {
+        let expected = self
+            .expected_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        match meta_store_api::disk::available_bytes(dir) {
+            Some(free) if free < expected.saturating_mul(2) => Err(storage_error(
+                ErrorSubject::Snapshot(None),
+                ErrorVerb::Write,
+                &std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "not enough room for a snapshot in {}: {free} bytes free, the last \
+                         snapshot took {expected} and as much again must stay free",
+                        dir.display()
+                    ),
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Builds snapshots of the state machine.
+///
+/// A build that fails (a full disk, an I/O error) or would leave the disk
+/// with less room than the snapshot takes does not stop the node: it is
+/// logged and counted (`snapshot_build_failures`), the answer is a
+/// snapshot no newer than the current one (no log id), which openraft
+/// ignores, and no build starts again for [`BUILD_RETRY_AFTER`]. The log
+/// is not purged meanwhile. Only a state machine that already failed (an
+/// apply or an install) reports a failed build as the error it is.
 pub struct SnapshotBuilder {
     pub(super) shared: Arc<Shared>,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+impl SnapshotBuilder {
+    async fn try_build(&self) -> Result<Snapshot, StorageError> {
         failpoint!("sm.snapshot.build.before");
+        self.shared.gate.room(&self.shared.spill_dir)?;
         let shared = self.shared.clone();
         let started = std::time::Instant::now();
         let snapshot = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
@@ -127,9 +199,54 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .record(started.elapsed().as_secs_f64());
         if let Ok(m) = snapshot.snapshot.metadata().await {
             instruments.snapshot_build_bytes.increment(m.len());
+            self.shared.gate.sized(m.len());
         }
         failpoint!("sm.snapshot.build.after");
         Ok(snapshot)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let shared = &self.shared;
+        if shared.gate.waiting() {
+            return shared.no_newer_snapshot();
+        }
+        match self.try_build().await {
+            Ok(snapshot) => Ok(snapshot),
+            Err(e) if shared.failed.load(std::sync::atomic::Ordering::Acquire) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    retry_in = ?BUILD_RETRY_AFTER,
+                    "snapshot not built; the node goes on and keeps its log until a build succeeds"
+                );
+                shared.instruments().snapshot_build_failures.increment(1);
+                shared.gate.retry_later();
+                shared.no_newer_snapshot()
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// A snapshot openraft takes for "nothing new": no log id (so never
+    /// newer than the current one) and no data. Its file is a handle on
+    /// the empty file made when the state machine opened, so answering
+    /// needs no room on a full disk.
+    fn no_newer_snapshot(&self) -> Result<Snapshot, StorageError> {
+        let data = self
+            .placeholder
+            .try_clone()
+            .map_err(|e| spill_error(&self.spill_dir, e))?;
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                snapshot_id: "not-built".into(),
+                last_log_id: None,
+                last_membership: Default::default(),
+            },
+            snapshot: Box::new(tokio::fs::File::from_std(data)),
+        })
     }
 }
 
