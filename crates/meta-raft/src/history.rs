@@ -21,14 +21,15 @@
 //! themselves when they are small, else only how far the history goes —
 //! so live watchers need not read the store.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use meta_store_api::keys::{
-    history_compacted_key, history_count_key, history_event_key, history_events_from,
-    history_prev_key, history_revision,
+    history_compacted_key, history_count_key, history_count_revision, history_counts_from,
+    history_event_key, history_events_from, history_prev_key, history_revision,
 };
-use meta_store_api::{BatchOp, Direction, Durability, MetadataStore, WriteBatch};
+use meta_store_api::{Direction, Durability, MetadataStore, WriteBatch};
 use tokio::sync::broadcast;
 
 use crate::codec::{CodecError, decode, encode};
@@ -87,6 +88,20 @@ enum PrevState {
 struct Extent {
     compacted: u64,
     bytes: u64,
+}
+
+/// A revision the history holds: what trimming it deletes. Kept in memory
+/// for every revision after the compacted one, so trimming reads nothing.
+#[derive(Clone, Copy, Debug)]
+struct Kept {
+    revision: u64,
+    /// Its changes (sequence numbers `0..count`).
+    count: u32,
+    /// Bytes of its records.
+    bytes: u64,
+    /// Whether any change has a stored previous record (assumed for
+    /// revisions read back from the store, which does not say).
+    prevs: bool,
 }
 
 /// The most revisions one apply trims: a node whose limits shrank
@@ -150,6 +165,9 @@ pub(crate) struct HistoryState {
     compacted: AtomicU64,
     /// Bytes held (changed only under the state machine's commit lock).
     bytes: AtomicU64,
+    /// Every revision held, oldest first (changed only under the state
+    /// machine's commit lock).
+    kept: Mutex<VecDeque<Kept>>,
     notices: broadcast::Sender<Arc<Notice>>,
 }
 
@@ -180,7 +198,29 @@ impl HistoryState {
                 extent
             }
         };
+        let mut kept = VecDeque::new();
+        let counts = store.range(
+            &history_counts_from(extent.compacted.saturating_add(1)),
+            Direction::Forward,
+            None,
+        )?;
+        for (key, value) in counts {
+            let Some(revision) = history_count_revision(&key) else {
+                continue;
+            };
+            // A damaged count cannot say which records exist: none are
+            // deleted rather than fail (they stay behind, harmless, below
+            // the compacted revision once it passes them).
+            let (count, bytes): (u32, u64) = decode(&value).unwrap_or((0, 0));
+            kept.push_back(Kept {
+                revision,
+                count,
+                bytes,
+                prevs: true,
+            });
+        }
         Ok(HistoryState {
+            kept: Mutex::new(kept),
             limits: HistoryLimits {
                 revisions: limits.revisions.max(1),
                 bytes: limits.bytes,
@@ -195,13 +235,8 @@ impl HistoryState {
     /// the store at `revision`) to `batch`, and trims the oldest revisions
     /// while the history is longer than its limits. The compacted revision
     /// is raised here, before the batch deletes anything.
-    pub(crate) fn stage(
-        &self,
-        store: &Staged<'_>,
-        events: &[Event],
-        revision: u64,
-        batch: &mut WriteBatch,
-    ) -> Result<(), meta_store_api::Error> {
+    pub(crate) fn stage(&self, events: &[Event], revision: u64, batch: &mut WriteBatch) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         let mut compacted = self.compacted();
         let mut bytes = self.bytes.load(Ordering::Acquire);
         // Revisions already out of the window are not written at all.
@@ -212,7 +247,7 @@ impl HistoryState {
         let mut i = 0;
         while i < events.len() {
             let at = events[i].revision;
-            let (mut seq, mut size) = (0u32, 0u64);
+            let (mut seq, mut size, mut prevs) = (0u32, 0u64, false);
             while let Some(event) = events.get(i).filter(|e| e.revision == at) {
                 i += 1;
                 if at <= floor {
@@ -223,6 +258,7 @@ impl HistoryState {
                         let record = encode(prev);
                         size += record.len() as u64;
                         batch.put(history_prev_key(at, seq), record);
+                        prevs = true;
                         PrevState::Stored
                     }
                     (None, true) => PrevState::Omitted,
@@ -239,6 +275,12 @@ impl HistoryState {
             if seq > 0 {
                 batch.put(history_count_key(at), encode(&(seq, size)));
                 bytes += size;
+                kept.push_back(Kept {
+                    revision: at,
+                    count: seq,
+                    bytes: size,
+                    prevs,
+                });
             }
         }
         // Trim the oldest revisions already in the store (not this batch's)
@@ -253,7 +295,7 @@ impl HistoryState {
         let mut trimmed = false;
         while compacted < stop && (skipped || compacted < floor || bytes > self.limits.bytes) {
             compacted += 1;
-            bytes = bytes.saturating_sub(forget_revision(store, compacted, batch)?);
+            bytes = bytes.saturating_sub(forget_through(&mut kept, compacted, batch));
             trimmed = true;
         }
         if skipped {
@@ -268,7 +310,6 @@ impl HistoryState {
             history_compacted_key(),
             encode(&Extent { compacted, bytes }),
         );
-        Ok(())
     }
 
     /// Tells watchers that revisions up to `through` are applied, with
@@ -294,14 +335,12 @@ impl HistoryState {
         current: u64,
         revision: u64,
     ) -> Result<(), meta_store_api::Error> {
-        let compacted = self.compacted();
-        let target = revision.max(compacted);
+        let target = revision.max(self.compacted());
         self.compacted.store(target, Ordering::Release);
         let mut batch = WriteBatch::new();
-        let staged = Staged::flushed(store);
-        for old in compacted + 1..=current {
-            forget_revision(&staged, old, &mut batch)?;
-        }
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        forget_through(&mut kept, current.max(target), &mut batch);
+        kept.clear();
         self.bytes.store(0, Ordering::Release);
         let extent = Extent {
             compacted: target,
@@ -321,67 +360,22 @@ impl HistoryState {
     }
 }
 
-/// The store as the state machine's next flush leaves it: its writes not
-/// yet flushed (`unflushed`, which hold every revision after
-/// `flushed_revision` and none before) over `store`.
-pub(crate) struct Staged<'a> {
-    /// The store.
-    pub(crate) store: &'a dyn MetadataStore,
-    /// Writes applied but not yet in the store, in order.
-    pub(crate) unflushed: &'a WriteBatch,
-    /// Every revision up to this one is whole in the store.
-    pub(crate) flushed_revision: u64,
-}
-
-impl<'a> Staged<'a> {
-    /// `store` with nothing unflushed.
-    pub(crate) fn flushed(store: &'a dyn MetadataStore) -> Staged<'a> {
-        static EMPTY: WriteBatch = WriteBatch::new();
-        Staged {
-            store,
-            unflushed: &EMPTY,
-            flushed_revision: u64::MAX,
-        }
-    }
-
-    /// The value of `key`, a record of `revision`, as of the last write
-    /// applied. The unflushed writes are searched only for a revision they
-    /// can hold, which trimming reaches only when the history is shorter
-    /// than what a flush holds back.
-    fn get(&self, key: &[u8], revision: u64) -> Result<Option<Vec<u8>>, meta_store_api::Error> {
-        if revision > self.flushed_revision {
-            let last = self.unflushed.ops().iter().rev().find(|op| op.key() == key);
-            if let Some(op) = last {
-                return Ok(match op {
-                    BatchOp::Put { value, .. } => Some(value.clone()),
-                    BatchOp::Delete { .. } => None,
-                });
+/// Adds the deletes of every history record of the revisions up to
+/// `through` to `batch`, and forgets them; the bytes they held.
+fn forget_through(kept: &mut VecDeque<Kept>, through: u64, batch: &mut WriteBatch) -> u64 {
+    let mut bytes = 0;
+    while let Some(old) = kept.front().copied().filter(|k| k.revision <= through) {
+        kept.pop_front();
+        for seq in 0..old.count {
+            batch.delete(history_event_key(old.revision, seq));
+            if old.prevs {
+                batch.delete(history_prev_key(old.revision, seq));
             }
         }
-        self.store.get(key)
+        batch.delete(history_count_key(old.revision));
+        bytes += old.bytes;
     }
-}
-
-/// Adds the deletes of every history record of revision `old` to `batch`;
-/// the bytes they held.
-fn forget_revision(
-    store: &Staged<'_>,
-    old: u64,
-    batch: &mut WriteBatch,
-) -> Result<u64, meta_store_api::Error> {
-    let Some(count) = store.get(&history_count_key(old), old)? else {
-        return Ok(0);
-    };
-    // A damaged count cannot say which records exist: delete none of them
-    // rather than fail apply (they stay behind, harmless, below the
-    // compacted revision).
-    let (count, bytes): (u32, u64) = decode(&count).unwrap_or((0, 0));
-    for seq in 0..count {
-        batch.delete(history_event_key(old, seq));
-        batch.delete(history_prev_key(old, seq));
-    }
-    batch.delete(history_count_key(old));
-    Ok(bytes)
+    bytes
 }
 
 /// This node's change history and its live notices: what a watch is built

@@ -346,6 +346,24 @@ pub fn history_count_key(revision: u64) -> Vec<u8> {
     [HISTORY_COUNTS, &revision.to_be_bytes()].concat()
 }
 
+/// The history's per-revision counts from `revision` on, in order;
+/// [`history_count_revision`] reads a key's revision back.
+pub fn history_counts_from(revision: u64) -> KeyRange {
+    KeyRange {
+        start: std::ops::Bound::Included(history_count_key(revision)),
+        end: std::ops::Bound::Excluded(
+            crate::store::prefix_successor(HISTORY_COUNTS).expect("not all 0xff"),
+        ),
+    }
+}
+
+/// The revision of a history count's key (from [`history_count_key`]), or
+/// `None` for any other key.
+pub fn history_count_revision(key: &[u8]) -> Option<u64> {
+    let rest: [u8; 8] = key.strip_prefix(HISTORY_COUNTS)?.try_into().ok()?;
+    Some(u64::from_be_bytes(rest))
+}
+
 /// Where the history's compacted revision is kept: changes at or before it
 /// may be gone.
 pub fn history_compacted_key() -> Vec<u8> {

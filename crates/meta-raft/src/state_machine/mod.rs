@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{Effects, apply_command, kv_key};
 use crate::blocking::blocking;
 use crate::codec::{encode, storage_error};
-use crate::history::{History, HistoryLimits, HistoryState, Staged};
+use crate::history::{History, HistoryLimits, HistoryState};
 use crate::instruments::Instruments;
 use crate::model::{Rejection, Response};
 use crate::types::{
@@ -514,15 +514,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let applied_batch = blocking(ErrorSubject::StateMachine, ErrorVerb::Write, move || {
             let mut unflushed = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
             let revision = views.revision;
-            let staged = Staged {
-                store: &*shared.store,
-                unflushed: &unflushed.batch,
-                flushed_revision: unflushed.flushed_revision,
-            };
-            shared
-                .history
-                .stage(&staged, &events, revision, &mut batch)
-                .map_err(sm_err(ErrorVerb::Write))?;
+            shared.history.stage(&events, revision, &mut batch);
             unflushed.add(batch);
             let write_through = shared
                 .write_through

@@ -525,3 +525,63 @@ async fn the_history_keeps_to_its_byte_limit_and_leaves_out_huge_previous_values
             .all(|(_, e)| e.prev.is_none() && !e.prev_omitted)
     );
 }
+
+/// The revisions that have records of `kind` (`e` a change, `p` the record
+/// it replaced, `n` a count) under `/raft/history/` in `store`.
+fn stored_revisions(store: &dyn meta_store_api::MetadataStore, kind: char) -> Vec<u64> {
+    let prefix = format!("/raft/history/{kind}/");
+    let mut revisions: Vec<u64> = store
+        .scan(prefix.as_bytes())
+        .unwrap()
+        .iter()
+        .map(|(k, _)| u64::from_be_bytes(k[prefix.len()..prefix.len() + 8].try_into().unwrap()))
+        .collect();
+    revisions.dedup();
+    revisions
+}
+
+/// Trimming deletes every record of a revision leaving the window — its
+/// changes, the records they replaced, its count — without reading the
+/// store, and after a reopen from what the store says it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_leaves_no_record_behind_before_and_after_a_reopen() {
+    for engine in Engine::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let store = engine.store(&dir.path().join("a"));
+        let spill = dir.path().join("spill");
+        let mut sm = StateMachine::open_with(store.clone(), &spill, limits(4))
+            .await
+            .unwrap();
+        let mut next = 1;
+        // Revisions 1..=6 create keys (no previous records), 7..=10
+        // replace four of them (each keeps the record it replaced).
+        let creates = (0..6).map(|i| put(&format!("k{i}"), "a")).collect();
+        apply(&mut sm, &mut next, creates).await;
+        let replaces = (0..4).map(|i| put(&format!("k{i}"), "b")).collect();
+        apply(&mut sm, &mut next, replaces).await;
+        sm.flush().unwrap();
+        for kind in ['e', 'p', 'n'] {
+            assert_eq!(
+                stored_revisions(&*store, kind),
+                [7, 8, 9, 10],
+                "{engine:?}: records {kind}"
+            );
+        }
+
+        drop(sm);
+        let mut sm = StateMachine::open_with(store.clone(), &spill, limits(4))
+            .await
+            .unwrap();
+        let replaces = (0..2).map(|i| put(&format!("k{i}"), "c")).collect();
+        apply(&mut sm, &mut next, replaces).await;
+        sm.flush().unwrap();
+        for kind in ['e', 'p', 'n'] {
+            assert_eq!(
+                stored_revisions(&*store, kind),
+                [9, 10, 11, 12],
+                "{engine:?}: records {kind} after a reopen"
+            );
+        }
+        assert_eq!(sm.history().compacted(), 8, "{engine:?}");
+    }
+}
