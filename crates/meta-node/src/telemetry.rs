@@ -11,6 +11,7 @@
 //! leading, leaves no stale series behind. The output is sorted by name
 //! and labels: two scrapes list the same series in the same order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -311,6 +312,21 @@ pub struct Telemetry {
     /// Reads per read-index confirmation.
     pub read_batch: metrics::Histogram,
     leader_changes: metrics::Counter,
+    /// `meta_auth_failures_total` by reason: unauthenticated, forbidden.
+    auth_failures: [metrics::Counter; 2],
+    /// The request series of each matched route, registered at its first
+    /// request (the routes, methods and statuses are the server's own, so
+    /// this stays small).
+    requests: std::sync::Mutex<HashMap<String, RouteSeries>>,
+}
+
+/// One route's request series.
+#[derive(Default)]
+struct RouteSeries {
+    /// `meta_http_requests_total` by method and status.
+    counts: HashMap<(&'static str, u16), metrics::Counter>,
+    /// `meta_http_request_duration_seconds` by method.
+    durations: HashMap<&'static str, metrics::Histogram>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -342,17 +358,19 @@ impl Telemetry {
         let leader_changes = counter("meta_raft_leader_changes_total");
         let read_batch = histogram("meta_read_index_batch_reads");
         // Present from the start, at 0: a dashboard finds every series.
-        for reason in ["unauthenticated", "forbidden"] {
-            let _ = recorder.register_counter(
+        let auth_failures = ["unauthenticated", "forbidden"].map(|reason| {
+            recorder.register_counter(
                 &key("meta_auth_failures_total", &[("reason", reason.into())]),
                 &METADATA,
-            );
-        }
+            )
+        });
         let telemetry = Arc::new(Telemetry {
             recorder,
             raft,
             read_batch,
             leader_changes,
+            auth_failures,
+            requests: Default::default(),
         });
         let upkeep = Arc::downgrade(&telemetry);
         tokio::spawn(async move {
@@ -369,41 +387,44 @@ impl Telemetry {
     }
 
     /// Records one answered HTTP request.
-    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
-        let (route, method) = (route.to_owned(), method.to_owned());
-        self.recorder
-            .register_counter(
-                &key(
-                    "meta_http_requests_total",
-                    &[
-                        ("route", route.clone()),
-                        ("method", method.clone()),
-                        ("status", status.to_string()),
-                    ],
-                ),
-                &METADATA,
-            )
-            .increment(1);
-        self.recorder
-            .register_histogram(
-                &key(
-                    "meta_http_request_duration_seconds",
-                    &[("route", route), ("method", method)],
-                ),
-                &METADATA,
-            )
-            .record(took.as_secs_f64());
-        let reason = match status {
-            401 => "unauthenticated",
-            403 => "forbidden",
-            _ => return,
-        };
-        self.recorder
-            .register_counter(
-                &key("meta_auth_failures_total", &[("reason", reason.into())]),
-                &METADATA,
-            )
-            .increment(1);
+    pub fn request(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        {
+            let mut requests = self
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !requests.contains_key(route) {
+                requests.insert(route.to_owned(), RouteSeries::default());
+            }
+            if let Some(series) = requests.get_mut(route) {
+                let labels = |status: Option<u16>| {
+                    let mut labels = vec![("route", route.to_owned()), ("method", method.into())];
+                    labels.extend(status.map(|s| ("status", s.to_string())));
+                    labels
+                };
+                series
+                    .counts
+                    .entry((method, status))
+                    .or_insert_with(|| {
+                        let key = key("meta_http_requests_total", &labels(Some(status)));
+                        self.recorder.register_counter(&key, &METADATA)
+                    })
+                    .increment(1);
+                series
+                    .durations
+                    .entry(method)
+                    .or_insert_with(|| {
+                        let key = key("meta_http_request_duration_seconds", &labels(None));
+                        self.recorder.register_histogram(&key, &METADATA)
+                    })
+                    .record(took.as_secs_f64());
+            }
+        }
+        match status {
+            401 => self.auth_failures[0].increment(1),
+            403 => self.auth_failures[1].increment(1),
+            _ => {}
+        }
     }
 
     /// The Prometheus text of every metric: the recorded ones and
@@ -498,11 +519,7 @@ fn series_id(line: &str) -> String {
 
 /// Records every request's route, method, status and duration.
 pub async fn observe(State(t): State<Arc<Telemetry>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     // Only the methods the API knows, so a client cannot make labels.
     let method = match *req.method() {
         axum::http::Method::GET => "GET",
@@ -515,7 +532,7 @@ pub async fn observe(State(t): State<Arc<Telemetry>>, req: Request, next: Next) 
     let started = Instant::now();
     let response = next.run(req).await;
     t.request(
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         method,
         response.status().as_u16(),
         started.elapsed(),
