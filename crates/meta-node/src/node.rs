@@ -221,6 +221,7 @@ impl Node {
         .map_err(|e| NodeError::raft("opening the state machine", e))?;
         let telemetry = crate::telemetry::Telemetry::start();
         sm.instrument(&telemetry.raft);
+        sm.keep_free_disk(config.limits.min_free_disk_bytes);
         let state_machine = sm.clone();
         let state_machine_handle = sm.clone();
         let reader = sm.reader();

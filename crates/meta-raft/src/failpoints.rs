@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// Every failpoint, in the order a write meets them. `….streamed` is the
-/// middle of a snapshot build (the data written and synced, the snapshot
-/// not yet recorded); `….restored` the middle of an install (the store
+/// Every failpoint, in the order a write meets them. `….synced` is a
+/// snapshot build's sync of the state store (its error a store failure);
+/// `….streamed` is the middle of a snapshot build (the data written and
+/// synced, the snapshot not yet recorded); `….restored` the middle of an install (the store
 /// restored, the views and the snapshot record not yet updated).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     "log.vote.before",
     "log.vote.after",
     "log.append.before",
@@ -25,6 +26,7 @@ pub const ALL: [&str; 18] = [
     "sm.membership.before",
     "sm.membership.after",
     "sm.snapshot.build.before",
+    "sm.snapshot.build.synced",
     "sm.snapshot.build.streamed",
     "sm.snapshot.build.after",
     "sm.snapshot.install.before",

@@ -6,8 +6,9 @@
 //! point set to panic once — and, in a second test, to make its storage
 //! call fail once with an injected write error, which must stop that node's
 //! Raft with the error (not a panic, not a silent retry) — except in a
-//! snapshot build, which is housekeeping: the node goes on, and builds
-//! again once the fault is gone. The test proves the point was reached, then
+//! snapshot build once a snapshot exists, which is housekeeping: the node
+//! goes on, and builds again once the fault is gone (but not a failed sync
+//! of the state store during the build: that is a store failure). The test proves the point was reached, then
 //! restarts every node and checks the cluster heals with its invariants:
 //! no node's term goes back, purged <= snapshot <= applied <= last log and
 //! committed <= last log on every node, committed entries never change,
@@ -147,9 +148,28 @@ async fn campaign(point: &'static str, fault: Fault) {
         .unwrap();
     assert!(wait_leader(&nodes, Duration::from_secs(10)).await.is_some());
 
+    let (mut next, mut acked) = (0u32, BTreeMap::new());
+    let housekeeping =
+        point.starts_with("sm.snapshot.build.") && point != "sm.snapshot.build.synced";
+    if fault == Fault::WriteError && point.starts_with("sm.snapshot.build.") {
+        // A build is housekeeping once a snapshot exists (a first one is
+        // needed, and its failure stops the node like any storage error):
+        // every node takes one before the fault is armed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes[..3]
+            .iter()
+            .flatten()
+            .all(|n| n.raft.metrics().borrow().snapshot.is_some())
+        {
+            assert!(Instant::now() < deadline, "{point}: no first snapshot");
+            if let Some(l) = wait_leader(&nodes, Duration::from_secs(5)).await {
+                writes(nodes[l].as_ref().unwrap(), 25, &mut next, &mut acked).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let reached_before = hits(point);
     fail::cfg(point, fault.action()).unwrap();
-    let (mut next, mut acked) = (0u32, BTreeMap::new());
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut round = 0;
     while hits(point) == reached_before && Instant::now() < deadline {
@@ -213,7 +233,7 @@ async fn campaign(point: &'static str, fault: Fault) {
         hits(point) > reached_before,
         "failpoint {point} was never reached in {round} rounds"
     );
-    if fault == Fault::WriteError && point.starts_with("sm.snapshot.build.") {
+    if fault == Fault::WriteError && housekeeping {
         // A snapshot build is housekeeping: one that fails stops no node,
         // and once the fault is gone every node builds again.
         let snapshot_of = |n: &Node| n.raft.metrics().borrow().snapshot.map_or(0, |s| s.index);
@@ -397,8 +417,9 @@ async fn every_failpoint_fires_and_the_cluster_heals_with_its_invariants() {
 
 /// Write errors injected at every storage step (a full disk, a failing
 /// device): the node's Raft stops with the error rather than going on from
-/// a state it failed to write (a snapshot build's excepted: it stops
-/// nothing); restarted, the cluster heals as above.
+/// a state it failed to write (a snapshot build's excepted, once a
+/// snapshot exists: it stops nothing); restarted, the cluster heals as
+/// above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_error_at_every_failpoint_stops_that_node_and_the_cluster_heals() {
     every_failpoint(Fault::WriteError).await;

@@ -270,6 +270,14 @@ impl StateMachine {
         })
     }
 
+    /// Makes a snapshot build (once one snapshot exists) start only while
+    /// it would leave `bytes` free on the spill directory's disk — a node
+    /// passes its free-space watermark; 0 (the default) asks for as much
+    /// again as the snapshot takes (see [`SnapshotBuilder`]).
+    pub fn keep_free_disk(&self, bytes: u64) {
+        self.shared.gate.keep_free(bytes);
+    }
+
     /// Records apply and snapshot timings into `instruments` from now on
     /// (the first call wins; later ones change nothing).
     pub fn instrument(&self, instruments: &Instruments) {

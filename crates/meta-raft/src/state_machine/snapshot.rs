@@ -40,9 +40,21 @@ fn snapshot_id(last: &Option<LogId>) -> String {
 impl Shared {
     /// Pins a snapshot of `/meta/` with the applied state it reflects, makes
     /// that state durable, and reads the stream.
+    ///
+    /// A failed write to the state store (the flush of waiting applies,
+    /// the sync, the snapshot's record) leaves this state machine failed,
+    /// as a failed apply does: what the store holds is then unknown, and a
+    /// later sync that succeeds proves nothing (the kernel may have dropped
+    /// the pages that failed). A failure to read the store or to write the
+    /// spill file leaves nothing behind.
     pub(super) fn build_snapshot(&self) -> Result<Snapshot, StorageError> {
+        let store_failed = |e: meta_store_api::Error| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+            storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, &e)
+        };
         let (applied, mut stream) = {
-            let _commit = self.flushed().map_err(sm_err(ErrorVerb::Write))?;
+            let _commit = self.flushed().map_err(store_failed)?;
             let applied = self
                 .applied
                 .read()
@@ -57,7 +69,14 @@ impl Shared {
         };
         // Apply writes are buffered; once a snapshot exists Raft may purge
         // the log it covers, so the state it covers must be durable first.
-        self.store.sync().map_err(sm_err(ErrorVerb::Write))?;
+        let synced = (|| -> Result<(), StorageError> {
+            failpoint!("sm.snapshot.build.synced");
+            self.store.sync().map_err(sm_err(ErrorVerb::Write))
+        })();
+        synced.inspect_err(|_| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release)
+        })?;
         let snap_err = |e: std::io::Error| spill_error(&self.spill_dir, e);
         let mut file = spill_file(&self.spill_dir).map_err(snap_err)?;
         {
@@ -72,7 +91,10 @@ impl Shared {
             last_log_id: applied.last_applied,
             last_membership: applied.membership,
         };
-        self.record_snapshot(&meta)?;
+        self.record_snapshot(&meta).inspect_err(|_| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release)
+        })?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
@@ -108,17 +130,22 @@ impl Shared {
 }
 
 /// How long a node waits, after a snapshot build failed or found too
-/// little room on its disk, before it tries again.
+/// little room on its disk, before it tries again (at the first build
+/// openraft asks for after that).
 pub const BUILD_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What stands between a snapshot build that cannot succeed now and the
 /// node: openraft stops a node whose build fails, though a build is only
-/// housekeeping (the log it would let go of stays, whole and durable).
+/// housekeeping once a snapshot exists (the log it would let go of stays,
+/// whole and durable).
 #[derive(Default)]
 pub(super) struct BuildGate {
-    /// Bytes of the last snapshot built or installed: about what the next
-    /// build writes.
-    expected_bytes: std::sync::atomic::AtomicU64,
+    /// Bytes of the last snapshot built or installed (0: none since the
+    /// state machine opened): about what the next build writes.
+    last_bytes: std::sync::atomic::AtomicU64,
+    /// Bytes a build must leave free on the spill directory's disk (the
+    /// node's free-space watermark; 0: as much again as the snapshot).
+    keep_free: std::sync::atomic::AtomicU64,
     /// No build starts before then: one failed or lacked room.
     not_before: Mutex<Option<std::time::Instant>>,
 }
@@ -126,7 +153,13 @@ pub(super) struct BuildGate {
 impl BuildGate {
     /// Remembers the size of a snapshot just built or installed.
     pub(super) fn sized(&self, bytes: u64) {
-        self.expected_bytes
+        self.last_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets the bytes a build must leave free.
+    pub(super) fn keep_free(&self, bytes: u64) {
+        self.keep_free
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -145,51 +178,71 @@ impl BuildGate {
             Some(std::time::Instant::now() + BUILD_RETRY_AFTER);
     }
 
-    /// Refuses to start a build on a disk with less room than twice the
-    /// last snapshot: the spill file would take what the Raft log's next
-    /// appends need, and a failed append does stop the node.
-    fn room(&self, dir: &Path) -> Result<(), StorageError> {
-        let expected = self
-            .expected_bytes
-            .load(std::sync::atomic::Ordering::Relaxed);
-        match meta_store_api::disk::available_bytes(dir) {
-            Some(free) if free < expected.saturating_mul(2) => Err(storage_error(
-                ErrorSubject::Snapshot(None),
-                ErrorVerb::Write,
-                &std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    format!(
-                        "not enough room for a snapshot in {}: {free} bytes free, the last \
-                         snapshot took {expected} and as much again must stay free",
-                        dir.display()
-                    ),
-                ),
-            )),
-            _ => Ok(()),
+    /// Refuses to start a build that would leave less than the watermark
+    /// (or, without one, less than the snapshot's size) free in `dir`: the
+    /// spill file would take what the Raft log's next appends need, and a
+    /// failed append does stop the node. The snapshot's size is the last
+    /// one's, or after a restart about the data's (`data_bytes`).
+    fn room(&self, dir: &Path, data_bytes: impl FnOnce() -> u64) -> Result<(), StorageError> {
+        let Some(free) = meta_store_api::disk::available_bytes(dir) else {
+            return Ok(());
+        };
+        let expected = match self.last_bytes.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => data_bytes(),
+            last => last,
+        };
+        let keep = match self.keep_free.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => expected,
+            watermark => watermark,
+        };
+        if free >= expected.saturating_add(keep) {
+            return Ok(());
         }
+        Err(storage_error(
+            ErrorSubject::Snapshot(None),
+            ErrorVerb::Write,
+            &std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!(
+                    "not enough room for a snapshot in {}: {free} bytes free, the snapshot \
+                     takes about {expected} and {keep} must stay free",
+                    dir.display()
+                ),
+            ),
+        ))
     }
 }
 
 /// Builds snapshots of the state machine.
 ///
-/// A build that fails (a full disk, an I/O error) or would leave the disk
-/// with less room than the snapshot takes does not stop the node: it is
-/// logged and counted (`snapshot_build_failures`), the answer is a
-/// snapshot no newer than the current one (no log id), which openraft
-/// ignores, and no build starts again for [`BUILD_RETRY_AFTER`]. The log
-/// is not purged meanwhile. Only a state machine that already failed (an
-/// apply or an install) reports a failed build as the error it is.
+/// Once a snapshot exists, a build that fails (a full disk, an I/O error
+/// on the spill file, a read error) or would leave too little room (see
+/// [`StateMachine::keep_free_disk`](super::StateMachine::keep_free_disk))
+/// does not stop the node: it is logged and counted
+/// (`snapshot_build_failures`), the answer is a snapshot no newer than the
+/// current one (no log id), which openraft ignores, and no build starts
+/// again for [`BUILD_RETRY_AFTER`]. The log is not purged meanwhile. A
+/// first snapshot is built whatever the room and its failure is an error:
+/// openraft may need it (a log purged with no snapshot recorded). So is a
+/// failed write to the state store, which also fails the state machine.
 pub struct SnapshotBuilder {
     pub(super) shared: Arc<Shared>,
 }
 
 impl SnapshotBuilder {
-    async fn try_build(&self) -> Result<Snapshot, StorageError> {
+    async fn try_build(&self, check_room: bool) -> Result<Snapshot, StorageError> {
         failpoint!("sm.snapshot.build.before");
-        self.shared.gate.room(&self.shared.spill_dir)?;
         let shared = self.shared.clone();
         let started = std::time::Instant::now();
         let snapshot = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+            if check_room {
+                let reader = MetadataReader {
+                    views: shared.views.clone(),
+                };
+                shared
+                    .gate
+                    .room(&shared.spill_dir, || reader.data_bytes())?;
+            }
             shared.build_snapshot()
         })
         .await?;
@@ -208,11 +261,19 @@ impl SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let shared = self.shared.clone();
+        let earlier = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Read, move || {
+            shared.has_snapshot()
+        })
+        .await?;
+        if !earlier {
+            return self.try_build(false).await;
+        }
         let shared = &self.shared;
         if shared.gate.waiting() {
             return shared.no_newer_snapshot();
         }
-        match self.try_build().await {
+        match self.try_build(true).await {
             Ok(snapshot) => Ok(snapshot),
             Err(e) if shared.failed.load(std::sync::atomic::Ordering::Acquire) => Err(e),
             Err(e) => {
