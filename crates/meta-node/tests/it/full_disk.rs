@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dirs, Proc, ProcCluster, Rng, cli, cli_ok, converged_hash, free_port, metric};
+use common::{Dirs, Proc, ProcCluster, Rng, cli, cli_ok, converged_hash, metric};
 
 /// The disk is let fill for real: the free-space watermark (which would
 /// raise the space alarm first, see `space_alarm.rs`) is off.
@@ -89,6 +89,32 @@ fn mount_or_opt_out(dir: &Path, what: &str) -> Option<Tmpfs> {
     }
 }
 
+/// A one-node test's place: a data directory on a fresh 12 MiB tmpfs and
+/// two free addresses. Fields drop in order: the mount goes before the
+/// directories that hold it (which are kept if the test fails).
+struct OnTmpfs {
+    tmpfs: Tmpfs,
+    dir: PathBuf,
+    api: String,
+    raft: String,
+    _dirs: Dirs,
+}
+
+/// [`OnTmpfs`] for the test `what`, or `None` where mounting is opted out
+/// (see [`mount_or_opt_out`]).
+fn on_tmpfs(what: &str) -> Option<OnTmpfs> {
+    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
+    let dir = dirs.node("n1");
+    let tmpfs = mount_or_opt_out(&dir, what)?;
+    Some(OnTmpfs {
+        tmpfs,
+        dir,
+        api: common::free_addr(),
+        raft: common::free_addr(),
+        _dirs: dirs,
+    })
+}
+
 /// Waits up to `secs` for the node's process to exit by itself.
 fn exits_within(node: &mut Proc, secs: u64) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -131,15 +157,16 @@ fn assert_stopped_on_full_disk(node: &Proc) {
 }
 
 fn full_disk_campaign(engine: &str) {
-    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let dir = dirs.node("n1");
-    let Some(tmpfs) = mount_or_opt_out(&dir, &format!("full_disk/{engine}")) else {
+    let Some(OnTmpfs {
+        tmpfs,
+        dir,
+        api,
+        raft,
+        _dirs,
+    }) = on_tmpfs(&format!("full_disk/{engine}"))
+    else {
         return;
     };
-    let (api, raft) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     let mut node = Proc::start_configured(1, engine, &dir, true, &api, &raft, NO_WATERMARK);
     let value = incompressible(32 * 1024);
     let mut acked = Vec::new();
@@ -216,15 +243,16 @@ fn fjall_full_disk_is_a_clear_error_and_recovers_once_space_is_back() {
 /// node keeps serving reads, and once the disk has room again the alarm
 /// clears by itself and writes go on. Nothing acknowledged is lost.
 fn watermark_campaign(engine: &str) {
-    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let dir = dirs.node("n1");
-    let Some(tmpfs) = mount_or_opt_out(&dir, &format!("watermark/{engine}")) else {
+    let Some(OnTmpfs {
+        tmpfs,
+        dir,
+        api,
+        raft,
+        _dirs,
+    }) = on_tmpfs(&format!("watermark/{engine}"))
+    else {
         return;
     };
-    let (api, raft) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     // The watch history doubles what each write puts on disk; keeping one
     // revision of it keeps this filesystem's arithmetic that of the data
     // (docs/operations.md: size the watermark with the history in mind).
@@ -295,15 +323,16 @@ fn fjall_the_disk_watermark_stops_new_data_before_the_disk_is_full() {
 /// them, serves everything and takes small writes; once room is back it
 /// builds again.
 fn snapshot_without_room_campaign(engine: &str) {
-    let dirs = Dirs(Some(tempfile::tempdir().unwrap()));
-    let dir = dirs.node("n1");
-    let Some(_tmpfs) = mount_or_opt_out(&dir, &format!("snapshot_room/{engine}")) else {
+    let Some(OnTmpfs {
+        tmpfs: _tmpfs,
+        dir,
+        api,
+        raft,
+        _dirs,
+    }) = on_tmpfs(&format!("snapshot_room/{engine}"))
+    else {
         return;
     };
-    let (api, raft) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     let config = format!("[raft]\nsnapshot_every = 20\n{NO_WATERMARK}");
     let mut node = Proc::start_configured(1, engine, &dir, true, &api, &raft, &config);
     let built = |api: &str| metric(api, "meta_snapshot_build_duration_seconds_count").unwrap();

@@ -9,7 +9,9 @@
 /// What the tests share: the test kit's process harness and helpers.
 mod common {
     pub(crate) use meta_testkit::procs::*;
-    pub(crate) use meta_testkit::{Rng, env_u64, free_port, runtime, seed_from_env, wait_until};
+    pub(crate) use meta_testkit::{
+        Rng, env_u64, free_addr, free_port, runtime, seed_from_env, wait_until,
+    };
 }
 
 mod bad_input;
