@@ -132,8 +132,6 @@ struct Unflushed {
     bytes: usize,
     /// When the oldest write in `batch` was applied.
     since: Option<std::time::Instant>,
-    /// Every revision up to this one is whole in the store.
-    flushed_revision: u64,
 }
 
 impl Unflushed {
@@ -156,16 +154,13 @@ impl Unflushed {
             || self.since.is_some_and(|t| t.elapsed() >= FLUSH_AFTER)
     }
 
-    /// Writes the waiting batch to `store` (buffered); the store then holds
-    /// every revision up to `revision`. On failure nothing is dropped.
-    fn flush(&mut self, store: &dyn MetadataStore, revision: u64) -> meta_store_api::Result<()> {
+    /// Writes the waiting batch to `store` (buffered): the store then holds
+    /// every revision applied. On failure nothing is dropped.
+    fn flush(&mut self, store: &dyn MetadataStore) -> meta_store_api::Result<()> {
         if !self.batch.is_empty() {
             store.batch(&self.batch, Durability::Buffered)?;
         }
-        *self = Unflushed {
-            flushed_revision: revision,
-            ..Unflushed::default()
-        };
+        *self = Unflushed::default();
         Ok(())
     }
 }
@@ -189,8 +184,7 @@ impl Shared {
                 std::io::Error::other("an apply or snapshot install of this state machine failed"),
             ));
         }
-        let revision = self.revision();
-        unflushed.flush(&*self.store, revision)?;
+        unflushed.flush(&*self.store)?;
         Ok(unflushed)
     }
 
@@ -248,10 +242,6 @@ impl StateMachine {
                 Ok((views, applied, history))
             })
             .await?;
-        let unflushed = Unflushed {
-            flushed_revision: views.revision,
-            ..Unflushed::default()
-        };
         let placeholder = spill_file(&spill_dir).map_err(|e| spill_error(&spill_dir, e))?;
         Ok(StateMachine {
             shared: Arc::new(Shared {
@@ -259,7 +249,7 @@ impl StateMachine {
                 spill_dir,
                 views: Arc::new(RwLock::new(views)),
                 applied: RwLock::new(applied),
-                commit: Mutex::new(unflushed),
+                commit: Mutex::new(Unflushed::default()),
                 failed: Default::default(),
                 write_through: Default::default(),
                 history: Arc::new(history),
@@ -529,7 +519,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .load(std::sync::atomic::Ordering::Acquire);
             if write_through || unflushed.due() {
                 unflushed
-                    .flush(&*shared.store, revision)
+                    .flush(&*shared.store)
                     .map_err(sm_err(ErrorVerb::Write))?;
             }
             *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;

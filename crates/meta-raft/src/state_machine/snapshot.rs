@@ -378,13 +378,14 @@ impl Shared {
                 meta.snapshot_id, applied.last_applied, meta.last_log_id
             )));
         }
+        // Held to the end: no apply runs during the install.
         let mut unflushed = shared.commit.lock().unwrap_or_else(PoisonError::into_inner);
         let current = shared.revision();
         // What the old state still had to write goes first: the store then
         // holds what the history's trimming saw (the reset below deletes
         // from there), and a failed install leaves the old state whole.
         unflushed
-            .flush(&*shared.store, current)
+            .flush(&*shared.store)
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
         // The changes between the current state and the snapshot's are
         // not known here: the history restarts at the snapshot.
@@ -399,7 +400,6 @@ impl Shared {
             .store
             .restore(META_PREFIX, &mut BufReader::new(&mut *file))
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, &e))?;
-        unflushed.flushed_revision = revision;
         failpoint!("sm.snapshot.install.restored");
         *shared.views.write().unwrap_or_else(PoisonError::into_inner) = views;
         *shared
