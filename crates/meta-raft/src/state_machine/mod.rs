@@ -178,7 +178,7 @@ impl Shared {
     /// views and applied state this node serves.
     fn flushed(&self) -> meta_store_api::Result<std::sync::MutexGuard<'_, Unflushed>> {
         let mut unflushed = self.commit.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.failed() {
             return Err(meta_store_api::Error::io(
                 "writing applied changes to the store",
                 std::io::Error::other("an apply or snapshot install of this state machine failed"),
@@ -186,6 +186,18 @@ impl Shared {
         }
         unflushed.flush(&*self.store)?;
         Ok(unflushed)
+    }
+
+    /// True once an apply, an install or a state-store write of a
+    /// snapshot build failed (the node is stopping).
+    fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records such a failure (see [`failed`](Self::failed)).
+    fn mark_failed(&self) {
+        self.failed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn revision(&self) -> u64 {
@@ -356,16 +368,12 @@ impl StateMachine {
     /// True once an apply or a snapshot install of this state machine
     /// failed (the node is stopping).
     pub fn failed(&self) -> bool {
-        self.shared
-            .failed
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.shared.failed()
     }
 
     /// Records that an apply or an install failed (see [`failed`](Self::failed)).
     fn mark_failed(&self) {
-        self.shared
-            .failed
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.shared.mark_failed();
     }
 
     /// The last applied log id and membership.

@@ -49,8 +49,7 @@ impl Shared {
     /// spill file leaves nothing behind.
     pub(super) fn build_snapshot(&self) -> Result<Snapshot, StorageError> {
         let store_failed = |e: meta_store_api::Error| {
-            self.failed
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.mark_failed();
             storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, &e)
         };
         let (applied, mut stream) = {
@@ -73,10 +72,7 @@ impl Shared {
             failpoint!("sm.snapshot.build.synced");
             self.store.sync().map_err(sm_err(ErrorVerb::Write))
         })();
-        synced.inspect_err(|_| {
-            self.failed
-                .store(true, std::sync::atomic::Ordering::Release)
-        })?;
+        synced.inspect_err(|_| self.mark_failed())?;
         let snap_err = |e: std::io::Error| spill_error(&self.spill_dir, e);
         let mut file = spill_file(&self.spill_dir).map_err(snap_err)?;
         {
@@ -91,10 +87,8 @@ impl Shared {
             last_log_id: applied.last_applied,
             last_membership: applied.membership,
         };
-        self.record_snapshot(&meta).inspect_err(|_| {
-            self.failed
-                .store(true, std::sync::atomic::Ordering::Release)
-        })?;
+        self.record_snapshot(&meta)
+            .inspect_err(|_| self.mark_failed())?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(tokio::fs::File::from_std(file)),
@@ -275,7 +269,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         }
         match self.try_build(true).await {
             Ok(snapshot) => Ok(snapshot),
-            Err(e) if shared.failed.load(std::sync::atomic::Ordering::Acquire) => Err(e),
+            Err(e) if shared.failed() => Err(e),
             Err(e) => {
                 tracing::warn!(
                     error = %e,
