@@ -520,7 +520,7 @@ fn put_kv(
     };
     fx.batch.put(store_key, encode(&entry));
     bind_key(views, fx, &k, lease);
-    let prev = views.kv.insert(k.clone(), Arc::new(entry.clone()));
+    let prev = views.kv_insert(k.clone(), Arc::new(entry.clone()));
     let prev = prev.map(|e| Change::Kv {
         key: k.clone(),
         entry: Some(Arc::unwrap_or_clone(e)),
@@ -544,7 +544,7 @@ fn delete_kv(
     revision: u64,
 ) -> Result<bool, Rejection> {
     let store_key = kv_key(&k)?;
-    let Some(old) = views.kv.remove(&k) else {
+    let Some(old) = views.kv_remove(&k) else {
         return Ok(false);
     };
     fx.batch.delete(store_key);

@@ -33,8 +33,14 @@ pub(crate) struct Views {
     pub(crate) api_keys: OrdMap<ApiKeyId, ApiKeyRecord>,
     pub(crate) config: OrdMap<String, String>,
     /// User keys. Entries are shared (`Arc`): a change copies a B-tree
-    /// node of pointers, not the values beside it.
+    /// node of pointers, not the values beside it. Changed only through
+    /// [`Views::kv_insert`] and [`Views::kv_remove`] (and a load), which
+    /// keep `kv_bytes`.
     pub(crate) kv: OrdMap<Vec<u8>, Arc<KvEntry>>,
+    /// The bytes of `kv`'s keys and values, kept up to date by every
+    /// change to it ([`Views::kv_insert`], [`Views::kv_remove`], a load), so
+    /// [`MetadataReader::data_bytes`] walks no map of user keys.
+    pub(crate) kv_bytes: u64,
     /// Raised space alarms, by kind and node.
     pub(crate) alarms: Arc<Vec<Alarm>>,
     /// The store's revision: +1 per applied command that changed something.
@@ -135,7 +141,35 @@ pub(crate) enum LoadError {
 /// value), `None` after the last, or why it cannot be read.
 pub(crate) type NextRecord = Result<Option<(Vec<u8>, Vec<u8>)>, LoadError>;
 
+/// The bytes of the keys and values of `kv` (a walk: for a load).
+pub(crate) fn kv_bytes_of(kv: &OrdMap<Vec<u8>, Arc<KvEntry>>) -> u64 {
+    kv.iter().map(|(k, e)| entry_bytes(k, e)).sum()
+}
+
+fn entry_bytes(key: &[u8], entry: &KvEntry) -> u64 {
+    (key.len() + entry.value.len()) as u64
+}
+
 impl Views {
+    /// Sets user key `key` to `entry`; the entry it replaced, if any.
+    pub(crate) fn kv_insert(&mut self, key: Vec<u8>, entry: Arc<KvEntry>) -> Option<Arc<KvEntry>> {
+        let (key_len, value_len) = (key.len() as u64, entry.value.len() as u64);
+        let prev = self.kv.insert(key, entry);
+        match &prev {
+            // The key is counted already: only its value changes.
+            Some(prev) => self.kv_bytes = self.kv_bytes - prev.value.len() as u64 + value_len,
+            None => self.kv_bytes += key_len + value_len,
+        }
+        prev
+    }
+
+    /// Removes user key `key`; the entry it held, if any.
+    pub(crate) fn kv_remove(&mut self, key: &[u8]) -> Option<Arc<KvEntry>> {
+        let old = self.kv.remove(key)?;
+        self.kv_bytes -= entry_bytes(key, &old);
+        Some(old)
+    }
+
     /// The cluster node key of `id`: 20 decimal digits, so keys sort by id.
     pub(crate) fn node_key(id: NodeId) -> Key {
         Key::meta(MetaNamespace::Cluster, format!("{id:020}")).expect("a 20-digit name fits")
@@ -255,6 +289,7 @@ impl Views {
         views.api_keys = api_keys.finish();
         views.config = config.finish();
         views.kv = kv.finish();
+        views.kv_bytes = kv_bytes_of(&views.kv);
         Ok((views, applied, format))
     }
 
@@ -680,7 +715,7 @@ impl MetadataReader {
     /// disk are larger (engine overhead, the Raft log, snapshots).
     pub fn data_bytes(&self) -> u64 {
         let views = self.views();
-        let kv: usize = views.kv.iter().map(|(k, e)| k.len() + e.value.len()).sum();
+        let kv = views.kv_bytes as usize;
         let config: usize = views.config.iter().map(|(k, v)| k.len() + v.len()).sum();
         let cluster: usize = views
             .cluster
@@ -817,7 +852,7 @@ mod tests {
                 version: 1,
                 value: vec![b'v'; *len],
             };
-            views.kv.insert(key.as_bytes().to_vec(), Arc::new(entry));
+            views.kv_insert(key.as_bytes().to_vec(), Arc::new(entry));
         }
         MetadataReader {
             views: Arc::new(RwLock::new(views)),

@@ -58,6 +58,14 @@ impl Model {
         });
     }
 
+    /// The bytes of every key and value (no other map is written here).
+    fn data_bytes(&self) -> u64 {
+        self.kv
+            .iter()
+            .map(|(k, e)| (k.len() + e.value.len()) as u64)
+            .sum()
+    }
+
     fn remove(&mut self, key: &[u8], revision: u64) -> bool {
         let Some(prev) = self.kv.remove(key) else {
             return false;
@@ -332,6 +340,8 @@ proptest! {
                     .into_iter()
                     .collect();
                 assert_eq!(listed, model.kv, "{engine:?}");
+                // The size is kept as keys change, not summed on demand.
+                assert_eq!(reader.data_bytes(), model.data_bytes(), "{engine:?}");
                 // The history holds every change, in order, with what it replaced.
                 let (events, _) = sm.history().read(Cursor::at(1), usize::MAX, usize::MAX, true, |_| true).unwrap();
                 let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
@@ -347,6 +357,7 @@ proptest! {
                 let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
                 assert_eq!(events, model.events, "{engine:?} history reopened");
                 assert_eq!(sm.applied().revision, model.revision);
+                assert_eq!(sm.reader().data_bytes(), model.data_bytes(), "{engine:?} reopened");
                 for (k, e) in &model.kv {
                     assert_eq!(sm.reader().entry(k).as_ref(), Some(e), "{engine:?} reopened");
                 }
