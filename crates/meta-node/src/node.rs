@@ -497,7 +497,7 @@ impl Node {
         &self,
         timeout: Duration,
     ) -> impl std::future::Future<Output = bool> + Send + 'static {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         async move {
             tokio::time::timeout(
                 timeout,
@@ -510,7 +510,7 @@ impl Node {
 
     /// Waits until this node knows a leader (itself included).
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
-        let mut metrics = self.raft.metrics();
+        let mut metrics = self.raft.server_metrics();
         let found =
             tokio::time::timeout(timeout, metrics.wait_for(|m| m.current_leader.is_some())).await;
         found.ok()?.ok()?.current_leader
@@ -521,12 +521,7 @@ impl Node {
     /// it. The node then answers every write and linearizable read with an
     /// error; the `meta-node` binary exits so that it restarts on its data.
     pub async fn stopped(&self) -> String {
-        let mut metrics = self.raft.metrics();
-        let fatal = match metrics.wait_for(|m| m.running_state.is_err()).await {
-            Ok(m) => m.running_state.as_ref().err().map(ToString::to_string),
-            Err(_) => None,
-        };
-        fatal.unwrap_or_else(|| "the Raft core stopped without reporting why".to_string())
+        crate::telemetry::raft_stopped(&self.raft).await
     }
 
     /// Stops serving, shuts Raft down and closes the stores cleanly.

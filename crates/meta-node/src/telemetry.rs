@@ -543,8 +543,14 @@ pub async fn observe(State(t): State<Arc<Telemetry>>, req: Request, next: Next) 
 /// Logs the Raft events an operator needs, once each, with their facts
 /// (and counts leader changes), until `raft` shuts down.
 pub async fn log_raft_events(raft: Raft, telemetry: Arc<Telemetry>) {
-    let mut metrics = raft.metrics();
-    let mut seen = metrics.borrow().clone();
+    // Woken when the server metrics change (vote, role, leader,
+    // membership) or the core ends, and once a second for snapshots and
+    // purges: Raft's full metrics change several times per write, and a
+    // task woken by each of them cost every write its wake-ups.
+    let mut server = raft.server_metrics();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = raft.metrics().borrow().clone();
     let me = seen.id;
     // What a restarted node remembers may be out of date: said as such.
     if let Some(leader) = seen.current_leader.filter(|l| *l != me) {
@@ -555,8 +561,13 @@ pub async fn log_raft_events(raft: Raft, telemetry: Arc<Telemetry>) {
             seen.current_term
         );
     }
-    while metrics.changed().await.is_ok() {
-        let now = metrics.borrow().clone();
+    let mut running = true;
+    while running {
+        running = tokio::select! {
+            changed = server.changed() => changed.is_ok(),
+            _ = tick.tick() => true,
+        };
+        let now = raft.metrics().borrow().clone();
         if now.current_leader != seen.current_leader {
             telemetry.leader_changes.increment(1);
             match now.current_leader {
@@ -622,6 +633,27 @@ pub async fn log_raft_events(raft: Raft, telemetry: Arc<Telemetry>) {
             tracing::error!("Raft stopped: {fatal}");
         }
         seen = now;
+    }
+}
+
+/// Waits until `raft`'s core stops and says why: a fatal error (a failed
+/// log or state-machine write, a full disk, a panic in the core) or a
+/// shutdown. Woken by the server metrics only (see [`log_raft_events`]);
+/// their channel closes when the core ends, after its last full metrics
+/// said why.
+pub async fn raft_stopped(raft: &Raft) -> String {
+    let mut server = raft.server_metrics();
+    loop {
+        if let Err(fatal) = &raft.metrics().borrow().running_state {
+            return fatal.to_string();
+        }
+        if server.changed().await.is_err() {
+            break;
+        }
+    }
+    match &raft.metrics().borrow().running_state {
+        Err(fatal) => fatal.to_string(),
+        Ok(()) => "the Raft core stopped without reporting why".to_string(),
     }
 }
 

@@ -795,7 +795,8 @@ impl TcpNetwork {
     /// known, again every 10 seconds and whenever the leader changes
     /// (until the task is aborted).
     pub async fn announce(self, raft: Raft, node: u64, engine: String) {
-        let mut metrics = raft.metrics();
+        // The server metrics change with the leader, not with every write.
+        let mut metrics = raft.server_metrics();
         loop {
             let leader = {
                 let m = raft.metrics();
