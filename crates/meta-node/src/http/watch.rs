@@ -264,7 +264,8 @@ pub enum Fanned {
         /// Its revision.
         revision: u64,
     },
-    /// The fan-out missed notices: read the history.
+    /// The fan-out missed notices (it fell behind, or it starts
+    /// listening again for a first watcher): read the history.
     Gap,
 }
 
@@ -279,6 +280,9 @@ pub enum Fanned {
 #[derive(Clone)]
 pub struct Fanout {
     tx: broadcast::Sender<Arc<Fanned>>,
+    /// Told when a watcher subscribes: the fan-out listens to the history
+    /// only while someone watches.
+    first: Arc<tokio::sync::Notify>,
     runtime: tokio::runtime::Handle,
     _stop: Arc<StopOnDrop>,
 }
@@ -310,10 +314,29 @@ impl Fanout {
                 let _ = runtime.block_on(stopped);
             })?;
         let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
-        let mut notices = history.subscribe();
-        let out = tx.clone();
+        let first = Arc::new(tokio::sync::Notify::new());
+        let (out, history, watcher_came) = (tx.clone(), history.clone(), first.clone());
         handle.spawn(async move {
+            let mut listening = None;
             loop {
+                // Nobody watches: the fan-out stops listening to the
+                // history, so an apply wakes no thread here (a wake-up on
+                // the apply path of every write otherwise).
+                if out.receiver_count() == 0 {
+                    listening = None;
+                    watcher_came.notified().await;
+                }
+                let notices = match &mut listening {
+                    Some(notices) => notices,
+                    None => {
+                        // Listening first: whatever is applied from now on
+                        // comes as a notice. The new watchers read what
+                        // came before from the history.
+                        let notices = listening.insert(history.subscribe());
+                        let _ = out.send(Arc::new(Fanned::Gap));
+                        notices
+                    }
+                };
                 let fanned = match notices.recv().await {
                     Ok(notice) => match &*notice {
                         Notice::Applied { through, events } => Fanned::Applied {
@@ -339,6 +362,7 @@ impl Fanout {
         });
         Ok(Fanout {
             tx,
+            first,
             runtime: handle,
             _stop: Arc::new(StopOnDrop(Some(stop))),
         })
@@ -350,7 +374,9 @@ impl Fanout {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Fanned>> {
-        self.tx.subscribe()
+        let notices = self.tx.subscribe();
+        self.first.notify_one();
+        notices
     }
 }
 
