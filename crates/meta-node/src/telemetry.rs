@@ -567,7 +567,18 @@ pub async fn log_raft_events(raft: Raft, telemetry: Arc<Telemetry>) {
             changed = server.changed() => changed.is_ok(),
             _ = tick.tick() => true,
         };
-        let now = raft.metrics().borrow().clone();
+        let mut now = raft.metrics().borrow().clone();
+        // Leader, term, role and membership as the server metrics that
+        // woke this task say: openraft sends the full metrics after them,
+        // so these may not show the change yet.
+        {
+            let server = server.borrow_and_update();
+            now.current_leader = server.current_leader;
+            now.current_term = server.vote.leader_id().get_term();
+            now.vote = server.vote;
+            now.state = server.state;
+            now.membership_config = server.membership_config.clone();
+        }
         if now.current_leader != seen.current_leader {
             telemetry.leader_changes.increment(1);
             match now.current_leader {

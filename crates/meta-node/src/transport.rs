@@ -798,12 +798,14 @@ impl TcpNetwork {
         // The server metrics change with the leader, not with every write.
         let mut metrics = raft.server_metrics();
         loop {
-            let leader = {
-                let m = raft.metrics();
-                let m = m.borrow();
-                m.current_leader
-                    .filter(|l| *l != node)
-                    .and_then(|l| Some((l, m.membership_config.membership().get_node(&l)?.clone())))
+            // The leader and its address from the same value as `known`
+            // below: the full metrics are sent after the server metrics.
+            let (known, leader) = {
+                let m = metrics.borrow_and_update();
+                let leader = m.current_leader.filter(|l| *l != node).and_then(|l| {
+                    Some((l, m.membership_config.membership().get_node(&l)?.clone()))
+                });
+                (m.current_leader, leader)
             };
             if let Some((leader, addr)) = leader {
                 let connection = self.clone().new_client(leader, &addr).await;
@@ -816,7 +818,6 @@ impl TcpNetwork {
                     .call(request, &RPCOption::new(Duration::from_secs(5)))
                     .await;
             }
-            let known = metrics.borrow_and_update().current_leader;
             let changed = tokio::time::timeout(
                 Duration::from_secs(10),
                 metrics.wait_for(|m| m.current_leader != known),
