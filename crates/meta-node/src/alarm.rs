@@ -1,4 +1,5 @@
-//! The space alarm's watchers: every node checks, once a second, the data
+//! The space alarm's watchers: every node checks, once a second (ten times a
+//! second while its disk has less than twice its watermark free), the data
 //! against the quota (the leader acts on it) and its own disk against the
 //! free-space watermark, and raises or clears the replicated alarm.
 //!
@@ -20,6 +21,11 @@ use crate::transport::TcpNetwork;
 
 /// How often the watchers look.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How often they look while the disk has less than twice its watermark
+/// free: a burst of writes, a memtable flush or a snapshot must not take
+/// the disk from above its watermark to full between two looks.
+pub const CHECK_NEAR_WATERMARK: Duration = Duration::from_millis(100);
 
 /// What the watchers need.
 pub struct Watch {
@@ -117,28 +123,42 @@ pub fn decide(
     changes
 }
 
+/// Whether `free` bytes are less than twice the `watermark` (0: none).
+fn near_watermark(free: u64, watermark: u64) -> bool {
+    watermark > 0 && free < watermark.saturating_mul(2)
+}
+
 impl Watch {
     /// Checks forever (until the task is aborted).
     pub async fn run(self) {
         let mut last_error = String::new();
+        let mut next = CHECK_EVERY;
         loop {
-            tokio::time::sleep(CHECK_EVERY).await;
-            if let Err(e) = self.check().await {
+            tokio::time::sleep(next).await;
+            next = CHECK_EVERY;
+            match self.check().await {
                 // Said once, not every second.
-                if e != last_error {
+                Err(e) if e != last_error => {
                     tracing::warn!("space alarm: {e}");
                     last_error = e;
                 }
-            } else {
-                last_error.clear();
+                Err(_) => {}
+                Ok(free) => {
+                    last_error.clear();
+                    if free.is_some_and(|free| near_watermark(free, self.min_free_disk_bytes)) {
+                        next = CHECK_NEAR_WATERMARK;
+                    }
+                }
             }
         }
     }
 
-    async fn check(&self) -> Result<(), String> {
+    /// One look; the disk's free bytes, if it was measured (not without a
+    /// leader).
+    async fn check(&self) -> Result<Option<u64>, String> {
         let m = self.raft.metrics().borrow().clone();
         let Some(leader) = m.current_leader else {
-            return Ok(());
+            return Ok(None);
         };
         let leading = leader == self.node_id;
         let alarms = self.reader.alarms();
@@ -148,7 +168,8 @@ impl Watch {
             .nodes()
             .map(|(id, _)| *id)
             .collect();
-        // A walk over every key: off the async workers.
+        // Walks the small maps (config, cluster, keys; the user keys'
+        // size is kept as they change): off the async workers.
         let used = if leading {
             let reader = self.reader.clone();
             tokio::task::spawn_blocking(move || reader.data_bytes())
@@ -223,13 +244,22 @@ impl Watch {
                     .map_err(|e| format!("telling the leader (node {leader}): {e}"))?;
             }
         }
-        Ok(())
+        Ok(free)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_is_looked_at_more_often_under_twice_its_watermark() {
+        assert!(near_watermark(7 << 20, 4 << 20));
+        assert!(near_watermark(0, 4 << 20));
+        assert!(!near_watermark(8 << 20, 4 << 20));
+        assert!(!near_watermark(0, 0), "no watermark, no hurry");
+        assert!(near_watermark(u64::MAX - 1, u64::MAX), "no overflow");
+    }
 
     fn alarm(kind: AlarmKind, node: u64) -> Alarm {
         Alarm {
