@@ -142,7 +142,7 @@ pub(crate) enum LoadError {
 pub(crate) type NextRecord = Result<Option<(Vec<u8>, Vec<u8>)>, LoadError>;
 
 /// The bytes of the keys and values of `kv` (a walk: for a load).
-pub(crate) fn kv_bytes_of(kv: &OrdMap<Vec<u8>, Arc<KvEntry>>) -> u64 {
+fn kv_bytes_of(kv: &OrdMap<Vec<u8>, Arc<KvEntry>>) -> u64 {
     kv.iter().map(|(k, e)| entry_bytes(k, e)).sum()
 }
 
